@@ -1,0 +1,89 @@
+//! Lease of a registered replica: alive while heartbeats keep arriving within the TTL.
+
+use std::time::{Duration, Instant};
+
+/// A replica's lease. Static replicas (from the config file) hold a lease that never expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    ttl: Option<Duration>,
+    renewed_at: Instant,
+}
+
+impl Lease {
+    /// A lease that expires `ttl` after its last renewal.
+    pub fn new(ttl: Duration, now: Instant) -> Self {
+        Lease {
+            ttl: Some(ttl),
+            renewed_at: now,
+        }
+    }
+
+    /// A lease that never expires (static replicas).
+    pub fn permanent(now: Instant) -> Self {
+        Lease {
+            ttl: None,
+            renewed_at: now,
+        }
+    }
+
+    /// Renews the lease from `now` (a heartbeat or a re-registration).
+    pub fn renew(&mut self, now: Instant) {
+        self.renewed_at = self.renewed_at.max(now);
+    }
+
+    /// Whether the lease has run out at `now`.
+    pub fn is_expired(&self, now: Instant) -> bool {
+        match self.ttl {
+            Some(ttl) => now.saturating_duration_since(self.renewed_at) >= ttl,
+            None => false,
+        }
+    }
+
+    /// Time since the last renewal.
+    pub fn age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.renewed_at)
+    }
+
+    /// Whether this lease can expire at all.
+    pub fn expires(&self) -> bool {
+        self.ttl.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(15);
+
+    #[test]
+    fn expires_exactly_at_ttl_after_last_renewal() {
+        let t0 = Instant::now();
+        let mut lease = Lease::new(TTL, t0);
+        // t=14.999s alive; heartbeat at t=10s pushes expiry to t=25s.
+        assert!(!lease.is_expired(t0 + Duration::from_millis(14_999)));
+        lease.renew(t0 + Duration::from_secs(10));
+        assert!(!lease.is_expired(t0 + Duration::from_millis(24_999)));
+        assert!(lease.is_expired(t0 + Duration::from_secs(25)));
+        assert_eq!(
+            lease.age(t0 + Duration::from_secs(12)),
+            Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn a_late_renewal_never_moves_the_lease_backwards() {
+        let t0 = Instant::now();
+        let mut lease = Lease::new(TTL, t0 + Duration::from_secs(5));
+        lease.renew(t0);
+        assert!(!lease.is_expired(t0 + Duration::from_millis(19_999)));
+    }
+
+    #[test]
+    fn permanent_lease_never_expires() {
+        let t0 = Instant::now();
+        let lease = Lease::permanent(t0);
+        assert!(!lease.is_expired(t0 + Duration::from_secs(86_400 * 365)));
+        assert!(!lease.expires());
+    }
+}

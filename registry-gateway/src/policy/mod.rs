@@ -1,0 +1,18 @@
+//! Pure failure policy: outcome classification, breaker, lease, eviction, selection and retry decisions.
+//!
+//! Nothing here does IO or reads a clock: every decision takes `now` and the facts it needs, so unit tests
+//! drive exact sequences. The proxy (IO) produces [`Outcome`]s; the registry feeds them to these types.
+
+pub mod breaker;
+pub mod eviction;
+pub mod lease;
+pub mod outcome;
+pub mod retry;
+pub mod selection;
+
+pub use breaker::{Admission, Breaker, BreakerConfig, BreakerState, Transition};
+pub use eviction::{EvictionPolicy, EvictionReason};
+pub use lease::Lease;
+pub use outcome::{FailureCause, Outcome};
+pub use retry::{BodyReplay, RetryDecision, RetryPolicy};
+pub use selection::RoundRobin;

@@ -1,0 +1,94 @@
+//! One classification per proxied attempt, read by the breaker, the retry logic and the counters.
+
+use std::fmt;
+
+/// What one attempt against one replica came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The replica answered with something that is not its fault (2xx, 3xx, 4xx, 501, 505).
+    Success,
+    /// The replica failed this attempt.
+    Failure(FailureCause),
+}
+
+/// Why an attempt counts against a replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureCause {
+    /// The TCP connection could not be opened (refused, unreachable).
+    Connect,
+    /// The TCP connection did not open within `upstream.connect_timeout`.
+    ConnectTimeout,
+    /// No response head within `upstream.request_timeout`.
+    Timeout,
+    /// The connection broke after it was opened (reset, closed early, protocol error).
+    Transport,
+    /// The replica answered with a 5xx status that signals a server fault.
+    Status(u16),
+}
+
+impl Outcome {
+    /// Classifies an upstream HTTP response status.
+    ///
+    /// 5xx is the replica's fault, except 501 (method not implemented) and 505 (HTTP version not
+    /// supported), which describe the request, not the replica's health.
+    pub fn from_http_status(status: u16) -> Self {
+        match status {
+            501 | 505 => Outcome::Success,
+            500..=599 => Outcome::Failure(FailureCause::Status(status)),
+            _ => Outcome::Success,
+        }
+    }
+
+    /// Whether this outcome counts against the replica.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Outcome::Failure(_))
+    }
+}
+
+impl FailureCause {
+    /// Whether the request certainly never reached the replica (so its body was not consumed).
+    pub fn before_request_sent(&self) -> bool {
+        matches!(self, FailureCause::Connect | FailureCause::ConnectTimeout)
+    }
+}
+
+impl fmt::Display for FailureCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailureCause::Connect => f.write_str("connect failed"),
+            FailureCause::ConnectTimeout => f.write_str("connect timeout"),
+            FailureCause::Timeout => f.write_str("response timeout"),
+            FailureCause::Transport => f.write_str("connection broken"),
+            FailureCause::Status(s) => write!(f, "upstream status {s}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_statuses() {
+        // 2xx, 3xx and 4xx are the client's business; 5xx but 501/505 are the replica's fault.
+        for s in [200, 204, 301, 304, 400, 404, 429, 501, 505] {
+            assert_eq!(Outcome::from_http_status(s), Outcome::Success, "{s}");
+        }
+        for s in [500, 502, 503, 504, 599] {
+            assert_eq!(
+                Outcome::from_http_status(s),
+                Outcome::Failure(FailureCause::Status(s)),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_connect_failures_are_before_send() {
+        assert!(FailureCause::Connect.before_request_sent());
+        assert!(FailureCause::ConnectTimeout.before_request_sent());
+        assert!(!FailureCause::Timeout.before_request_sent());
+        assert!(!FailureCause::Transport.before_request_sent());
+        assert!(!FailureCause::Status(503).before_request_sent());
+    }
+}

@@ -1,0 +1,154 @@
+//! Replica addresses: `http://host:port`, validated once at registration.
+
+use std::fmt;
+
+/// A validated replica address: `http` scheme, a host, an explicit port, nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReplicaAddress {
+    /// `http://host:port`, normalised (lowercase host, no trailing slash): the replica's identity.
+    url: String,
+    /// `host:port` as sent in `Host` and used to connect.
+    authority: String,
+}
+
+/// Why an address was refused. The message is shown to the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidAddress {
+    /// Not a URL at all.
+    #[error("address is not a valid URL: {0}")]
+    NotAUrl(String),
+    /// `https://`: the gateway does not speak TLS to upstreams yet.
+    #[error("https addresses are not supported yet: the gateway does not speak TLS to upstreams; register an http:// address")]
+    Https,
+    /// Any scheme other than http.
+    #[error("address scheme must be http, not '{0}'")]
+    Scheme(String),
+    /// No host.
+    #[error("address must have a host")]
+    NoHost,
+    /// No explicit port.
+    #[error("address must have an explicit port, as in http://10.0.0.5:8080")]
+    NoPort,
+    /// `user:pass@`.
+    #[error("address must not contain user info")]
+    UserInfo,
+    /// `#fragment`.
+    #[error("address must not contain a fragment")]
+    Fragment,
+    /// A path or query: the gateway forwards the client's own path.
+    #[error("address must not have a path or query: requests keep the client's path")]
+    Path,
+}
+
+impl ReplicaAddress {
+    /// Validates and normalises `s`.
+    pub fn parse(s: &str) -> Result<Self, InvalidAddress> {
+        let url = url::Url::parse(s.trim()).map_err(|e| InvalidAddress::NotAUrl(e.to_string()))?;
+        match url.scheme() {
+            "http" => {}
+            "https" => return Err(InvalidAddress::Https),
+            other => return Err(InvalidAddress::Scheme(other.to_owned())),
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(InvalidAddress::UserInfo);
+        }
+        if url.fragment().is_some() {
+            return Err(InvalidAddress::Fragment);
+        }
+        if url.path() != "/" || url.query().is_some() {
+            return Err(InvalidAddress::Path);
+        }
+        let host = match url.host() {
+            Some(h) => h.to_string(),
+            None => return Err(InvalidAddress::NoHost),
+        };
+        if host.is_empty() {
+            return Err(InvalidAddress::NoHost);
+        }
+        // `Url` drops a port equal to the scheme's default; insist it was written.
+        let port = match url.port() {
+            Some(p) => p,
+            None if has_explicit_port(s) => 80,
+            None => return Err(InvalidAddress::NoPort),
+        };
+        let authority = format!("{host}:{port}");
+        Ok(ReplicaAddress {
+            url: format!("http://{authority}"),
+            authority,
+        })
+    }
+
+    /// `http://host:port`.
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+
+    /// `host:port`.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+}
+
+fn has_explicit_port(s: &str) -> bool {
+    let rest = s.trim().split_once("://").map_or(s, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    host_port.rsplit_once(':').is_some_and(|(h, p)| {
+        !p.is_empty() && !h.ends_with(':') && p.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+impl fmt::Display for ReplicaAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_valid_addresses() {
+        let a = ReplicaAddress::parse("http://127.0.0.1:9001").unwrap();
+        assert_eq!(a.as_str(), "http://127.0.0.1:9001");
+        assert_eq!(a.authority(), "127.0.0.1:9001");
+        assert_eq!(
+            ReplicaAddress::parse("HTTP://Orders.Local:80/")
+                .unwrap()
+                .as_str(),
+            "http://orders.local:80"
+        );
+        assert_eq!(
+            ReplicaAddress::parse("http://[::1]:9001")
+                .unwrap()
+                .authority(),
+            "[::1]:9001"
+        );
+    }
+
+    #[test]
+    fn refuses_everything_else() {
+        use InvalidAddress::*;
+        let cases: &[(&str, InvalidAddress)] = &[
+            ("https://127.0.0.1:9001", Https),
+            ("ftp://127.0.0.1:21", Scheme("ftp".into())),
+            ("http://127.0.0.1", NoPort),
+            ("http://u:p@127.0.0.1:9001", UserInfo),
+            ("http://127.0.0.1:9001/#x", Fragment),
+            ("http://127.0.0.1:9001/api", Path),
+            ("http://127.0.0.1:9001/?a=1", Path),
+        ];
+        for (input, want) in cases {
+            assert_eq!(&ReplicaAddress::parse(input).unwrap_err(), want, "{input}");
+        }
+        assert!(matches!(
+            ReplicaAddress::parse("not a url"),
+            Err(NotAUrl(_))
+        ));
+        assert!(matches!(
+            ReplicaAddress::parse("http://:9001"),
+            Err(NotAUrl(_) | NoHost)
+        ));
+    }
+}

@@ -1,0 +1,436 @@
+//! The registry model: services, their replicas, leases, and the rules that add and remove them.
+//!
+//! The registry owns the state; [`crate::policy`] makes the decisions. It is shared by the admin API
+//! (registrations, heartbeats) and the proxy (selection, outcomes) and never does IO.
+
+mod address;
+mod name;
+mod replica;
+mod service;
+
+pub use address::{InvalidAddress, ReplicaAddress};
+pub use name::{InvalidName, ServiceName, RESERVED_NAMES};
+pub use replica::{History, Metadata, Origin, Replica, ReplicaView};
+pub use service::Service;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use uuid::Uuid;
+
+use crate::policy::{
+    Admission, Breaker, BreakerConfig, EvictionPolicy, EvictionReason, Lease, Outcome, Transition,
+};
+use replica::ReplicaState;
+
+/// The registry's timing and thresholds.
+#[derive(Debug, Clone, Copy)]
+pub struct RegistryPolicy {
+    /// Breaker thresholds.
+    pub breaker: BreakerConfig,
+    /// Eviction thresholds.
+    pub eviction: EvictionPolicy,
+    /// Lease time-to-live.
+    pub lease_ttl: Duration,
+    /// Heartbeat interval told to registering replicas.
+    pub heartbeat_interval: Duration,
+    /// How long a replica evicted for failures is remembered, so that it returns on probation.
+    pub probation_memory: Duration,
+}
+
+/// What `POST /register` asks for, validated.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// Service name.
+    pub service: ServiceName,
+    /// Replica address.
+    pub address: ReplicaAddress,
+    /// Labels.
+    pub metadata: Metadata,
+}
+
+/// Result of a registration.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    /// The replica (new, or the existing one renewed).
+    pub replica: Arc<Replica>,
+    /// False when the same service+address was already registered (the lease was renewed).
+    pub created: bool,
+    /// True when it came back on probation after an eviction for failures.
+    pub on_probation: bool,
+}
+
+/// A replica picked for one attempt.
+#[derive(Debug, Clone)]
+pub struct Pick {
+    /// The replica.
+    pub replica: Arc<Replica>,
+    /// Whether this attempt is its half-open probe.
+    pub probe: bool,
+}
+
+/// Why the registry refused an operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// No such service.
+    #[error("unknown service '{0}'")]
+    UnknownService(String),
+    /// No such replica in that service.
+    #[error("replica {id} is not registered in service '{service}'")]
+    UnknownReplica {
+        /// Service name.
+        service: String,
+        /// Replica id.
+        id: String,
+    },
+    /// Static replicas come from the config file and cannot be deregistered.
+    #[error("replica {0} is configured statically and cannot be deregistered")]
+    StaticReplica(String),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Tombstone {
+    history: History,
+    evicted_at: Instant,
+}
+
+/// The in-process registry.
+#[derive(Debug)]
+pub struct Registry {
+    services: DashMap<ServiceName, Arc<Service>>,
+    tombstones: Mutex<HashMap<(ServiceName, ReplicaAddress), Tombstone>>,
+    policy: RegistryPolicy,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new(policy: RegistryPolicy) -> Self {
+        Registry {
+            services: DashMap::new(),
+            tombstones: Mutex::new(HashMap::new()),
+            policy,
+        }
+    }
+
+    /// Its policy.
+    pub fn policy(&self) -> &RegistryPolicy {
+        &self.policy
+    }
+
+    fn service_entry(&self, name: &ServiceName) -> Arc<Service> {
+        self.services
+            .entry(name.clone())
+            .or_insert_with(|| Arc::new(Service::new(name.clone())))
+            .clone()
+    }
+
+    /// Looks a service up by name (`None` when never registered nor configured).
+    pub fn service(&self, name: &str) -> Option<Arc<Service>> {
+        self.services.get(name).map(|s| Arc::clone(s.value()))
+    }
+
+    /// All services, sorted by name.
+    pub fn services(&self) -> Vec<Arc<Service>> {
+        let mut all: Vec<_> = self
+            .services
+            .iter()
+            .map(|e| Arc::clone(e.value()))
+            .collect();
+        all.sort_by(|a, b| a.name().cmp(b.name()));
+        all
+    }
+
+    /// Adds a static replica from the config file.
+    pub fn add_static(
+        &self,
+        service: ServiceName,
+        address: ReplicaAddress,
+        now: Instant,
+    ) -> Arc<Replica> {
+        let svc = self.service_entry(&service);
+        svc.update(|list| {
+            if let Some(r) = list.iter().find(|r| r.address() == &address) {
+                return Arc::clone(r);
+            }
+            let state = ReplicaState {
+                breaker: Breaker::default(),
+                lease: Lease::permanent(now),
+                metadata: Metadata::new(),
+                last_failure: None,
+            };
+            let r = Arc::new(Replica::new(
+                service,
+                address,
+                Origin::Static,
+                state,
+                History::default(),
+            ));
+            list.push(Arc::clone(&r));
+            r
+        })
+    }
+
+    /// Registers a replica, or renews it when the same service+address is already there (same id).
+    pub fn register(&self, reg: Registration, now: Instant) -> Registered {
+        let svc = self.service_entry(&reg.service);
+        let result = svc.update(|list| {
+            if let Some(r) = list.iter().find(|r| r.address() == &reg.address) {
+                let mut st = r.lock();
+                st.lease.renew(now);
+                st.metadata = reg.metadata.clone();
+                drop(st);
+                return Registered {
+                    replica: Arc::clone(r),
+                    created: false,
+                    on_probation: false,
+                };
+            }
+            let key = (reg.service.clone(), reg.address.clone());
+            let tomb = self.tombstones_lock().remove(&key);
+            let tomb = tomb.filter(|t| {
+                now.saturating_duration_since(t.evicted_at) < self.policy.probation_memory
+            });
+            let (breaker, history) = match tomb {
+                Some(t) => (
+                    Breaker::on_probation(
+                        t.history.consecutive_failures,
+                        now,
+                        &self.policy.breaker,
+                    ),
+                    t.history,
+                ),
+                None => (Breaker::default(), History::default()),
+            };
+            let state = ReplicaState {
+                breaker,
+                lease: Lease::new(self.policy.lease_ttl, now),
+                metadata: reg.metadata.clone(),
+                last_failure: None,
+            };
+            let r = Arc::new(Replica::new(
+                reg.service.clone(),
+                reg.address.clone(),
+                Origin::Registered,
+                state,
+                history,
+            ));
+            list.push(Arc::clone(&r));
+            Registered {
+                replica: r,
+                created: true,
+                on_probation: tomb.is_some(),
+            }
+        });
+        if result.on_probation {
+            tracing::warn!(
+                service = %reg.service, replica = %reg.address,
+                "[CIRCUIT] {} OPEN (re-registered after eviction: on probation until a probe succeeds)",
+                reg.address
+            );
+        } else if result.created {
+            tracing::info!(service = %reg.service, replica = %reg.address, id = %result.replica.id(), "registered");
+        }
+        result
+    }
+
+    fn find(&self, service: &str, id: &str) -> Result<(Arc<Service>, Arc<Replica>), RegistryError> {
+        let unknown = || RegistryError::UnknownReplica {
+            service: service.to_owned(),
+            id: id.to_owned(),
+        };
+        let svc = self.service(service).ok_or_else(unknown)?;
+        let id = Uuid::parse_str(id).map_err(|_| unknown())?;
+        let replica = svc
+            .replicas()
+            .iter()
+            .find(|r| r.id() == id)
+            .cloned()
+            .ok_or_else(unknown)?;
+        Ok((svc, replica))
+    }
+
+    /// Renews a replica's lease.
+    pub fn heartbeat(
+        &self,
+        service: &str,
+        id: &str,
+        now: Instant,
+    ) -> Result<Arc<Replica>, RegistryError> {
+        let (_, replica) = self.find(service, id)?;
+        replica.lock().lease.renew(now);
+        Ok(replica)
+    }
+
+    /// Removes a registered replica at its own request.
+    pub fn deregister(
+        &self,
+        service: &str,
+        id: &str,
+        now: Instant,
+    ) -> Result<Arc<Replica>, RegistryError> {
+        let (svc, replica) = self.find(service, id)?;
+        if replica.origin() == Origin::Static {
+            return Err(RegistryError::StaticReplica(id.to_owned()));
+        }
+        self.remove(&svc, &replica, EvictionReason::Deregistered, now);
+        Ok(replica)
+    }
+
+    fn remove(
+        &self,
+        svc: &Service,
+        replica: &Arc<Replica>,
+        reason: EvictionReason,
+        now: Instant,
+    ) -> bool {
+        let removed = svc.update(|list| {
+            let before = list.len();
+            list.retain(|r| !Arc::ptr_eq(r, replica));
+            before != list.len()
+        });
+        if !removed {
+            return false;
+        }
+        replica.mark_removed();
+        match reason {
+            EvictionReason::Deregistered => {
+                tracing::info!(service = %svc.name(), replica = %replica.address(), "deregistered");
+            }
+            EvictionReason::Failures(_) => {
+                let tomb = Tombstone {
+                    history: replica.history(),
+                    evicted_at: now,
+                };
+                self.tombstones_lock()
+                    .insert((svc.name().clone(), replica.address().clone()), tomb);
+                tracing::warn!(service = %svc.name(), replica = %replica.address(), reason = %reason,
+                    "[EVICT] {} from {} ({reason})", replica.address(), svc.name());
+            }
+            EvictionReason::LeaseExpired(_) => {
+                tracing::warn!(service = %svc.name(), replica = %replica.address(), reason = %reason,
+                    "[EVICT] {} from {} ({reason})", replica.address(), svc.name());
+            }
+        }
+        true
+    }
+
+    fn tombstones_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(ServiceName, ReplicaAddress), Tombstone>> {
+        self.tombstones.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Picks a replica of `svc` for one attempt at `now`, skipping those in `tried`.
+    pub fn pick(&self, svc: &Service, tried: &[Uuid], now: Instant) -> Option<Pick> {
+        let replicas = svc.replicas();
+        let cfg = &self.policy.breaker;
+        // A concurrent request may claim a half-open probe between the check and the claim: try again.
+        for _ in 0..replicas.len().max(1) {
+            let i = svc.rr.pick(replicas.len(), |i| {
+                let r = &replicas[i];
+                !tried.contains(&r.id()) && r.lock().breaker.can_admit(now, cfg)
+            })?;
+            let r = &replicas[i];
+            let admission = r.lock().breaker.try_admit(now, cfg);
+            if let Admission::Admitted { probe, transition } = admission {
+                if let Some(t) = transition {
+                    log_transition(r, t);
+                }
+                return Some(Pick {
+                    replica: Arc::clone(r),
+                    probe,
+                });
+            }
+        }
+        None
+    }
+
+    /// Whether `svc` has any replica that could take a request at `now`.
+    pub fn has_admitting(&self, svc: &Service, now: Instant) -> bool {
+        svc.replicas()
+            .iter()
+            .any(|r| r.lock().breaker.can_admit(now, &self.policy.breaker))
+    }
+
+    /// Records the outcome of one attempt: counters, breaker, and eviction when the threshold is reached.
+    pub fn record(&self, pick: &Pick, outcome: Outcome, now: Instant) {
+        let r = &pick.replica;
+        let failed = outcome.is_failure();
+        r.count_attempt(failed);
+        if r.is_removed() {
+            return;
+        }
+        let (transition, consecutive) = {
+            let mut st = r.lock();
+            if let Outcome::Failure(cause) = outcome {
+                st.last_failure = Some(cause);
+            }
+            let t = st.breaker.record(failed, now, &self.policy.breaker);
+            (t, st.breaker.consecutive_failures())
+        };
+        if let Some(t) = transition {
+            log_transition(r, t);
+        }
+        if failed && r.origin() == Origin::Registered {
+            if let Some(reason) = self.policy.eviction.on_failures(consecutive) {
+                if let Some(svc) = self.service(r.service().as_str()) {
+                    self.remove(&svc, r, reason, now);
+                }
+            }
+        }
+    }
+
+    /// Gives back a half-open probe whose request ended without an outcome.
+    pub fn abandon(&self, pick: &Pick) {
+        if pick.probe {
+            pick.replica.lock().breaker.release_probe();
+        }
+    }
+
+    /// Removes every registered replica whose lease ran out at `now`, and forgets old tombstones.
+    /// Returns how many replicas were removed.
+    pub fn sweep(&self, now: Instant) -> usize {
+        let mut removed = 0;
+        for svc in self.services() {
+            for r in svc.replicas().iter() {
+                let expired = {
+                    let st = r.lock();
+                    st.lease.is_expired(now).then(|| st.lease.age(now))
+                };
+                if let Some(age) = expired {
+                    if self.remove(&svc, r, EvictionReason::LeaseExpired(age), now) {
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        let memory = self.policy.probation_memory;
+        self.tombstones_lock()
+            .retain(|_, t| now.saturating_duration_since(t.evicted_at) < memory);
+        removed
+    }
+}
+
+fn log_transition(r: &Replica, t: Transition) {
+    let addr = r.address();
+    let svc = r.service();
+    match t {
+        Transition::Opened => {
+            tracing::warn!(service = %svc, replica = %addr, "[CIRCUIT] {addr} OPEN (threshold reached)")
+        }
+        Transition::Reopened => {
+            tracing::warn!(service = %svc, replica = %addr, "[CIRCUIT] {addr} OPEN (half-open probe failed)")
+        }
+        Transition::HalfOpened => {
+            tracing::info!(service = %svc, replica = %addr, "[CIRCUIT] {addr} HALF-OPEN (probing)")
+        }
+        Transition::Closed => {
+            tracing::info!(service = %svc, replica = %addr, "[CIRCUIT] {addr} CLOSED (probe succeeded)")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,180 @@
+//! One replica of a service: identity, lease, breaker and counters.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Instant, SystemTime};
+
+use uuid::Uuid;
+
+use super::{ReplicaAddress, ServiceName};
+use crate::policy::{Breaker, BreakerState, FailureCause, Lease};
+
+/// How a replica got into the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// `POST /register`: held by a lease, evicted by failures.
+    Registered,
+    /// The config file's `services:`: never expires, never evicted, still breaker-protected.
+    Static,
+}
+
+/// Free-form labels a replica registers with (version, zone, ...).
+pub type Metadata = BTreeMap<String, String>;
+
+/// The mutable part of a replica, behind one short-lived lock.
+#[derive(Debug, Clone)]
+pub(crate) struct ReplicaState {
+    pub(crate) breaker: Breaker,
+    pub(crate) lease: Lease,
+    pub(crate) metadata: Metadata,
+    pub(crate) last_failure: Option<FailureCause>,
+}
+
+/// A live replica of a service.
+#[derive(Debug)]
+pub struct Replica {
+    id: Uuid,
+    service: ServiceName,
+    address: ReplicaAddress,
+    origin: Origin,
+    registered_at: SystemTime,
+    state: Mutex<ReplicaState>,
+    requests: AtomicU64,
+    failures: AtomicU64,
+    removed: AtomicBool,
+}
+
+/// A point-in-time view of a replica, for `GET /registry`.
+#[derive(Debug, Clone)]
+pub struct ReplicaView {
+    /// Registration id.
+    pub id: Uuid,
+    /// `http://host:port`.
+    pub address: String,
+    /// Registered or static.
+    pub origin: Origin,
+    /// Breaker state.
+    pub state: BreakerState,
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+    /// Attempts sent to this replica.
+    pub requests: u64,
+    /// Attempts that failed.
+    pub failures: u64,
+    /// Cause of the most recent failure.
+    pub last_failure: Option<String>,
+    /// Milliseconds since the last heartbeat (or registration).
+    pub last_heartbeat_ms_ago: u64,
+    /// Whether a lease holds this replica (false for static replicas).
+    pub leased: bool,
+    /// Wall-clock registration time, milliseconds since the Unix epoch.
+    pub registered_at_unix_ms: u64,
+    /// Labels.
+    pub metadata: Metadata,
+}
+
+/// Counters carried over when an evicted replica registers again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct History {
+    /// Consecutive failures at eviction.
+    pub consecutive_failures: u32,
+    /// Lifetime attempts.
+    pub requests: u64,
+    /// Lifetime failures.
+    pub failures: u64,
+}
+
+impl Replica {
+    pub(crate) fn new(
+        service: ServiceName,
+        address: ReplicaAddress,
+        origin: Origin,
+        state: ReplicaState,
+        history: History,
+    ) -> Self {
+        Replica {
+            id: Uuid::new_v4(),
+            service,
+            address,
+            origin,
+            registered_at: SystemTime::now(),
+            state: Mutex::new(state),
+            requests: AtomicU64::new(history.requests),
+            failures: AtomicU64::new(history.failures),
+            removed: AtomicBool::new(false),
+        }
+    }
+
+    /// Registration id.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// The service it serves.
+    pub fn service(&self) -> &ServiceName {
+        &self.service
+    }
+
+    /// Its address.
+    pub fn address(&self) -> &ReplicaAddress {
+        &self.address
+    }
+
+    /// Registered or static.
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+
+    /// Whether it has left the registry (late outcomes of in-flight requests are then ignored).
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn mark_removed(&self) {
+        self.removed.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, ReplicaState> {
+        // A panic while holding this lock cannot leave the plain data inconsistent: keep serving.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn count_attempt(&self, failed: bool) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if failed {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn history(&self) -> History {
+        History {
+            consecutive_failures: self.lock().breaker.consecutive_failures(),
+            requests: self.requests.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A consistent view of the replica at `now`.
+    pub fn view(&self, now: Instant) -> ReplicaView {
+        let st = self.lock();
+        ReplicaView {
+            id: self.id,
+            address: self.address.to_string(),
+            origin: self.origin,
+            state: st.breaker.state(now),
+            consecutive_failures: st.breaker.consecutive_failures(),
+            requests: self.requests.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            last_failure: st.last_failure.map(|c| c.to_string()),
+            last_heartbeat_ms_ago: st.lease.age(now).as_millis() as u64,
+            leased: st.lease.expires(),
+            registered_at_unix_ms: self
+                .registered_at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            metadata: st.metadata.clone(),
+        }
+    }
+}

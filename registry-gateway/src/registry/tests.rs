@@ -1,0 +1,194 @@
+//! Registry behaviour driven by an explicit clock.
+
+use super::*;
+use crate::policy::{BreakerState, FailureCause};
+
+fn policy() -> RegistryPolicy {
+    RegistryPolicy {
+        breaker: BreakerConfig {
+            failure_threshold: 3,
+            open_timeout: Duration::from_secs(10),
+            probe_timeout: Duration::from_secs(30),
+        },
+        eviction: EvictionPolicy {
+            failure_threshold: 5,
+        },
+        lease_ttl: Duration::from_secs(15),
+        heartbeat_interval: Duration::from_secs(5),
+        probation_memory: Duration::from_secs(600),
+    }
+}
+
+fn reg(service: &str, port: u16) -> Registration {
+    Registration {
+        service: ServiceName::parse(service).unwrap(),
+        address: ReplicaAddress::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
+        metadata: Metadata::new(),
+    }
+}
+
+const FAIL: Outcome = Outcome::Failure(FailureCause::Connect);
+
+fn at(t0: Instant, ms: u64) -> Instant {
+    t0 + Duration::from_millis(ms)
+}
+
+#[test]
+fn re_registration_is_idempotent() {
+    let t0 = Instant::now();
+    let r = Registry::new(policy());
+    let first = r.register(reg("orders", 9001), t0);
+    let again = r.register(reg("orders", 9001), at(t0, 10_000));
+    assert!(first.created);
+    assert!(!again.created);
+    assert_eq!(first.replica.id(), again.replica.id());
+    assert_eq!(r.service("orders").unwrap().replicas().len(), 1);
+    // the re-registration renewed the lease: alive at 24.9 s, gone at 25 s
+    assert_eq!(r.sweep(at(t0, 24_900)), 0);
+    assert_eq!(r.sweep(at(t0, 25_000)), 1);
+}
+
+#[test]
+fn heartbeat_renews_and_unknown_ids_are_refused() {
+    let t0 = Instant::now();
+    let r = Registry::new(policy());
+    let id = r.register(reg("orders", 9001), t0).replica.id().to_string();
+    r.heartbeat("orders", &id, at(t0, 14_000)).unwrap();
+    assert_eq!(r.sweep(at(t0, 28_999)), 0);
+    assert_eq!(r.sweep(at(t0, 29_000)), 1);
+    assert!(matches!(
+        r.heartbeat("orders", &id, at(t0, 29_001)),
+        Err(RegistryError::UnknownReplica { .. })
+    ));
+    assert!(r.heartbeat("orders", "not-a-uuid", t0).is_err());
+    assert!(r.heartbeat("nope", &id, t0).is_err());
+}
+
+#[test]
+fn deregister_removes_at_once() {
+    let t0 = Instant::now();
+    let r = Registry::new(policy());
+    let id = r.register(reg("orders", 9001), t0).replica.id().to_string();
+    r.deregister("orders", &id, t0).unwrap();
+    assert!(r.service("orders").unwrap().replicas().is_empty());
+    assert!(r.deregister("orders", &id, t0).is_err());
+}
+
+#[test]
+fn failures_open_then_evict_and_the_replica_returns_on_probation() {
+    let t0 = Instant::now();
+    let r = Registry::new(policy());
+    r.register(reg("orders", 9001), t0);
+    let svc = r.service("orders").unwrap();
+    // three failures -> open: nothing to pick for 10 s
+    for _ in 0..3 {
+        let p = r.pick(&svc, &[], t0).unwrap();
+        r.record(&p, FAIL, t0);
+    }
+    assert_eq!(svc.replicas()[0].view(t0).state, BreakerState::Open);
+    assert!(r.pick(&svc, &[], at(t0, 9_999)).is_none());
+    // t=10 s probe fails (4), t=20 s probe fails (5) -> evicted
+    let p = r.pick(&svc, &[], at(t0, 10_000)).unwrap();
+    assert!(p.probe);
+    r.record(&p, FAIL, at(t0, 10_000));
+    let p = r.pick(&svc, &[], at(t0, 20_000)).unwrap();
+    r.record(&p, FAIL, at(t0, 20_000));
+    assert!(svc.replicas().is_empty());
+    // its SDK registers it again: open, with its history, not in rotation until a probe succeeds
+    let back = r.register(reg("orders", 9001), at(t0, 21_000));
+    assert!(back.created && back.on_probation);
+    let v = back.replica.view(at(t0, 21_000));
+    assert_eq!(
+        (v.state, v.consecutive_failures, v.requests, v.failures),
+        (BreakerState::Open, 5, 5, 5)
+    );
+    assert!(r.pick(&svc, &[], at(t0, 30_999)).is_none());
+    let p = r.pick(&svc, &[], at(t0, 31_000)).unwrap();
+    assert!(p.probe);
+    r.record(&p, Outcome::Success, at(t0, 31_000));
+    assert_eq!(
+        back.replica.view(at(t0, 31_000)).state,
+        BreakerState::Closed
+    );
+}
+
+#[test]
+fn probation_is_forgotten_after_its_memory() {
+    let t0 = Instant::now();
+    let r = Registry::new(policy());
+    r.register(reg("orders", 9001), t0);
+    let svc = r.service("orders").unwrap();
+    for i in 0..5 {
+        let now = at(t0, i * 10_000);
+        let p = r.pick(&svc, &[], now).unwrap();
+        r.record(&p, FAIL, now);
+    }
+    assert!(svc.replicas().is_empty());
+    // 600 s after eviction it is a stranger again
+    r.sweep(at(t0, 640_001));
+    let back = r.register(reg("orders", 9001), at(t0, 640_001));
+    assert!(!back.on_probation);
+    assert_eq!(
+        back.replica.view(at(t0, 640_001)).state,
+        BreakerState::Closed
+    );
+}
+
+#[test]
+fn static_replicas_never_expire_nor_get_evicted() {
+    let t0 = Instant::now();
+    let r = Registry::new(policy());
+    let name = ServiceName::parse("product").unwrap();
+    let rep = r.add_static(
+        name,
+        ReplicaAddress::parse("http://127.0.0.1:9001").unwrap(),
+        t0,
+    );
+    let svc = r.service("product").unwrap();
+    for i in 0..10 {
+        let now = at(t0, i * 10_000);
+        if let Some(p) = r.pick(&svc, &[], now) {
+            r.record(&p, FAIL, now);
+        }
+    }
+    assert_eq!(r.sweep(at(t0, 10_000_000)), 0);
+    assert_eq!(svc.replicas().len(), 1);
+    assert!(matches!(
+        r.deregister("product", &rep.id().to_string(), t0),
+        Err(RegistryError::StaticReplica(_))
+    ));
+}
+
+#[test]
+fn pick_skips_tried_replicas_and_round_robins() {
+    let t0 = Instant::now();
+    let r = Registry::new(policy());
+    let ids: Vec<Uuid> = (0..3)
+        .map(|i| r.register(reg("orders", 9001 + i), t0).replica.id())
+        .collect();
+    let svc = r.service("orders").unwrap();
+    // A B C A B C
+    let seq: Vec<Uuid> = (0..6)
+        .map(|_| r.pick(&svc, &[], t0).unwrap().replica.id())
+        .collect();
+    assert_eq!(seq, [ids[0], ids[1], ids[2], ids[0], ids[1], ids[2]]);
+    // with A and B tried, only C is left; with all tried, nothing
+    assert_eq!(r.pick(&svc, &ids[..2], t0).unwrap().replica.id(), ids[2]);
+    assert!(r.pick(&svc, &ids, t0).is_none());
+}
+
+#[test]
+fn an_abandoned_probe_frees_the_half_open_slot() {
+    let t0 = Instant::now();
+    let r = Registry::new(policy());
+    r.register(reg("orders", 9001), t0);
+    let svc = r.service("orders").unwrap();
+    for _ in 0..3 {
+        let p = r.pick(&svc, &[], t0).unwrap();
+        r.record(&p, FAIL, t0);
+    }
+    let probe = r.pick(&svc, &[], at(t0, 10_000)).unwrap();
+    assert!(r.pick(&svc, &[], at(t0, 10_001)).is_none());
+    r.abandon(&probe);
+    assert!(r.pick(&svc, &[], at(t0, 10_002)).unwrap().probe);
+}
