@@ -1,7 +1,22 @@
 //! Self-registering service-registry gateway.
 //!
-//! - [`policy`]: pure decisions (outcomes, breaker, lease, eviction, selection, retry), driven by `now`.
-//! - [`registry`]: the in-process model of services and replicas that the policy acts on.
+//! Request path: [`admin`] and [`proxy`] are the actix-web edges; both act on the [`registry`], whose
+//! decisions come from the pure [`policy`] code. [`config`] is validated at start, [`server`] wires it all.
+//!
+//! - [`policy`]: outcome classification, breaker, lease, eviction, selection, retry. No IO, no clock.
+//! - [`registry`]: services and replicas, the state the policy acts on.
+//! - [`proxy`]: pick → forward (hyper HTTP/1.1, per-worker pool) → classify → record → retry the next.
+//! - [`admin`]: `POST /register`, heartbeats, deregistration, `GET /registry`, health.
+//! - [`error`]: every error and its one mapping to HTTP.
 
+pub mod admin;
+pub mod clock;
+pub mod config;
+pub mod error;
 pub mod policy;
+pub mod proxy;
 pub mod registry;
+pub mod server;
+
+pub use config::Config;
+pub use server::Gateway;

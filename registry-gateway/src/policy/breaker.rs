@@ -115,6 +115,17 @@ impl Breaker {
         }
     }
 
+    /// How long from `now` until the breaker admits a request (zero when it does now).
+    pub fn admits_in(&self, now: Instant, cfg: &BreakerConfig) -> Duration {
+        match self.inner {
+            Inner::Closed | Inner::HalfOpen { probe_since: None } => Duration::ZERO,
+            Inner::Open { until } => until.saturating_duration_since(now),
+            Inner::HalfOpen {
+                probe_since: Some(since),
+            } => (since + cfg.probe_timeout).saturating_duration_since(now),
+        }
+    }
+
     /// Admits a request at `now` if the breaker allows it; in half-open, claims the single probe.
     pub fn try_admit(&mut self, now: Instant, cfg: &BreakerConfig) -> Admission {
         if !self.can_admit(now, cfg) {
@@ -230,6 +241,8 @@ mod tests {
         assert_eq!(b.state(t0), BreakerState::Open);
         assert_eq!(b.consecutive_failures(), 3);
         assert_eq!(admit(&mut b, secs(t0, 9)), Admission::Rejected);
+        assert_eq!(b.admits_in(secs(t0, 4), &CFG), Duration::from_secs(6));
+        assert_eq!(b.admits_in(secs(t0, 12), &CFG), Duration::ZERO);
     }
 
     #[test]

@@ -354,6 +354,15 @@ impl Registry {
             .any(|r| r.lock().breaker.can_admit(now, &self.policy.breaker))
     }
 
+    /// How long until some replica of `svc` admits a request; `None` when it has no replica at all.
+    pub fn retry_after(&self, svc: &Service, now: Instant) -> Option<Duration> {
+        let cfg = &self.policy.breaker;
+        svc.replicas()
+            .iter()
+            .map(|r| r.lock().breaker.admits_in(now, cfg))
+            .min()
+    }
+
     /// Records the outcome of one attempt: counters, breaker, and eviction when the threshold is reached.
     pub fn record(&self, pick: &Pick, outcome: Outcome, now: Instant) {
         let r = &pick.replica;

@@ -1,0 +1,130 @@
+//! JSON shapes of the admin API, converted to and from the registry's own types at this edge.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::GatewayError;
+use crate::registry::{Metadata, Registration, ReplicaAddress, ReplicaView, ServiceName};
+
+/// `POST /register` body.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RegisterRequest {
+    service: String,
+    address: String,
+    #[serde(default)]
+    protocol: Option<String>,
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
+}
+
+const MAX_METADATA_ENTRIES: usize = 64;
+const MAX_METADATA_LEN: usize = 1024;
+
+fn field(field: &str, message: impl Into<String>) -> GatewayError {
+    GatewayError::InvalidField {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+impl TryFrom<RegisterRequest> for Registration {
+    type Error = GatewayError;
+
+    fn try_from(r: RegisterRequest) -> Result<Self, GatewayError> {
+        let service =
+            ServiceName::parse(&r.service).map_err(|e| field("service", e.to_string()))?;
+        let address =
+            ReplicaAddress::parse(&r.address).map_err(|e| field("address", e.to_string()))?;
+        match r.protocol.as_deref() {
+            None | Some("http") => {}
+            Some("grpc") => {
+                return Err(field(
+                    "protocol",
+                    "gRPC replicas are not supported yet: this gateway has no gRPC listener; register protocol \"http\"",
+                ))
+            }
+            Some(other) => return Err(field("protocol", format!("must be \"http\" or \"grpc\", not \"{other}\""))),
+        }
+        if r.metadata.len() > MAX_METADATA_ENTRIES {
+            return Err(field(
+                "metadata",
+                format!("at most {MAX_METADATA_ENTRIES} entries"),
+            ));
+        }
+        if r.metadata
+            .iter()
+            .any(|(k, v)| k.is_empty() || k.len() > MAX_METADATA_LEN || v.len() > MAX_METADATA_LEN)
+        {
+            return Err(field(
+                "metadata",
+                format!("keys must be non-empty; keys and values at most {MAX_METADATA_LEN} bytes"),
+            ));
+        }
+        Ok(Registration {
+            service,
+            address,
+            metadata: r.metadata as Metadata,
+        })
+    }
+}
+
+/// `POST /register` answer.
+#[derive(Debug, Serialize)]
+pub(crate) struct RegisterResponse {
+    pub(crate) id: String,
+    pub(crate) service: String,
+    pub(crate) address: String,
+    pub(crate) heartbeat_interval_ms: u64,
+    pub(crate) lease_ttl_ms: u64,
+    pub(crate) on_probation: bool,
+}
+
+/// One replica in `GET /registry`.
+#[derive(Debug, Serialize)]
+pub(crate) struct ReplicaDto {
+    id: String,
+    address: String,
+    protocol: &'static str,
+    origin: crate::registry::Origin,
+    state: crate::policy::BreakerState,
+    consecutive_failures: u32,
+    requests: u64,
+    failures: u64,
+    last_failure: Option<String>,
+    last_heartbeat_ms_ago: Option<u64>,
+    registered_at_unix_ms: u64,
+    metadata: Metadata,
+}
+
+impl From<ReplicaView> for ReplicaDto {
+    fn from(v: ReplicaView) -> Self {
+        ReplicaDto {
+            id: v.id.to_string(),
+            address: v.address,
+            protocol: "http",
+            origin: v.origin,
+            state: v.state,
+            consecutive_failures: v.consecutive_failures,
+            requests: v.requests,
+            failures: v.failures,
+            last_failure: v.last_failure,
+            last_heartbeat_ms_ago: v.leased.then_some(v.last_heartbeat_ms_ago),
+            registered_at_unix_ms: v.registered_at_unix_ms,
+            metadata: v.metadata,
+        }
+    }
+}
+
+/// One service in `GET /registry`.
+#[derive(Debug, Serialize)]
+pub(crate) struct ServiceDto {
+    pub(crate) replicas: Vec<ReplicaDto>,
+}
+
+/// `GET /registry`.
+#[derive(Debug, Serialize)]
+pub(crate) struct RegistryDto {
+    pub(crate) store: &'static str,
+    pub(crate) services: BTreeMap<String, ServiceDto>,
+}

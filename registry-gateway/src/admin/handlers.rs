@@ -1,0 +1,216 @@
+//! Admin endpoint handlers: thin IO around the registry.
+
+use actix_web::http::header;
+use actix_web::web::{self, BytesMut};
+use actix_web::{HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+
+use super::dto::{RegisterRequest, RegisterResponse, RegistryDto, ReplicaDto, ServiceDto};
+use super::AdminSettings;
+use crate::clock;
+use crate::error::GatewayError;
+use crate::registry::{Registration, Registry, RegistryError, Service};
+
+type Reg = web::Data<std::sync::Arc<Registry>>;
+type Settings = web::Data<AdminSettings>;
+
+fn authorize(req: &HttpRequest, settings: &AdminSettings) -> Result<(), GatewayError> {
+    match &settings.token {
+        Some(token) => token.check(req),
+        None => Ok(()),
+    }
+}
+
+/// Reads the whole body, refusing more than `limit` bytes without reading them all.
+async fn read_limited(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<BytesMut, GatewayError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(GatewayError::PayloadTooLarge { limit });
+    }
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| GatewayError::BadBody(e.to_string()))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(GatewayError::PayloadTooLarge { limit });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
+fn parse_registration(body: &[u8]) -> Result<Registration, GatewayError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let req: RegisterRequest = match serde_path_to_error::deserialize(&mut de) {
+        Ok(r) => r,
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            return Err(match inner.classify() {
+                serde_json::error::Category::Data if path != "." => GatewayError::InvalidField {
+                    field: path,
+                    message: inner.to_string(),
+                },
+                serde_json::error::Category::Data => {
+                    // A missing field is reported at the root: name it from serde's message.
+                    let msg = inner.to_string();
+                    let field = msg.split('`').nth(1).unwrap_or("body").to_owned();
+                    GatewayError::InvalidField {
+                        field,
+                        message: msg,
+                    }
+                }
+                _ => GatewayError::MalformedJson(inner.to_string()),
+            });
+        }
+    };
+    de.end()
+        .map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
+    Registration::try_from(req)
+}
+
+/// `POST /register`: 201 with a new id, or 200 with the same id when already registered.
+pub(crate) async fn register(
+    req: HttpRequest,
+    payload: web::Payload,
+    registry: Reg,
+    settings: Settings,
+) -> Result<HttpResponse, GatewayError> {
+    authorize(&req, &settings)?;
+    let body = read_limited(&req, payload, settings.registration_body_max).await?;
+    let registration = parse_registration(&body)?;
+    let out = registry.register(registration, clock::now());
+    let policy = registry.policy();
+    let r = &out.replica;
+    let dto = RegisterResponse {
+        id: r.id().to_string(),
+        service: r.service().to_string(),
+        address: r.address().to_string(),
+        heartbeat_interval_ms: policy.heartbeat_interval.as_millis() as u64,
+        lease_ttl_ms: policy.lease_ttl.as_millis() as u64,
+        on_probation: out.on_probation,
+    };
+    let mut resp = if out.created {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    };
+    Ok(resp
+        .insert_header((
+            header::LOCATION,
+            format!("/registry/{}/{}", r.service(), r.id()),
+        ))
+        .json(dto))
+}
+
+/// `PUT /registry/{service}/{id}/heartbeat`: renews the lease; 404 tells the SDK to register again.
+pub(crate) async fn heartbeat(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    registry: Reg,
+    settings: Settings,
+) -> Result<HttpResponse, GatewayError> {
+    authorize(&req, &settings)?;
+    let (service, id) = path.into_inner();
+    registry.heartbeat(&service, &id, clock::now())?;
+    let policy = registry.policy();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "id": id,
+        "lease_ttl_ms": policy.lease_ttl.as_millis() as u64,
+        "heartbeat_interval_ms": policy.heartbeat_interval.as_millis() as u64,
+    })))
+}
+
+/// `DELETE /registry/{service}/{id}`: 204.
+pub(crate) async fn deregister(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    registry: Reg,
+    settings: Settings,
+) -> Result<HttpResponse, GatewayError> {
+    authorize(&req, &settings)?;
+    let (service, id) = path.into_inner();
+    registry.deregister(&service, &id, clock::now())?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+fn service_dto(svc: &Service) -> ServiceDto {
+    let now = clock::now();
+    ServiceDto {
+        replicas: svc
+            .replicas()
+            .iter()
+            .map(|r| ReplicaDto::from(r.view(now)))
+            .collect(),
+    }
+}
+
+/// `GET /registry`: every service and replica.
+pub(crate) async fn registry(registry: Reg) -> HttpResponse {
+    let services = registry
+        .services()
+        .iter()
+        .map(|s| (s.name().to_string(), service_dto(s)))
+        .collect();
+    HttpResponse::Ok().json(RegistryDto {
+        store: "memory",
+        services,
+    })
+}
+
+/// `GET /registry/{service}`.
+pub(crate) async fn service(
+    path: web::Path<String>,
+    registry: Reg,
+) -> Result<HttpResponse, GatewayError> {
+    let name = path.into_inner();
+    let svc = registry
+        .service(&name)
+        .ok_or(RegistryError::UnknownService(name))?;
+    Ok(HttpResponse::Ok().json(service_dto(&svc)))
+}
+
+/// `GET /registry/{service}/{id}`.
+pub(crate) async fn replica(
+    path: web::Path<(String, String)>,
+    registry: Reg,
+) -> Result<HttpResponse, GatewayError> {
+    let (service, id) = path.into_inner();
+    let unknown = || RegistryError::UnknownReplica {
+        service: service.clone(),
+        id: id.clone(),
+    };
+    let svc = registry.service(&service).ok_or_else(unknown)?;
+    let r = svc
+        .replicas()
+        .iter()
+        .find(|r| r.id().to_string() == id)
+        .cloned()
+        .ok_or_else(unknown)?;
+    Ok(HttpResponse::Ok().json(ReplicaDto::from(r.view(clock::now()))))
+}
+
+/// `GET /healthz`: the process is up.
+pub(crate) async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: ready to route (the in-process registry is always available).
+pub(crate) async fn readyz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "store": "memory" }))
+}
+
+/// Any other method on an admin path.
+pub(crate) async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, GatewayError> {
+    Err(GatewayError::MethodNotAllowed {
+        method: req.method().to_string(),
+        path: req.path().to_owned(),
+    })
+}

@@ -1,0 +1,560 @@
+//! Typed gateway configuration: YAML file, then `GATEWAY_*` environment variables, then flags; validated at start.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_yaml_ng::{Mapping, Value};
+
+use crate::policy::{BreakerConfig, EvictionPolicy, RetryPolicy};
+use crate::registry::{RegistryPolicy, ReplicaAddress, ServiceName};
+
+/// A configuration problem, as one sentence naming the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The YAML (or an environment value) does not fit the schema.
+    #[error("invalid config: {0}")]
+    Parse(String),
+    /// A value is out of range.
+    #[error("invalid config: {field}: {message}")]
+    Invalid {
+        /// Dotted field name, such as `breaker.failure_threshold`.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// The whole gateway configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// HTTP listener (proxy and admin API). Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Actix worker threads. Default: one per core.
+    pub workers: Option<usize>,
+    /// Circuit breaker per replica.
+    pub breaker: BreakerSection,
+    /// Eviction of failing replicas.
+    pub eviction: EvictionSection,
+    /// Registration leases.
+    pub lease: LeaseSection,
+    /// Retry of failed attempts on the next replica.
+    pub retry: RetrySection,
+    /// Connections to replicas.
+    pub upstream: UpstreamSection,
+    /// Static replicas: service name to replica URLs. Never expire; still breaker-protected.
+    pub services: BTreeMap<String, Vec<String>>,
+    /// Registration API authentication.
+    pub auth: AuthSection,
+    /// Request size limits.
+    pub limits: LimitsSection,
+}
+
+/// `breaker:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerSection {
+    /// Consecutive failures that open a replica's breaker. Default 3.
+    pub failure_threshold: u32,
+    /// How long an open breaker refuses requests before a half-open probe. Default 10s.
+    #[serde(with = "duration")]
+    pub open_timeout: Duration,
+}
+
+/// `eviction:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvictionSection {
+    /// Consecutive failures that evict a registered replica. Default 5.
+    pub failure_threshold: u32,
+    /// How long an evicted replica is remembered so it returns on probation. Default 10m.
+    #[serde(with = "duration")]
+    pub probation_memory: Duration,
+}
+
+/// `lease:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LeaseSection {
+    /// Without a heartbeat for this long a replica is removed. Default 15s.
+    #[serde(with = "duration")]
+    pub ttl: Duration,
+    /// Interval told to replicas at registration. Default 5s.
+    #[serde(with = "duration")]
+    pub heartbeat_interval: Duration,
+}
+
+/// `retry:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrySection {
+    /// Attempts per request, the first included. Default 3.
+    pub max_attempts: u32,
+    /// Request bodies up to this size (with a `Content-Length`) are buffered so they can be replayed. Default 64 KiB.
+    pub buffer_body_max: usize,
+}
+
+/// `upstream:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamSection {
+    /// TCP connect timeout. Default 1s.
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    /// Time from sending a request to its response head. Default 30s.
+    #[serde(with = "duration")]
+    pub request_timeout: Duration,
+    /// Idle keep-alive connections kept per replica and worker. Default 64.
+    pub max_idle_per_replica: usize,
+}
+
+/// `auth:`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    /// When set, register, heartbeat and deregister need `Authorization: Bearer <token>`.
+    pub registration_token: Option<String>,
+}
+
+/// `limits:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Largest accepted `POST /register` body. Default 64 KiB.
+    pub registration_body_max: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            workers: None,
+            breaker: BreakerSection::default(),
+            eviction: EvictionSection::default(),
+            lease: LeaseSection::default(),
+            retry: RetrySection::default(),
+            upstream: UpstreamSection::default(),
+            services: BTreeMap::new(),
+            auth: AuthSection::default(),
+            limits: LimitsSection::default(),
+        }
+    }
+}
+
+impl Default for BreakerSection {
+    fn default() -> Self {
+        BreakerSection {
+            failure_threshold: 3,
+            open_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for EvictionSection {
+    fn default() -> Self {
+        EvictionSection {
+            failure_threshold: 5,
+            probation_memory: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Default for LeaseSection {
+    fn default() -> Self {
+        LeaseSection {
+            ttl: Duration::from_secs(15),
+            heartbeat_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Default for RetrySection {
+    fn default() -> Self {
+        RetrySection {
+            max_attempts: 3,
+            buffer_body_max: 64 * 1024,
+        }
+    }
+}
+
+impl Default for UpstreamSection {
+    fn default() -> Self {
+        UpstreamSection {
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(30),
+            max_idle_per_replica: 64,
+        }
+    }
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            registration_body_max: 64 * 1024,
+        }
+    }
+}
+
+/// Every leaf key, dotted; each can be set by `GATEWAY_<KEY>` with dots as underscores, upper-cased.
+pub const KEYS: &[&str] = &[
+    "listen",
+    "workers",
+    "breaker.failure_threshold",
+    "breaker.open_timeout",
+    "eviction.failure_threshold",
+    "eviction.probation_memory",
+    "lease.ttl",
+    "lease.heartbeat_interval",
+    "retry.max_attempts",
+    "retry.buffer_body_max",
+    "upstream.connect_timeout",
+    "upstream.request_timeout",
+    "upstream.max_idle_per_replica",
+    "services",
+    "auth.registration_token",
+    "limits.registration_body_max",
+];
+
+/// The environment variable that sets a dotted key.
+pub fn env_name(key: &str) -> String {
+    format!("GATEWAY_{}", key.replace('.', "_").to_uppercase())
+}
+
+impl Config {
+    /// Loads the config: `file` (if any), then `GATEWAY_*` variables from `env`, validated.
+    /// `GATEWAY_CONFIG` is the file path when `file` is `None`; an unknown `GATEWAY_*` variable is an error.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let env: BTreeMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("GATEWAY_"))
+            .collect();
+        let path = file
+            .map(|p| p.to_string_lossy().into_owned())
+            .or_else(|| env.get("GATEWAY_CONFIG").cloned());
+        let mut root = match &path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                match serde_yaml_ng::from_str::<Value>(&text)
+                    .map_err(|e| ConfigError::Parse(e.to_string()))?
+                {
+                    Value::Null => Value::Mapping(Mapping::new()),
+                    v @ Value::Mapping(_) => v,
+                    _ => {
+                        return Err(ConfigError::Parse(
+                            "the config file must be a YAML mapping".into(),
+                        ))
+                    }
+                }
+            }
+            None => Value::Mapping(Mapping::new()),
+        };
+        for (name, value) in &env {
+            if name == "GATEWAY_CONFIG" {
+                continue;
+            }
+            let key = KEYS.iter().find(|k| env_name(k) == *name).ok_or_else(|| {
+                ConfigError::Parse(format!(
+                    "unknown environment variable {name} (known: GATEWAY_CONFIG, {})",
+                    KEYS.iter()
+                        .map(|k| env_name(k))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+            let parsed: Value = serde_yaml_ng::from_str(value)
+                .map_err(|e| ConfigError::Parse(format!("{name}: {e}")))?;
+            set_path(&mut root, key, parsed);
+        }
+        let config: Config = serde_path_to_error::deserialize(root).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." {
+                ConfigError::Parse(inner.to_string())
+            } else {
+                ConfigError::Parse(format!("{path}: {inner}"))
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges and cross-field rules.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.workers == Some(0) {
+            return Err(invalid("workers", "must be at least 1"));
+        }
+        if self.breaker.failure_threshold == 0 {
+            return Err(invalid("breaker.failure_threshold", "must be at least 1"));
+        }
+        if self.breaker.open_timeout.is_zero() {
+            return Err(invalid("breaker.open_timeout", "must be longer than 0s"));
+        }
+        if self.eviction.failure_threshold < self.breaker.failure_threshold {
+            return Err(invalid(
+                "eviction.failure_threshold",
+                format!(
+                    "must be at least breaker.failure_threshold ({}), or replicas are evicted before their breaker opens",
+                    self.breaker.failure_threshold
+                ),
+            ));
+        }
+        if self.lease.ttl.is_zero() {
+            return Err(invalid("lease.ttl", "must be longer than 0s"));
+        }
+        if self.lease.heartbeat_interval.is_zero()
+            || self.lease.heartbeat_interval >= self.lease.ttl
+        {
+            return Err(invalid(
+                "lease.heartbeat_interval",
+                format!(
+                    "must be longer than 0s and shorter than lease.ttl ({})",
+                    humantime::format_duration(self.lease.ttl)
+                ),
+            ));
+        }
+        if !(1..=10).contains(&self.retry.max_attempts) {
+            return Err(invalid("retry.max_attempts", "must be between 1 and 10"));
+        }
+        if self.upstream.connect_timeout.is_zero() {
+            return Err(invalid(
+                "upstream.connect_timeout",
+                "must be longer than 0s",
+            ));
+        }
+        if self.upstream.request_timeout.is_zero() {
+            return Err(invalid(
+                "upstream.request_timeout",
+                "must be longer than 0s",
+            ));
+        }
+        if self
+            .auth
+            .registration_token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return Err(invalid(
+                "auth.registration_token",
+                "must not be empty when set",
+            ));
+        }
+        for (name, urls) in &self.services {
+            ServiceName::parse(name)
+                .map_err(|e| invalid(&format!("services.{name}"), e.to_string()))?;
+            for url in urls {
+                ReplicaAddress::parse(url)
+                    .map_err(|e| invalid(&format!("services.{name}"), format!("{url}: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The static replicas, validated.
+    pub fn static_replicas(&self) -> Vec<(ServiceName, ReplicaAddress)> {
+        self.services
+            .iter()
+            .flat_map(|(name, urls)| {
+                urls.iter().filter_map(move |u| {
+                    Some((
+                        ServiceName::parse(name).ok()?,
+                        ReplicaAddress::parse(u).ok()?,
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    /// The registry's policy derived from this config.
+    pub fn registry_policy(&self) -> RegistryPolicy {
+        RegistryPolicy {
+            breaker: BreakerConfig {
+                failure_threshold: self.breaker.failure_threshold,
+                open_timeout: self.breaker.open_timeout,
+                // A probe is an ordinary request: it cannot take longer than connect + response timeouts.
+                probe_timeout: self.upstream.connect_timeout + self.upstream.request_timeout,
+            },
+            eviction: EvictionPolicy {
+                failure_threshold: self.eviction.failure_threshold,
+            },
+            lease_ttl: self.lease.ttl,
+            heartbeat_interval: self.lease.heartbeat_interval,
+            probation_memory: self.eviction.probation_memory,
+        }
+    }
+
+    /// The retry policy.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.retry.max_attempts,
+        }
+    }
+}
+
+fn set_path(root: &mut Value, dotted: &str, value: Value) {
+    let mut node = root;
+    let mut parts = dotted.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let map = match node {
+            Value::Mapping(m) => m,
+            other => {
+                *other = Value::Mapping(Mapping::new());
+                match other {
+                    Value::Mapping(m) => m,
+                    _ => unreachable!("just set to a mapping"),
+                }
+            }
+        };
+        let key = Value::String(part.to_owned());
+        if parts.peek().is_none() {
+            map.insert(key, value);
+            return;
+        }
+        node = map
+            .entry(key)
+            .or_insert_with(|| Value::Mapping(Mapping::new()));
+    }
+}
+
+/// Durations as human strings: `"10s"`, `"500ms"`, `"1m 30s"`.
+mod duration {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "'{s}' is not a duration such as \"10s\" or \"500ms\": {e}"
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_yaml(yaml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("gw-config-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&dir, yaml).unwrap();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let out = Config::load(Some(&dir), env);
+        let _ = std::fs::remove_file(&dir);
+        out
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let c = Config::load(None, Vec::new()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.breaker.failure_threshold, 3);
+        assert_eq!(c.breaker.open_timeout, Duration::from_secs(10));
+        assert_eq!(c.eviction.failure_threshold, 5);
+        assert_eq!(c.lease.ttl, Duration::from_secs(15));
+        assert_eq!(c.lease.heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(c.retry.max_attempts, 3);
+        assert_eq!(c.upstream.connect_timeout, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn reads_the_documented_file() {
+        let c = load_yaml(
+            "listen: 127.0.0.1:9000\nworkers: 2\nbreaker: { failure_threshold: 4, open_timeout: 500ms }\n\
+             eviction: { failure_threshold: 6 }\nlease: { ttl: 15s, heartbeat_interval: 5s }\nretry: { max_attempts: 2 }\n\
+             upstream: { connect_timeout: 1s, request_timeout: 30s }\n\
+             services:\n  product: [http://127.0.0.1:9001, http://127.0.0.1:9002]\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.workers, Some(2));
+        assert_eq!(c.breaker.open_timeout, Duration::from_millis(500));
+        assert_eq!(c.static_replicas().len(), 2);
+    }
+
+    #[test]
+    fn env_overrides_the_file() {
+        let c = load_yaml(
+            "breaker: { failure_threshold: 4 }\n",
+            &[
+                ("GATEWAY_BREAKER_FAILURE_THRESHOLD", "2"),
+                ("GATEWAY_LISTEN", "127.0.0.1:0"),
+                ("GATEWAY_LEASE_TTL", "1m"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.breaker.failure_threshold, 2);
+        assert_eq!(c.listen.port(), 0);
+        assert_eq!(c.lease.ttl, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_typo_is_an_error_naming_the_key() {
+        let e = load_yaml("breaker: { failure_treshold: 4 }\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("failure_treshold"), "{e}");
+        let e = load_yaml("listn: 1.2.3.4:5\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listn"), "{e}");
+        let e = load_yaml("", &[("GATEWAY_BREKER_X", "1")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("GATEWAY_BREKER_X"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let cases = [
+            ("breaker: { open_timeout: soon }\n", "soon"),
+            (
+                "breaker: { failure_threshold: 0 }\n",
+                "breaker.failure_threshold",
+            ),
+            (
+                "eviction: { failure_threshold: 2 }\n",
+                "eviction.failure_threshold",
+            ),
+            (
+                "lease: { ttl: 5s, heartbeat_interval: 5s }\n",
+                "lease.heartbeat_interval",
+            ),
+            ("retry: { max_attempts: 0 }\n", "retry.max_attempts"),
+            ("workers: 0\n", "workers"),
+            (
+                "services: { Bad_Name: [http://127.0.0.1:1] }\n",
+                "services.Bad_Name",
+            ),
+            ("services: { ok: [https://127.0.0.1:1] }\n", "services.ok"),
+            ("listen: nowhere\n", "listen"),
+        ];
+        for (yaml, field) in cases {
+            let e = load_yaml(yaml, &[]).unwrap_err().to_string();
+            assert!(e.contains(field), "{yaml:?} gave {e}");
+        }
+    }
+}

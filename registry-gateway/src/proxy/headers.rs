@@ -1,0 +1,203 @@
+//! Header rewriting between client and replica: hop-by-hop removal, `Host`, `X-Forwarded-*`.
+//!
+//! actix-web speaks `http` 0.2 types and hyper `http` 1: headers are copied across by bytes here, once.
+
+use std::net::IpAddr;
+
+use actix_web::http::header as ax;
+use http::header::{self as hh, HeaderMap, HeaderName, HeaderValue};
+
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1), plus `Host` which is rewritten.
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+    )
+}
+
+/// Names listed in the `Connection` header: also hop-by-hop for this message.
+fn connection_tokens(headers: &ax::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(ax::CONNECTION)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty() && t != "close" && t != "keep-alive")
+        .collect()
+}
+
+/// Builds the replica's request headers from the client's: drops hop-by-hop headers, `Host` and
+/// `Content-Length` (the body carries its length), and adds `X-Forwarded-For/-Proto/-Host`.
+pub(crate) fn to_upstream(client: &ax::HeaderMap, peer: Option<IpAddr>) -> HeaderMap {
+    let extra = if client.contains_key(ax::CONNECTION) {
+        connection_tokens(client)
+    } else {
+        Vec::new()
+    };
+    let mut out = HeaderMap::with_capacity(client.len() + 3);
+    for (name, value) in client.iter() {
+        let n = name.as_str();
+        if is_hop_by_hop(n) || n == "host" || n == "content-length" || extra.iter().any(|t| t == n)
+        {
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(n.as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            out.append(name, value);
+        }
+    }
+    if let Some(ip) = peer {
+        let xff = match out.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(prev) => format!("{prev}, {ip}"),
+            None => ip.to_string(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&xff) {
+            out.insert("x-forwarded-for", v);
+        }
+    }
+    if !out.contains_key("x-forwarded-proto") {
+        out.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    }
+    if !out.contains_key("x-forwarded-host") {
+        if let Some(host) = client
+            .get(ax::HOST)
+            .and_then(|h| HeaderValue::from_bytes(h.as_bytes()).ok())
+        {
+            out.insert("x-forwarded-host", host);
+        }
+    }
+    out
+}
+
+/// Sets `Host` for the replica.
+pub(crate) fn set_host(headers: &mut HeaderMap, authority: &str) {
+    if let Ok(v) = HeaderValue::from_str(authority) {
+        headers.insert(hh::HOST, v);
+    }
+}
+
+/// Copies the replica's response headers for the client, without hop-by-hop headers. `Content-Length` is
+/// kept only when `keep_length` (a 304's); otherwise the body's size writes it.
+pub(crate) fn to_client(upstream: &HeaderMap, keep_length: bool, out: &mut ax::HeaderMap) {
+    let extra: Vec<String> = upstream
+        .get_all(hh::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
+    for (name, value) in upstream.iter() {
+        let n = name.as_str();
+        if is_hop_by_hop(n)
+            || (n == "content-length" && !keep_length)
+            || extra.iter().any(|t| t == n)
+        {
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (
+            ax::HeaderName::from_bytes(n.as_bytes()),
+            ax::HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            out.append(name, value);
+        }
+    }
+}
+
+/// The upstream response's declared length.
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(hh::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(pairs: &[(&'static str, &'static str)]) -> ax::HeaderMap {
+        let mut m = ax::HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(
+                ax::HeaderName::from_static(k),
+                ax::HeaderValue::from_static(v),
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn strips_hop_by_hop_and_adds_forwarding() {
+        let h = client(&[
+            ("host", "gw.example:8080"),
+            ("connection", "keep-alive, x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("proxy-authorization", "Basic x"),
+            ("content-length", "12"),
+            ("x-request-id", "abc"),
+            ("accept", "a"),
+            ("accept", "b"),
+        ]);
+        let mut out = to_upstream(&h, Some("10.1.2.3".parse().unwrap()));
+        set_host(&mut out, "127.0.0.1:9001");
+        for gone in [
+            "connection",
+            "x-secret-hop",
+            "keep-alive",
+            "transfer-encoding",
+            "proxy-authorization",
+            "content-length",
+        ] {
+            assert!(!out.contains_key(gone), "{gone} should be stripped");
+        }
+        assert_eq!(out["host"], "127.0.0.1:9001");
+        assert_eq!(out["x-request-id"], "abc");
+        assert_eq!(out.get_all("accept").iter().count(), 2);
+        assert_eq!(out["x-forwarded-for"], "10.1.2.3");
+        assert_eq!(out["x-forwarded-proto"], "http");
+        assert_eq!(out["x-forwarded-host"], "gw.example:8080");
+    }
+
+    #[test]
+    fn appends_to_an_existing_forwarded_for() {
+        let h = client(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-proto", "https"),
+        ]);
+        let out = to_upstream(&h, Some("10.0.0.9".parse().unwrap()));
+        assert_eq!(out["x-forwarded-for"], "1.1.1.1, 10.0.0.9");
+        assert_eq!(out["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn response_headers_lose_hop_by_hop_only() {
+        let mut up = HeaderMap::new();
+        up.insert("content-length", HeaderValue::from_static("5"));
+        up.insert("connection", HeaderValue::from_static("close"));
+        up.insert("x-upstream", HeaderValue::from_static("yes"));
+        up.append("set-cookie", HeaderValue::from_static("a=1"));
+        up.append("set-cookie", HeaderValue::from_static("b=2"));
+        let mut out = ax::HeaderMap::new();
+        to_client(&up, false, &mut out);
+        assert!(!out.contains_key("content-length"));
+        assert!(!out.contains_key("connection"));
+        assert_eq!(out.get("x-upstream").unwrap(), "yes");
+        assert_eq!(out.get_all("set-cookie").count(), 2);
+        assert_eq!(content_length(&up), Some(5));
+    }
+}

@@ -1,0 +1,314 @@
+//! HTTP proxy path: pick a replica → forward → classify the outcome → record it → maybe retry the next.
+
+mod body;
+mod headers;
+mod route;
+mod upstream;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::body::BodySize;
+use actix_web::http::{header as ax, StatusCode};
+use actix_web::web::{self, Bytes, BytesMut};
+use actix_web::{HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use uuid::Uuid;
+
+use crate::clock;
+use crate::error::GatewayError;
+use crate::policy::retry::is_idempotent;
+use crate::policy::{BodyReplay, FailureCause, Outcome, RetryDecision, RetryPolicy};
+use crate::registry::{Pick, Registry, RegistryError};
+use body::{RequestBody, ResponseBody};
+use upstream::SendError;
+
+/// Proxy settings, derived from the config.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// Retry limits.
+    pub retry: RetryPolicy,
+    /// TCP connect timeout per attempt.
+    pub connect_timeout: Duration,
+    /// Time to the response head per attempt.
+    pub request_timeout: Duration,
+    /// Bodies with a `Content-Length` up to this size are buffered so they can be replayed.
+    pub buffer_body_max: usize,
+    /// Idle connections kept per replica and worker.
+    pub max_idle_per_replica: usize,
+}
+
+/// Shared state the proxy handler needs.
+pub struct Proxy {
+    /// The registry to route from.
+    pub registry: Arc<Registry>,
+    /// Settings.
+    pub settings: ProxySettings,
+}
+
+/// Records an abandoned half-open probe when the client goes away mid-attempt.
+struct AttemptGuard<'a> {
+    registry: &'a Registry,
+    pick: Option<Pick>,
+}
+
+impl AttemptGuard<'_> {
+    fn finish(&mut self, outcome: Outcome) {
+        if let Some(pick) = self.pick.take() {
+            self.registry.record(&pick, outcome, clock::now());
+        }
+    }
+}
+
+impl Drop for AttemptGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(pick) = self.pick.take() {
+            self.registry.abandon(&pick);
+        }
+    }
+}
+
+/// What one attempt came to.
+enum Attempt {
+    /// A response the client gets as it is (success or client error).
+    Response(HttpResponse),
+    /// No response; the body comes back when it was not consumed.
+    Failed(FailureCause, Option<RequestBody>),
+    /// A 5xx response: a replica failure, retried when safe, else passed to the client as it is.
+    Retryable(FailureCause, HttpResponse),
+}
+
+/// Where each attempt's request body comes from.
+enum BodySource {
+    /// Empty or buffered: every attempt gets a cheap copy.
+    Buffered(Option<Bytes>),
+    /// The client's stream: one attempt takes it, and gets it back only if it never read from it.
+    Stream(Option<RequestBody>),
+}
+
+impl BodySource {
+    fn take(&mut self) -> Option<RequestBody> {
+        match self {
+            BodySource::Buffered(b) => Some(RequestBody::Full(b.clone())),
+            BodySource::Stream(s) => s.take(),
+        }
+    }
+
+    fn put_back(&mut self, body: RequestBody) {
+        if let BodySource::Stream(slot) = self {
+            if !body.is_touched() {
+                *slot = Some(body);
+            }
+        }
+    }
+
+    fn replay(&self) -> BodyReplay {
+        match self {
+            BodySource::Buffered(_) => BodyReplay::Replayable,
+            BodySource::Stream(Some(_)) => BodyReplay::Untouched,
+            BodySource::Stream(None) => BodyReplay::Consumed,
+        }
+    }
+}
+
+/// actix handler for `/{service}/{tail}` and `/v1/proxy/{service}/{tail}`.
+pub async fn handle(
+    req: HttpRequest,
+    payload: web::Payload,
+    proxy: web::Data<Proxy>,
+) -> Result<HttpResponse, GatewayError> {
+    let path = req.uri().path();
+    let route = route::parse(path).ok_or_else(|| GatewayError::NoRoute(path.to_owned()))?;
+    let registry = &*proxy.registry;
+    let settings = &proxy.settings;
+    let svc = registry
+        .service(route.service)
+        .ok_or_else(|| RegistryError::UnknownService(route.service.to_owned()))?;
+
+    let uri: http::Uri = match req.uri().query() {
+        Some(q) => format!("{}?{q}", route.tail).parse(),
+        None => route.tail.parse(),
+    }
+    .map_err(|_| GatewayError::NoRoute(path.to_owned()))?;
+    let method = http::Method::from_bytes(req.method().as_str().as_bytes())
+        .map_err(|_| GatewayError::NoRoute(path.to_owned()))?;
+    let idempotent = is_idempotent(method.as_str());
+    let peer: Option<IpAddr> = req.peer_addr().map(|a| a.ip());
+    let headers = headers::to_upstream(req.headers(), peer);
+    let mut source = prepare_body(&req, payload, settings.buffer_body_max).await?;
+
+    let mut tried: Vec<Uuid> = Vec::new();
+    let mut last: Option<(FailureCause, Option<HttpResponse>)> = None;
+    loop {
+        let Some(pick) = registry.pick(&svc, &tried, clock::now()) else {
+            break;
+        };
+        let Some(body) = source.take() else { break };
+        tried.push(pick.replica.id());
+        let replica = Arc::clone(&pick.replica);
+        let mut guard = AttemptGuard {
+            registry,
+            pick: Some(pick),
+        };
+        let (cause, response) =
+            match forward_once(&replica, &method, &uri, &headers, body, settings).await {
+                Attempt::Response(resp) => {
+                    guard.finish(Outcome::Success);
+                    return Ok(resp);
+                }
+                Attempt::Failed(cause, back) => {
+                    if let Some(b) = back {
+                        source.put_back(b);
+                    }
+                    (cause, None)
+                }
+                Attempt::Retryable(cause, resp) => (cause, Some(resp)),
+            };
+        guard.finish(Outcome::Failure(cause));
+        let replicas = svc.replicas().len().max(tried.len());
+        let decision = settings.retry.after_failure(
+            tried.len() as u32,
+            replicas,
+            cause,
+            idempotent,
+            source.replay(),
+        );
+        tracing::debug!(service = %svc.name(), replica = %replica.address(), %cause, ?decision, "attempt failed");
+        last = Some((cause, response));
+        if decision != RetryDecision::Retry {
+            break;
+        }
+    }
+
+    let attempts = tried.len() as u32;
+    let service = svc.name().to_string();
+    match last {
+        // A 5xx that was not retried (or was the last try) reaches the client as the replica sent it.
+        Some((_, Some(resp))) => Ok(resp),
+        Some((FailureCause::Timeout, None)) => {
+            Err(GatewayError::UpstreamTimeout { service, attempts })
+        }
+        Some((cause, None)) => Err(GatewayError::AllAttemptsFailed {
+            service,
+            attempts,
+            cause,
+        }),
+        None => {
+            let (reason, retry_after) = match registry.retry_after(&svc, clock::now()) {
+                None => (
+                    "no replica is registered",
+                    registry.policy().heartbeat_interval,
+                ),
+                Some(d) => ("every replica's circuit is open", d),
+            };
+            Err(GatewayError::NoReplicaAvailable {
+                service,
+                reason,
+                retry_after,
+            })
+        }
+    }
+}
+
+/// Buffers small bodies with a known length (so they can be replayed) and streams the rest.
+async fn prepare_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    buffer_max: usize,
+) -> Result<BodySource, GatewayError> {
+    let chunked = req.headers().contains_key(ax::TRANSFER_ENCODING);
+    let length: Option<u64> = req
+        .headers()
+        .get(ax::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
+    match (length, chunked) {
+        (Some(0) | None, false) => Ok(BodySource::Buffered(None)),
+        (Some(n), false) if n <= buffer_max as u64 => {
+            let mut buf = BytesMut::with_capacity(n as usize);
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| GatewayError::BadBody(e.to_string()))?;
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(BodySource::Buffered(Some(buf.freeze())))
+        }
+        _ => Ok(BodySource::Stream(Some(RequestBody::Stream {
+            payload,
+            length: if chunked { None } else { length },
+            touched: Default::default(),
+        }))),
+    }
+}
+
+/// One attempt against one replica.
+async fn forward_once(
+    replica: &crate::registry::Replica,
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: &http::HeaderMap,
+    body: RequestBody,
+    settings: &ProxySettings,
+) -> Attempt {
+    let authority = replica.address().authority();
+    let mut conn = match upstream::checkout(authority, settings.connect_timeout).await {
+        Ok(c) => c,
+        Err(cause) => return Attempt::Failed(cause, Some(body)),
+    };
+    let mut req = hyper::Request::new(body);
+    *req.method_mut() = method.clone();
+    *req.uri_mut() = uri.clone();
+    *req.headers_mut() = headers.clone();
+    headers::set_host(req.headers_mut(), authority);
+
+    let mut result = conn.send(req, settings.request_timeout).await;
+    // A pooled keep-alive connection the replica just closed is not the replica's fault: the request
+    // came back unsent, so send it once more on a fresh connection.
+    if conn.reused {
+        if let Err(SendError::NotSent(req)) = result {
+            conn = match upstream::connect(authority, settings.connect_timeout).await {
+                Ok(c) => c,
+                Err(cause) => return Attempt::Failed(cause, Some(req.into_body())),
+            };
+            result = conn.send(req, settings.request_timeout).await;
+        }
+    }
+    let resp = match result {
+        Ok(resp) => resp,
+        Err(SendError::NotSent(req)) => {
+            return Attempt::Failed(FailureCause::Transport, Some(req.into_body()))
+        }
+        Err(SendError::Failed(cause)) => return Attempt::Failed(cause, None),
+    };
+    let status = resp.status().as_u16();
+    let outcome = Outcome::from_http_status(status);
+    let response = to_client_response(resp, method, conn, settings.max_idle_per_replica);
+    match outcome {
+        Outcome::Success => Attempt::Response(response),
+        Outcome::Failure(cause) => Attempt::Retryable(cause, response),
+    }
+}
+
+fn to_client_response(
+    resp: hyper::Response<hyper::body::Incoming>,
+    method: &http::Method,
+    conn: upstream::Conn,
+    max_idle: usize,
+) -> HttpResponse {
+    let (parts, incoming) = resp.into_parts();
+    let status = StatusCode::from_u16(parts.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let not_modified = status == StatusCode::NOT_MODIFIED;
+    let size = if not_modified || status == StatusCode::NO_CONTENT {
+        BodySize::None
+    } else {
+        match headers::content_length(&parts.headers) {
+            Some(n) => BodySize::Sized(n),
+            None if *method == http::Method::HEAD => BodySize::None,
+            None => BodySize::Stream,
+        }
+    };
+    let mut out =
+        HttpResponse::with_body(status, ResponseBody::new(incoming, size, conn, max_idle));
+    headers::to_client(&parts.headers, not_modified, out.headers_mut());
+    out.map_into_boxed_body()
+}

@@ -1,0 +1,139 @@
+//! Upstream HTTP/1.1 client: a per-worker pool of keep-alive hyper connections, keyed by replica authority.
+//!
+//! Each actix worker is a single thread, so the pool is a thread-local with no locks; connection tasks are
+//! spawned on the worker's own local task set. A pooled connection goes back to the pool only once its
+//! response body has been read to the end.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+
+use super::body::RequestBody;
+use crate::policy::FailureCause;
+
+/// A connection to one replica, ready to send one request.
+pub(crate) struct Conn {
+    sender: SendRequest<RequestBody>,
+    authority: Rc<str>,
+    /// It came from the pool: a failure to even send on it may be a stale keep-alive, not the replica.
+    pub(crate) reused: bool,
+}
+
+/// What a failed send tells the caller.
+pub(crate) enum SendError {
+    /// The request never left: it is given back, untouched, and the connection is unusable.
+    NotSent(hyper::Request<RequestBody>),
+    /// The request (or part of it) was sent, then the exchange failed.
+    Failed(FailureCause),
+}
+
+struct Pool {
+    idle: HashMap<Rc<str>, Vec<SendRequest<RequestBody>>>,
+}
+
+thread_local! {
+    static POOL: RefCell<Pool> = RefCell::new(Pool { idle: HashMap::new() });
+}
+
+/// Takes a live pooled connection to `authority`, or opens a new one within `connect_timeout`.
+pub(crate) async fn checkout(
+    authority: &str,
+    connect_timeout: Duration,
+) -> Result<Conn, FailureCause> {
+    loop {
+        let pooled = POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            let key = Rc::clone(p.idle.get_key_value(authority)?.0);
+            p.idle.get_mut(authority)?.pop().map(|s| (key, s))
+        });
+        let Some((key, mut sender)) = pooled else {
+            break;
+        };
+        if sender.is_closed() {
+            continue;
+        }
+        // An idle connection that the replica closed reports it here rather than on send.
+        if sender.ready().await.is_ok() {
+            return Ok(Conn {
+                sender,
+                authority: key,
+                reused: true,
+            });
+        }
+    }
+    connect(authority, connect_timeout).await
+}
+
+/// Opens a fresh connection (never from the pool).
+pub(crate) async fn connect(
+    authority: &str,
+    connect_timeout: Duration,
+) -> Result<Conn, FailureCause> {
+    let stream = match tokio::time::timeout(
+        connect_timeout,
+        tokio::net::TcpStream::connect(authority),
+    )
+    .await
+    {
+        Err(_) => return Err(FailureCause::ConnectTimeout),
+        Ok(Err(_)) => return Err(FailureCause::Connect),
+        Ok(Ok(s)) => s,
+    };
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|_| FailureCause::Connect)?;
+    tokio::task::spawn_local(async move {
+        // Errors here are reported to the request that was in flight.
+        let _ = conn.await;
+    });
+    let key = POOL.with(|p| {
+        p.borrow()
+            .idle
+            .get_key_value(authority)
+            .map(|(k, _)| Rc::clone(k))
+    });
+    Ok(Conn {
+        sender,
+        authority: key.unwrap_or_else(|| Rc::from(authority)),
+        reused: false,
+    })
+}
+
+impl Conn {
+    /// Sends `req` and waits for the response head for at most `timeout`.
+    pub(crate) async fn send(
+        &mut self,
+        req: hyper::Request<RequestBody>,
+        timeout: Duration,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, SendError> {
+        let fut = self.sender.try_send_request(req);
+        match tokio::time::timeout(timeout, fut).await {
+            Err(_) => Err(SendError::Failed(FailureCause::Timeout)),
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(mut e)) => match e.take_message() {
+                Some(req) => Err(SendError::NotSent(req)),
+                None => Err(SendError::Failed(FailureCause::Transport)),
+            },
+        }
+    }
+
+    /// Returns the connection to this worker's pool, unless the pool for its replica is full.
+    pub(crate) fn checkin(self, max_idle: usize) {
+        if self.sender.is_closed() {
+            return;
+        }
+        POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            let list = p.idle.entry(self.authority).or_default();
+            if list.len() < max_idle {
+                list.push(self.sender);
+            }
+        });
+    }
+}

@@ -1,0 +1,115 @@
+//! Builds the gateway from a [`Config`] and runs its listener and background tasks until shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, App, HttpServer};
+
+use crate::admin::{self, AdminSettings, RegistrationToken};
+use crate::clock;
+use crate::config::Config;
+use crate::proxy::{self, Proxy, ProxySettings};
+use crate::registry::Registry;
+
+/// A started gateway.
+pub struct Gateway {
+    http_addr: SocketAddr,
+    registry: Arc<Registry>,
+    server: actix_web::dev::Server,
+    sweeper: tokio::task::JoinHandle<()>,
+}
+
+impl Gateway {
+    /// Binds the listener and starts serving on the current tokio runtime.
+    pub async fn start(config: Config) -> std::io::Result<Gateway> {
+        let registry = Arc::new(Registry::new(config.registry_policy()));
+        let now = clock::now();
+        for (service, address) in config.static_replicas() {
+            registry.add_static(service, address, now);
+        }
+        let proxy = web::Data::new(Proxy {
+            registry: Arc::clone(&registry),
+            settings: ProxySettings {
+                retry: config.retry_policy(),
+                connect_timeout: config.upstream.connect_timeout,
+                request_timeout: config.upstream.request_timeout,
+                buffer_body_max: config.retry.buffer_body_max,
+                max_idle_per_replica: config.upstream.max_idle_per_replica,
+            },
+        });
+        let admin_settings = web::Data::new(AdminSettings {
+            token: config
+                .auth
+                .registration_token
+                .clone()
+                .map(RegistrationToken::new),
+            registration_body_max: config.limits.registration_body_max,
+        });
+        let registry_data = web::Data::new(Arc::clone(&registry));
+
+        let listener = std::net::TcpListener::bind(config.listen)?;
+        let http_addr = listener.local_addr()?;
+        let workers = config
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(proxy.clone())
+                .app_data(admin_settings.clone())
+                .app_data(registry_data.clone())
+                .configure(admin::configure)
+                .default_service(web::to(proxy::handle))
+        })
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(10)
+        .backlog(4096)
+        .listen(listener)?
+        .run();
+
+        let sweeper = tokio::spawn(sweep_leases(Arc::clone(&registry), config.lease.ttl));
+        tracing::info!(%http_addr, workers, "registry-gateway listening");
+        Ok(Gateway {
+            http_addr,
+            registry,
+            server,
+            sweeper,
+        })
+    }
+
+    /// The HTTP listener's address (useful when the config asked for port 0).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests (up to 10 s) and returns.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let server = tokio::spawn(self.server);
+        shutdown.await;
+        tracing::info!("shutting down: draining in-flight requests");
+        handle.stop(true).await;
+        self.sweeper.abort();
+        server.await.map_err(std::io::Error::other)?
+    }
+}
+
+/// Removes replicas whose lease ran out, several times per TTL so removal is at most a fraction late.
+async fn sweep_leases(registry: Arc<Registry>, ttl: Duration) {
+    let period = (ttl / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        registry.sweep(clock::now());
+    }
+}
