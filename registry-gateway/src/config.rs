@@ -233,6 +233,9 @@ pub const KEYS: &[&str] = &[
     "limits.registration_body_max",
 ];
 
+/// `GATEWAY_*` variables that are not config keys: the config file path and the log filter.
+pub const NON_CONFIG_VARS: &[&str] = &["GATEWAY_CONFIG", "GATEWAY_LOG"];
+
 /// The environment variable that sets a dotted key.
 pub fn env_name(key: &str) -> String {
     format!("GATEWAY_{}", key.replace('.', "_").to_uppercase())
@@ -273,7 +276,7 @@ impl Config {
             None => Value::Mapping(Mapping::new()),
         };
         for (name, value) in &env {
-            if name == "GATEWAY_CONFIG" {
+            if NON_CONFIG_VARS.contains(&name.as_str()) {
                 continue;
             }
             let key = KEYS.iter().find(|k| env_name(k) == *name).ok_or_else(|| {

@@ -1,1 +1,30 @@
-//! x
+//! End-to-end harness: starts real gateway and demo processes on ports the OS chooses, and talks HTTP to them.
+//!
+//! Binaries come from the workspace's target directory; the test command (`scripts/test.sh`) builds them
+//! before running the tests.
+
+pub mod http;
+pub mod process;
+
+pub use http::{Client, Response};
+pub use process::{demo, gateway, Proc};
+
+use std::time::{Duration, Instant};
+
+/// Polls `check` every 20 ms until it returns `Some`, or panics with `what` after `deadline`.
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if start.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,238 @@
+//! Child processes (gateway, demo replicas) with captured output, killed when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running child process whose stdout and stderr lines are kept for assertions.
+pub struct Proc {
+    child: Child,
+    lines: Arc<(Mutex<Vec<String>>, Condvar)>,
+    /// `http://127.0.0.1:PORT` the process announced.
+    pub url: String,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    _files: Vec<TempFile>,
+}
+
+/// A file deleted on drop.
+pub struct TempFile(pub PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Path of a workspace binary, built by `cargo build --workspace --bins`.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+impl Proc {
+    /// Spawns `cmd` and waits until it prints a line containing `listening on http://`.
+    pub fn spawn(mut cmd: Command, files: Vec<TempFile>) -> Proc {
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
+        let mut child = cmd.spawn().expect("spawn child process");
+        let lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let lines = Arc::clone(&lines);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    let (store, cv) = &*lines;
+                    store.lock().unwrap().push(line);
+                    cv.notify_all();
+                }
+            });
+        }
+        let mut p = Proc {
+            child,
+            lines,
+            url: String::new(),
+            addr: String::new(),
+            _files: files,
+        };
+        let line = p.wait_for_line("listening on http://", Duration::from_secs(30));
+        let url = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .expect("url in listening line")
+            .to_owned();
+        p.addr = url.trim_start_matches("http://").to_owned();
+        p.url = url;
+        p
+    }
+
+    /// Waits for an output line containing `needle` and returns it; panics with the output so far on timeout.
+    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let (store, cv) = &*self.lines;
+        let mut guard = store.lock().unwrap();
+        loop {
+            if let Some(l) = guard.iter().find(|l| l.contains(needle)) {
+                return l.clone();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "process exited ({status}) before printing {needle:?}; output:\n{}",
+                    guard.join("\n")
+                );
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                panic!(
+                    "no line containing {needle:?} within {timeout:?}; output:\n{}",
+                    guard.join("\n")
+                );
+            }
+            let wait = (deadline - now).min(Duration::from_millis(100));
+            guard = cv.wait_timeout(guard, wait).unwrap().0;
+        }
+    }
+
+    /// Output lines containing `needle` so far.
+    pub fn lines_with(&self, needle: &str) -> Vec<String> {
+        let (store, _) = &*self.lines;
+        store
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+
+    /// All output so far.
+    pub fn output(&self) -> String {
+        self.lines.0.lock().unwrap().join("\n")
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Peak resident memory (VmHWM) in KiB, from /proc.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc status");
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .expect("VmHWM in /proc status")
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, and wait up to `timeout` for a clean exit; returns its exit code.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        None
+    }
+
+    /// Waits for the process to exit by itself; returns its exit code and output.
+    pub fn wait_exit(&mut self, timeout: Duration) -> (Option<i32>, String) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the reader threads drain.
+                std::thread::sleep(Duration::from_millis(100));
+                return (status.code(), self.output());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("process did not exit within {timeout:?}");
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn temp_path(prefix: &str, ext: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("{prefix}-{}-{n}.{ext}", std::process::id()))
+}
+
+/// The gateway command for `yaml` config, listening on a free port; not yet started.
+pub fn gateway_command(yaml: &str) -> (Command, TempFile) {
+    let path = temp_path("gateway", "yaml");
+    std::fs::write(&path, yaml).expect("write gateway config");
+    let mut cmd = Command::new(bin("registry-gateway"));
+    cmd.arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--config")
+        .arg(&path);
+    cmd.env("GATEWAY_LOG", "info");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("GATEWAY_") && k != "GATEWAY_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    (cmd, TempFile(path))
+}
+
+/// Starts a gateway with `yaml` config (two workers) on a free port.
+pub fn gateway(yaml: &str) -> Proc {
+    let yaml = if yaml.contains("workers:") {
+        yaml.to_owned()
+    } else {
+        format!("workers: 2\n{yaml}")
+    };
+    let (cmd, file) = gateway_command(&yaml);
+    Proc::spawn(cmd, vec![file])
+}
+
+/// Starts `demo-http --name NAME --port PORT` with `extra` flags (port 0: any free one).
+pub fn demo_on(name: &str, port: u16, extra: &[&str]) -> Proc {
+    let mut cmd = Command::new(bin("demo-http"));
+    cmd.arg("--name")
+        .arg(name)
+        .arg("--port")
+        .arg(port.to_string())
+        .args(extra);
+    Proc::spawn(cmd, Vec::new())
+}
+
+/// Starts a demo replica on a free port.
+pub fn demo(name: &str, extra: &[&str]) -> Proc {
+    demo_on(name, 0, extra)
+}
