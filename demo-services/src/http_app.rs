@@ -23,6 +23,7 @@ pub struct DemoState {
 /// Mounts the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health))
+        .route("/ping", web::get().to(ping))
         .route("/hello", web::get().to(hello))
         .route("/users", web::get().to(users))
         .route("/users/{id}", web::get().to(user))
@@ -55,6 +56,11 @@ fn ok(state: &DemoState, body: serde_json::Value) -> HttpResponse {
 
 async fn health(state: web::Data<Arc<DemoState>>) -> HttpResponse {
     ok(&state, json!({ "status": "ok", "replica": state.name }))
+}
+
+/// Two bytes, no JSON, no injection: the benchmark's backend route.
+async fn ping() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok")
 }
 
 async fn hello(state: web::Data<Arc<DemoState>>) -> HttpResponse {

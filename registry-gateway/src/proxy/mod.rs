@@ -140,10 +140,7 @@ pub async fn handle(
 
     let mut tried: Vec<Uuid> = Vec::new();
     let mut last: Option<(FailureCause, Option<HttpResponse>)> = None;
-    loop {
-        let Some(pick) = registry.pick(&svc, &tried, clock::now()) else {
-            break;
-        };
+    while let Some(pick) = registry.pick(&svc, &tried, clock::now()) {
         let Some(body) = source.take() else { break };
         tried.push(pick.replica.id());
         let replica = Arc::clone(&pick.replica);
@@ -270,7 +267,7 @@ async fn forward_once(
                 Ok(c) => c,
                 Err(cause) => return Attempt::Failed(cause, Some(req.into_body())),
             };
-            result = conn.send(req, settings.request_timeout).await;
+            result = conn.send(*req, settings.request_timeout).await;
         }
     }
     let resp = match result {

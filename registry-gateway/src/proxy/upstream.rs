@@ -26,7 +26,7 @@ pub(crate) struct Conn {
 /// What a failed send tells the caller.
 pub(crate) enum SendError {
     /// The request never left: it is given back, untouched, and the connection is unusable.
-    NotSent(hyper::Request<RequestBody>),
+    NotSent(Box<hyper::Request<RequestBody>>),
     /// The request (or part of it) was sent, then the exchange failed.
     Failed(FailureCause),
 }
@@ -117,7 +117,7 @@ impl Conn {
             Err(_) => Err(SendError::Failed(FailureCause::Timeout)),
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(mut e)) => match e.take_message() {
-                Some(req) => Err(SendError::NotSent(req)),
+                Some(req) => Err(SendError::NotSent(Box::new(req))),
                 None => Err(SendError::Failed(FailureCause::Transport)),
             },
         }
