@@ -339,7 +339,7 @@ impl Config {
                 ),
             ));
         }
-        if !(1..=10).contains(&self.retry.max_attempts) {
+        if !(1..=crate::proxy::MAX_ATTEMPTS as u32).contains(&self.retry.max_attempts) {
             return Err(invalid("retry.max_attempts", "must be between 1 and 10"));
         }
         if self.upstream.connect_timeout.is_zero() {

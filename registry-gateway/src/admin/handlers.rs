@@ -214,3 +214,8 @@ pub(crate) async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse,
         path: req.path().to_owned(),
     })
 }
+
+/// Any other path under `/registry/`.
+pub(crate) async fn not_found(req: HttpRequest) -> Result<HttpResponse, GatewayError> {
+    Err(GatewayError::NoRoute(req.path().to_owned()))
+}

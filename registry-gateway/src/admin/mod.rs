@@ -19,6 +19,8 @@ pub struct AdminSettings {
 
 /// Mounts the admin routes. Every other path goes to the proxy (mounted by the caller as default service).
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    // The templated routes sit in a scope: a proxied request is then turned away by one prefix
+    // comparison instead of being matched against each route's regular expression.
     cfg.service(
         web::resource("/register")
             .route(web::post().to(handlers::register))
@@ -30,20 +32,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(handlers::method_not_allowed)),
     )
     .service(
-        web::resource("/registry/{service}")
-            .route(web::get().to(handlers::service))
-            .default_service(web::to(handlers::method_not_allowed)),
-    )
-    .service(
-        web::resource("/registry/{service}/{id}")
-            .route(web::delete().to(handlers::deregister))
-            .route(web::get().to(handlers::replica))
-            .default_service(web::to(handlers::method_not_allowed)),
-    )
-    .service(
-        web::resource("/registry/{service}/{id}/heartbeat")
-            .route(web::put().to(handlers::heartbeat))
-            .default_service(web::to(handlers::method_not_allowed)),
+        web::scope("/registry")
+            .service(
+                web::resource("/{service}")
+                    .route(web::get().to(handlers::service))
+                    .default_service(web::to(handlers::method_not_allowed)),
+            )
+            .service(
+                web::resource("/{service}/{id}")
+                    .route(web::delete().to(handlers::deregister))
+                    .route(web::get().to(handlers::replica))
+                    .default_service(web::to(handlers::method_not_allowed)),
+            )
+            .service(
+                web::resource("/{service}/{id}/heartbeat")
+                    .route(web::put().to(handlers::heartbeat))
+                    .default_service(web::to(handlers::method_not_allowed)),
+            )
+            .default_service(web::to(handlers::not_found)),
     )
     .service(web::resource("/healthz").to(handlers::healthz))
     .service(web::resource("/readyz").to(handlers::readyz));

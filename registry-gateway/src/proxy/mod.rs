@@ -39,6 +39,9 @@ pub struct ProxySettings {
     pub max_idle_per_replica: usize,
 }
 
+/// Upper bound of `retry.max_attempts` (validated in the config).
+pub const MAX_ATTEMPTS: usize = 10;
+
 /// Shared state the proxy handler needs.
 pub struct Proxy {
     /// The registry to route from.
@@ -135,21 +138,28 @@ pub async fn handle(
         .map_err(|_| GatewayError::NoRoute(path.to_owned()))?;
     let idempotent = is_idempotent(method.as_str());
     let peer: Option<IpAddr> = req.peer_addr().map(|a| a.ip());
-    let headers = headers::to_upstream(req.headers(), peer);
     let mut source = prepare_body(&req, payload, settings.buffer_body_max).await?;
 
-    let mut tried: Vec<Uuid> = Vec::new();
+    // Attempts never exceed `retry.max_attempts` (at most 10): a fixed array, no allocation.
+    let mut tried = [Uuid::nil(); MAX_ATTEMPTS];
+    let mut attempts = 0usize;
     let mut last: Option<(FailureCause, Option<HttpResponse>)> = None;
-    while let Some(pick) = registry.pick(&svc, &tried, clock::now()) {
+    while attempts < MAX_ATTEMPTS {
+        let Some(pick) = registry.pick(&svc, &tried[..attempts], clock::now()) else {
+            break;
+        };
         let Some(body) = source.take() else { break };
-        tried.push(pick.replica.id());
+        tried[attempts] = pick.replica.id();
+        attempts += 1;
+        // Built per attempt from the client's headers: cheaper than keeping a copy to clone.
+        let headers = headers::to_upstream(req.headers(), peer);
         let replica = Arc::clone(&pick.replica);
         let mut guard = AttemptGuard {
             registry,
             pick: Some(pick),
         };
         let (cause, response) =
-            match forward_once(&replica, &method, &uri, &headers, body, settings).await {
+            match forward_once(&replica, &method, &uri, headers, body, settings).await {
                 Attempt::Response(resp) => {
                     guard.finish(Outcome::Success);
                     return Ok(resp);
@@ -178,7 +188,7 @@ pub async fn handle(
         }
     }
 
-    let attempts = tried.len() as u32;
+    let attempts = attempts as u32;
     let service = svc.name().to_string();
     match last {
         // A 5xx that was not retried (or was the last try) reaches the client as the replica sent it.
@@ -243,7 +253,7 @@ async fn forward_once(
     replica: &crate::registry::Replica,
     method: &http::Method,
     uri: &http::Uri,
-    headers: &http::HeaderMap,
+    headers: http::HeaderMap,
     body: RequestBody,
     settings: &ProxySettings,
 ) -> Attempt {
@@ -255,7 +265,7 @@ async fn forward_once(
     let mut req = hyper::Request::new(body);
     *req.method_mut() = method.clone();
     *req.uri_mut() = uri.clone();
-    *req.headers_mut() = headers.clone();
+    *req.headers_mut() = headers;
     headers::set_host(req.headers_mut(), authority);
 
     let mut result = conn.send(req, settings.request_timeout).await;
