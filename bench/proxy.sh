@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Proxy benchmark: the gateway against nginx, same two backends, same worker count, in one run.
 #
-# Layout on a 2-core machine (as in DESIGN.md §4): wrk pinned to core 0; proxy and backends share core 1.
+# Layout on a 2-core machine: wrk pinned to core 0, the proxy under test on core 1, backends where BACKEND_CPU says.
 # nginx and the gateway are measured alternately, ROUNDS times each, DURATION per run; the script prints
 # each run, then the median requests/s and p99 latency of each and the gateway/nginx throughput ratio.
 #
