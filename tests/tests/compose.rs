@@ -1,0 +1,87 @@
+//! docker-compose.yml cannot run here (no Docker engine): check it statically against the real binaries.
+
+use std::process::Command;
+
+use e2e::process::bin;
+use serde_yaml_ng::Value;
+
+fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn help(binary: &str) -> String {
+    let out = Command::new(bin(binary))
+        .arg("--help")
+        .output()
+        .expect("run --help");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn compose_file_parses_and_names_only_real_images_flags_and_variables() {
+    let root = repo_root();
+    let text =
+        std::fs::read_to_string(root.join("docker-compose.yml")).expect("docker-compose.yml");
+    let doc: Value = serde_yaml_ng::from_str(&text).expect("valid YAML");
+    let services = doc["services"].as_mapping().expect("services mapping");
+    assert!(services.len() >= 4, "gateway and three replicas");
+    let demo_help = help("demo-http");
+    let mut saw_gateway = false;
+    for (name, svc) in services {
+        let name = name.as_str().unwrap();
+        let build = &svc["build"];
+        let dockerfile = build["dockerfile"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: no build.dockerfile"));
+        let df = std::fs::read_to_string(root.join(dockerfile))
+            .unwrap_or_else(|_| panic!("{name}: {dockerfile} missing"));
+        if df.contains("registry-gateway") {
+            saw_gateway = true;
+            // Every GATEWAY_* variable must be one the gateway accepts: start it with exactly those.
+            let mut cmd = Command::new(bin("registry-gateway"));
+            cmd.arg("--listen").arg("127.0.0.1:0").env_clear();
+            for (k, v) in svc["environment"].as_mapping().into_iter().flatten() {
+                let (k, v) = (k.as_str().unwrap(), v.as_str().unwrap());
+                // The container listens on all interfaces; the check binds loopback.
+                let v = if k == "GATEWAY_LISTEN" {
+                    "127.0.0.1:0"
+                } else {
+                    v
+                };
+                cmd.env(k, v);
+            }
+            let mut child = cmd
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let still_running = child.try_wait().unwrap().is_none();
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                still_running,
+                "{name}: gateway refused the compose environment: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        } else {
+            assert!(
+                df.contains("demo-http"),
+                "{name}: unknown image {dockerfile}"
+            );
+            for arg in svc["command"].as_sequence().expect("command list") {
+                let arg = arg.as_str().unwrap();
+                if arg.starts_with("--") {
+                    assert!(
+                        demo_help.contains(arg),
+                        "{name}: demo-http has no flag {arg}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(saw_gateway);
+}
