@@ -11,4 +11,4 @@ fi
 
 # The e2e tests run the real binaries (gateway, demo services) from target/debug.
 cargo build --workspace --bins --locked
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"

@@ -173,9 +173,9 @@ pub async fn handle(
                 Attempt::Retryable(cause, resp) => (cause, Some(resp)),
             };
         guard.finish(Outcome::Failure(cause));
-        let replicas = svc.replicas().len().max(tried.len());
+        let replicas = svc.replicas().len().max(attempts);
         let decision = settings.retry.after_failure(
-            tried.len() as u32,
+            attempts as u32,
             replicas,
             cause,
             idempotent,
