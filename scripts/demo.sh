@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The run command: the gateway on its embedded in-process registry, plus three demo-http replicas of
-# service `demo` (one flaky), each kept registered by a heartbeat loop. Ctrl-C stops everything and
-# deregisters every replica. No Docker, no external services. Children run in their own sessions
-# (setsid) so that Ctrl-C reaches this script first: it deregisters, then stops them in order.
+# The run command: the gateway on its embedded in-process registry, three demo-http replicas of service
+# `demo` (one flaky), a `users` service and an `orders` service that calls users through the gateway.
+# Every replica registers itself through the client SDK. Ctrl-C stops everything cleanly: each replica
+# deregisters, then the gateway stops. No Docker, no external services.
+#
+# Children run in their own sessions (setsid) so that Ctrl-C reaches this script only: it then stops
+# them in order (replicas first, so they can still deregister; the gateway last).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,89 +13,79 @@ GW_PORT=${GW_PORT:-8080}
 GW="http://127.0.0.1:${GW_PORT}"
 LOGDIR=${LOGDIR:-$(mktemp -d)}
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need curl; then
+if ! command -v curl >/dev/null 2>&1; then
   echo "installing curl..." >&2
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq curl >/dev/null; else sudo apt-get update -qq && sudo apt-get install -y -qq curl >/dev/null; fi
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
 fi
 
 echo "building (release)..."
 cargo build --release --bins --locked -q
 BIN=target/release
 
-pids=()
+gateway_pid=""
+replica_pids=()
 cleanup() {
   trap - INT TERM EXIT
   echo
-  echo "stopping: deregistering replicas..."
-  for f in "$LOGDIR"/*.id; do
-    [ -e "$f" ] || continue
-    read -r svc id < "$f"
-    curl -s -o /dev/null -w "  DELETE /registry/$svc/$id -> %{http_code}\n" -X DELETE "$GW/registry/$svc/$id" || true
+  echo "stopping replicas (each deregisters)..."
+  for p in "${replica_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${replica_pids[@]}"; do
+    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
   done
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  grep -h "deregistered" "$LOGDIR"/*.log 2>/dev/null | sed 's/^/  /' || true
+  echo "registry now: $(curl -s "$GW/registry" || echo unreachable)"
+  [ -n "$gateway_pid" ] && kill -TERM "$gateway_pid" 2>/dev/null || true
   wait 2>/dev/null || true
-  echo "stopped. logs were in $LOGDIR"
+  echo "stopped. logs are in $LOGDIR"
 }
 trap cleanup INT TERM EXIT
 
 GATEWAY_LISTEN="127.0.0.1:${GW_PORT}" setsid "$BIN/registry-gateway" --config config/demo.yaml > "$LOGDIR/gateway.log" 2>&1 &
-pids+=($!)
+gateway_pid=$!
 for _ in $(seq 100); do curl -sf "$GW/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -sf "$GW/healthz" >/dev/null || { echo "gateway did not start:"; cat "$LOGDIR/gateway.log"; exit 1; }
-
-# Registers <service> <address> and keeps it alive: heartbeat every 5 s, register again on 404.
-# Stops when the replica's process is gone, so its lease then expires on the gateway.
-keep_registered() {
-  local svc=$1 addr=$2 pid=$3 name=$4 id=""
-  while kill -0 "$pid" 2>/dev/null; do
-    if [ -z "$id" ] || [ "$(curl -s -o /dev/null -w '%{http_code}' -X PUT "$GW/registry/$svc/$id/heartbeat")" = 404 ]; then
-      id=$(curl -s -X POST "$GW/register" -H 'content-type: application/json' \
-        -d "{\"service\":\"$svc\",\"address\":\"$addr\",\"metadata\":{\"name\":\"$name\"}}" | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
-      [ -n "$id" ] && echo "$svc $id" > "$LOGDIR/$name.id"
-    fi
-    sleep 5
-  done
-  rm -f "$LOGDIR/$name.id"
-}
-
-start_replica() {
-  local name=$1 port=$2; shift 2
-  setsid "$BIN/demo-http" --name "$name" --port "$port" "$@" > "$LOGDIR/$name.log" 2>&1 &
-  local pid=$!
-  pids+=("$pid")
-  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break; sleep 0.1; done
-  keep_registered demo "http://127.0.0.1:$port" "$pid" "$name" &
-  pids+=($!)
-  echo "  demo-http $name on :$port (pid $pid) $*"
-}
-
 echo "gateway on $GW (log: $LOGDIR/gateway.log)"
-start_replica a 9001
-start_replica b 9002
-start_replica c 9003 --fail-rate 0.3
-sleep 0.5
+
+replica() { # name port service [flags...]
+  local name=$1 port=$2 service=$3; shift 3
+  setsid "$BIN/demo-http" --name "$name" --port "$port" --service "$service" --gateway "$GW" "$@" \
+    > "$LOGDIR/$name.log" 2>&1 &
+  replica_pids+=($!)
+  echo "  $service: demo-http $name on :$port $*"
+}
+replica a 9001 demo
+replica b 9002 demo
+replica c 9003 demo --fail-rate 0.3
+replica users-1 9011 users
+replica orders-1 9012 orders --users-url "$GW/users"
+
+for _ in $(seq 100); do
+  n=$(curl -s "$GW/registry" | grep -o '"address"' | wc -l)
+  [ "$n" -ge 5 ] && break
+  sleep 0.1
+done
 
 cat <<TXT
 
-Everything is up. Try:
-  curl -s $GW/demo/hello                         # round-robin over a, b, c (watch the "replica" field)
+All 5 replicas registered themselves. Try:
+  curl -s $GW/demo/hello                          # round-robin over a, b, c ("replica" field)
   for i in \$(seq 9); do curl -s $GW/demo/hello; echo; done
-  curl -s $GW/registry | python3 -m json.tool    # every replica: state, counters, last heartbeat
-  curl -s $GW/demo/echo/anything?x=1             # what the replica received (headers, path, body)
+  curl -s $GW/orders/orders                       # orders looks users up through the gateway
+  curl -s $GW/registry | python3 -m json.tool     # every replica: state, counters, last heartbeat
 
-Failure handling:
-  c is flaky (30% of answers are 500): GETs are retried on the next replica, so clients see 200;
-  its breaker opens after 3 failures in a row, and it is evicted after 5:
-    grep -E 'CIRCUIT|EVICT' $LOGDIR/gateway.log
-  Kill a replica and keep sending traffic: no client request fails, its breaker opens, and its lease
-  expires 15 s later:
-    kill \$(pgrep -f 'demo-http --name b')
+Failure handling (log: $LOGDIR/gateway.log):
+  c is flaky (30% of its answers are 500): GETs move to the next replica, clients see 200; its breaker
+  opens after 3 failures in a row and it is evicted after 5, then comes back on probation:
+    grep -E 'CIRCUIT|EVICT|probation' $LOGDIR/gateway.log
+  Kill a replica hard while sending traffic: no request fails, its breaker opens, its lease expires:
+    kill -9 \$(pgrep -f 'demo-http --name b ')
     for i in \$(seq 20); do curl -s -o /dev/null -w '%{http_code} ' $GW/demo/hello; done; echo
-  Bring it back (it registers again; a replica evicted for failures returns on probation):
-    $BIN/demo-http --name b --port 9002 &   then register it:
-    curl -s -X POST $GW/register -d '{"service":"demo","address":"http://127.0.0.1:9002"}'
+    sleep 16; curl -s $GW/registry/demo | python3 -m json.tool
+  Start it again: it registers itself and takes traffic at once:
+    $BIN/demo-http --name b --port 9002 --service demo --gateway $GW &
+  Stop one gracefully (SIGTERM): it deregisters before it stops serving:
+    kill \$(pgrep -f 'demo-http --name a ')
 
 Ctrl-C stops everything; every replica deregisters.
 TXT
-wait "${pids[0]}"
+wait "$gateway_pid"

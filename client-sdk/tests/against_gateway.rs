@@ -88,7 +88,7 @@ async fn registers_on_start_and_heartbeats_outlive_the_lease() {
     // The first attempt is made inside start(): a service whose gateway is up starts registered.
     assert!(reg.is_registered(), "{:?}", reg.states());
     let id = reg.id().unwrap();
-    assert_eq!(gw.ids("orders"), [id.clone()]);
+    assert_eq!(gw.ids("orders"), std::slice::from_ref(&id));
     let view = gw.registry.service("orders").unwrap().replicas()[0].view(Instant::now());
     assert_eq!(view.metadata["version"], "1.4.2");
     match &reg.states()[0].1 {
@@ -104,7 +104,7 @@ async fn registers_on_start_and_heartbeats_outlive_the_lease() {
     }
     // Two and a half TTLs later the lease is still held by heartbeats, under the same id.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    assert_eq!(gw.ids("orders"), [id.clone()]);
+    assert_eq!(gw.ids("orders"), std::slice::from_ref(&id));
     assert_eq!(reg.id(), Some(id));
     reg.deregister().await.unwrap();
     assert!(gw.ids("orders").is_empty());

@@ -18,6 +18,8 @@ pub struct DemoState {
     pub name: String,
     /// Failure injection.
     pub faults: Faults,
+    /// Where `/orders` looks users up (the `users` service through the gateway), if anywhere.
+    pub users_url: Option<String>,
 }
 
 /// Mounts the routes.
@@ -104,18 +106,39 @@ async fn user(state: web::Data<Arc<DemoState>>, id: web::Path<u64>) -> HttpRespo
     }
 }
 
-async fn orders(state: web::Data<Arc<DemoState>>) -> HttpResponse {
+/// Orders; with `--users-url`, each is joined with its user, fetched from the `users` service through the
+/// gateway (a service-to-service call that gets the gateway's balancing and failover).
+async fn orders(state: web::Data<Arc<DemoState>>, client: web::Data<awc::Client>) -> HttpResponse {
     if let Some(fail) = inject(&state).await {
         return fail;
     }
-    ok(
-        &state,
-        json!({
-            "orders": [ { "id": 100, "user_id": 1, "item": "analytical engine", "qty": 1 },
-                        { "id": 101, "user_id": 3, "item": "compiler", "qty": 2 } ],
-            "replica": state.name
-        }),
-    )
+    let mut orders = vec![
+        json!({ "id": 100, "user_id": 1, "item": "analytical engine", "qty": 1 }),
+        json!({ "id": 101, "user_id": 3, "item": "compiler", "qty": 2 }),
+    ];
+    if let Some(users) = &state.users_url {
+        for order in &mut orders {
+            let url = format!("{users}/users/{}", order["user_id"]);
+            order["user"] = match client
+                .get(&url)
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await
+            {
+                Ok(mut resp) if resp.status().is_success() => {
+                    match resp.json::<serde_json::Value>().await {
+                        Ok(body) => {
+                            json!({ "name": body["user"]["name"], "served_by": body["replica"] })
+                        }
+                        Err(e) => json!({ "error": e.to_string() }),
+                    }
+                }
+                Ok(resp) => json!({ "error": format!("users answered {}", resp.status()) }),
+                Err(e) => json!({ "error": e.to_string() }),
+            };
+        }
+    }
+    ok(&state, json!({ "orders": orders, "replica": state.name }))
 }
 
 /// Returns the request line, headers and body it received.

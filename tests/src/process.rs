@@ -194,13 +194,15 @@ fn temp_path(prefix: &str, ext: &str) -> PathBuf {
 
 /// The gateway command for `yaml` config, listening on a free port; not yet started.
 pub fn gateway_command(yaml: &str) -> (Command, TempFile) {
+    gateway_command_on("127.0.0.1:0", yaml)
+}
+
+/// The gateway command for `yaml` config, listening on `listen`; not yet started.
+pub fn gateway_command_on(listen: &str, yaml: &str) -> (Command, TempFile) {
     let path = temp_path("gateway", "yaml");
     std::fs::write(&path, yaml).expect("write gateway config");
     let mut cmd = Command::new(bin("registry-gateway"));
-    cmd.arg("--listen")
-        .arg("127.0.0.1:0")
-        .arg("--config")
-        .arg(&path);
+    cmd.arg("--listen").arg(listen).arg("--config").arg(&path);
     cmd.env("GATEWAY_LOG", "info");
     for (k, _) in std::env::vars() {
         if k.starts_with("GATEWAY_") && k != "GATEWAY_LOG" {
@@ -212,12 +214,17 @@ pub fn gateway_command(yaml: &str) -> (Command, TempFile) {
 
 /// Starts a gateway with `yaml` config (two workers) on a free port.
 pub fn gateway(yaml: &str) -> Proc {
+    gateway_on("127.0.0.1:0", yaml)
+}
+
+/// Starts a gateway with `yaml` config (two workers) on `listen` (to restart one on the same port).
+pub fn gateway_on(listen: &str, yaml: &str) -> Proc {
     let yaml = if yaml.contains("workers:") {
         yaml.to_owned()
     } else {
         format!("workers: 2\n{yaml}")
     };
-    let (cmd, file) = gateway_command(&yaml);
+    let (cmd, file) = gateway_command_on(listen, &yaml);
     Proc::spawn(cmd, vec![file])
 }
 

@@ -1,10 +1,11 @@
-//! `demo-http`: a small HTTP backend with failure injection, for trying and testing the gateway.
+//! `demo-http`: a small HTTP backend with failure injection that registers itself through the client SDK.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, App, HttpServer};
 use clap::Parser;
+use client_sdk::Registration;
 use demo_services::faults::{FaultConfig, Faults};
 use demo_services::http_app::{self, DemoState};
 
@@ -21,6 +22,21 @@ struct Args {
     /// Replica name, returned in `x-replica` and in bodies.
     #[arg(long, default_value = "demo")]
     name: String,
+    /// Service to register as.
+    #[arg(long, default_value = "demo")]
+    service: String,
+    /// Gateway to register with (repeat for several). Without it the service does not register.
+    #[arg(long = "gateway", value_name = "URL")]
+    gateways: Vec<String>,
+    /// Address the gateway should use to reach this replica (default: http://<host>:<port>).
+    #[arg(long, value_name = "URL")]
+    advertise: Option<String>,
+    /// Registration token, when the gateway requires one.
+    #[arg(long, env = "REGISTRATION_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Base URL of the users service, for `/orders` to join users (e.g. http://127.0.0.1:8080/users).
+    #[arg(long, value_name = "URL")]
+    users_url: Option<String>,
     /// Answer 500 on every Nth request (0: never).
     #[arg(long, default_value_t = 0)]
     fail_every: u64,
@@ -38,6 +54,14 @@ struct Args {
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DEMO_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
     if !(0.0..=1.0).contains(&args.fail_rate) {
         eprintln!("demo-http: --fail-rate must be between 0.0 and 1.0");
         std::process::exit(2);
@@ -49,17 +73,72 @@ async fn main() -> std::io::Result<()> {
             fail_rate: args.fail_rate,
             latency: Duration::from_millis(args.latency_ms),
         }),
+        users_url: args.users_url.clone(),
     });
     let listener = std::net::TcpListener::bind((args.host, args.port))?;
     let addr = listener.local_addr()?;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(Arc::clone(&state)))
+            // awc's client is per worker thread (it is !Send); it pools connections to the gateway.
+            .app_data(web::Data::new(awc::Client::default()))
             .configure(http_app::configure)
     })
     .workers(args.workers)
+    .disable_signals()
     .listen(listener)?
     .run();
+    let handle = server.handle();
+    let serving = tokio::spawn(server);
     println!("demo-http {} listening on http://{addr}", args.name);
-    server.await
+
+    let registration = match args.gateways.split_first() {
+        None => None,
+        Some((first, rest)) => {
+            let host = if addr.ip().is_unspecified() {
+                "127.0.0.1".to_owned()
+            } else {
+                addr.ip().to_string()
+            };
+            let advertise = args
+                .advertise
+                .clone()
+                .unwrap_or_else(|| format!("http://{host}:{}", addr.port()));
+            let mut builder = Registration::builder(first, &args.service, &advertise)
+                .metadata("name", &args.name);
+            for g in rest {
+                builder = builder.gateway(g);
+            }
+            if let Some(t) = &args.token {
+                builder = builder.token(t);
+            }
+            match builder.start().await {
+                Ok(r) => {
+                    println!(
+                        "demo-http {} registering as {} at {advertise}: {:?}",
+                        args.name,
+                        args.service,
+                        r.states()
+                    );
+                    Some(r)
+                }
+                Err(e) => {
+                    eprintln!("demo-http: {e}");
+                    std::process::exit(2);
+                }
+            }
+        }
+    };
+
+    // Deregister first, then stop serving: the gateway stops routing here before the server goes away.
+    client_sdk::shutdown_signal().await;
+    if let Some(r) = registration {
+        match r.deregister().await {
+            Ok(()) => println!("demo-http {} deregistered", args.name),
+            Err(e) => eprintln!("demo-http {}: deregistration failed: {e}", args.name),
+        }
+    }
+    handle.stop(true).await;
+    let _ = serving.await;
+    Ok(())
 }
