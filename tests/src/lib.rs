@@ -5,9 +5,11 @@
 
 pub mod http;
 pub mod process;
+pub mod traffic;
 
 pub use http::{Client, Response};
 pub use process::{demo, gateway, Proc};
+pub use traffic::Traffic;
 
 use std::time::{Duration, Instant};
 

@@ -1,13 +1,11 @@
 //! Routing end to end: round-robin, failover with zero client errors, breaker, eviction, recovery, 503/504.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use e2e::http::register;
 use e2e::process::demo_on;
-use e2e::{demo, eventually, gateway, Client};
+use e2e::{demo, eventually, gateway, Client, Traffic};
 use http::{Method, StatusCode};
 
 async fn replica_view(
@@ -77,34 +75,8 @@ async fn a_killed_replica_costs_no_client_request_and_is_opened_then_evicted() {
     for r in [&a, &b, &c3] {
         register(&c, &gw.url, "orders", &r.url).await;
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..4 {
-        let (c, url, stop, ok) = (
-            c.clone(),
-            format!("{}/orders/hello", gw.url),
-            stop.clone(),
-            ok.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut failures = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let r = c.get(&url).await;
-                if r.status == StatusCode::OK {
-                    ok.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    failures.push((r.status, String::from_utf8_lossy(&r.body).into_owned()));
-                }
-            }
-            failures
-        }));
-    }
-    eventually(Duration::from_secs(10), "traffic flowing", || {
-        let n = ok.load(Ordering::Relaxed);
-        async move { (n > 200).then_some(()) }
-    })
-    .await;
+    let traffic = Traffic::start(&c, &format!("{}/orders/hello", gw.url), 4);
+    traffic.wait_for_more(200, Duration::from_secs(10)).await;
     b.kill();
     // Its breaker opens, failed probes push it to the eviction threshold, and it leaves the registry.
     eventually(Duration::from_secs(30), "replica b evicted", || {
@@ -118,21 +90,9 @@ async fn a_killed_replica_costs_no_client_request_and_is_opened_then_evicted() {
         }
     })
     .await;
-    let after = ok.load(Ordering::Relaxed);
-    eventually(
-        Duration::from_secs(10),
-        "more traffic after eviction",
-        || {
-            let n = ok.load(Ordering::Relaxed);
-            async move { (n > after + 200).then_some(()) }
-        },
-    )
-    .await;
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        let failures = t.await.unwrap();
-        assert!(failures.is_empty(), "client saw failures: {failures:?}");
-    }
+    traffic.wait_for_more(200, Duration::from_secs(10)).await;
+    let failures = traffic.stop().await;
+    assert!(failures.is_empty(), "client saw failures: {failures:?}");
     assert_eq!(
         gw.lines_with(&format!("[CIRCUIT] {} OPEN (threshold reached)", b.url))
             .len(),

@@ -1,11 +1,9 @@
 //! Replicas that register themselves through the client SDK: gateway restarts, graceful stops, crashes.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use e2e::process::gateway_on;
-use e2e::{demo, eventually, gateway, Client, Proc};
+use e2e::{demo, eventually, gateway, Client, Proc, Traffic};
 use http::StatusCode;
 
 async fn addresses(c: &Client, gw: &str, service: &str) -> Vec<String> {
@@ -84,34 +82,8 @@ async fn a_gracefully_stopped_replica_leaves_at_once_and_no_request_fails() {
     let urls: Vec<String> = reps.iter().map(|r| r.url.clone()).collect();
     wait_for_addresses(&c, &gw.url, "orders", &urls, Duration::from_secs(10)).await;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..4 {
-        let (c, url, stop, ok) = (
-            c.clone(),
-            format!("{}/orders/hello", gw.url),
-            stop.clone(),
-            ok.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut failures = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let r = c.get(&url).await;
-                if r.status == StatusCode::OK {
-                    ok.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    failures.push((r.status, String::from_utf8_lossy(&r.body).into_owned()));
-                }
-            }
-            failures
-        }));
-    }
-    eventually(Duration::from_secs(10), "traffic", || {
-        let n = ok.load(Ordering::Relaxed);
-        async move { (n > 200).then_some(()) }
-    })
-    .await;
+    let traffic = Traffic::start(&c, &format!("{}/orders/hello", gw.url), 4);
+    traffic.wait_for_more(200, Duration::from_secs(10)).await;
     let stopped = reps.remove(1);
     let mut stopped = stopped;
     let exit = stopped.terminate(Duration::from_secs(15));
@@ -124,17 +96,9 @@ async fn a_gracefully_stopped_replica_leaves_at_once_and_no_request_fails() {
     // Gone from the registry as soon as the process is (60 s lease: only deregistration explains it).
     let left = vec![urls[0].clone(), urls[2].clone()];
     wait_for_addresses(&c, &gw.url, "orders", &left, Duration::from_secs(2)).await;
-    let after = ok.load(Ordering::Relaxed);
-    eventually(Duration::from_secs(10), "more traffic", || {
-        let n = ok.load(Ordering::Relaxed);
-        async move { (n > after + 200).then_some(()) }
-    })
-    .await;
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        let failures = t.await.unwrap();
-        assert!(failures.is_empty(), "client saw failures: {failures:?}");
-    }
+    traffic.wait_for_more(200, Duration::from_secs(10)).await;
+    let failures = traffic.stop().await;
+    assert!(failures.is_empty(), "client saw failures: {failures:?}");
     assert!(gw.lines_with("[EVICT]").is_empty(), "{}", gw.output());
 }
 
