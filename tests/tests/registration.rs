@@ -222,10 +222,16 @@ async fn every_bad_input_gets_its_status_and_a_json_error() {
             Some("protocol"),
         ),
         (
-            r#"{"service":"a","address":"http://127.0.0.1:1","protocol":"grpc"}"#.into(),
+            r#"{"service":"a","address":"http://127.0.0.1:1","grpc_services":["demo.v1.Echo"]}"#.into(),
             400,
             "invalid_request",
-            Some("protocol"),
+            Some("grpc_services"),
+        ),
+        (
+            r#"{"service":"a","address":"http://127.0.0.1:1","protocol":"grpc","grpc_services":["demo/v1"]}"#.into(),
+            400,
+            "invalid_request",
+            Some("grpc_services"),
         ),
         (
             r#"{"service":"a","address":"http://127.0.0.1:1","metadata":{"k":1}}"#.into(),

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::GatewayError;
-use crate::registry::{Metadata, Registration, ReplicaAddress, ReplicaView, ServiceName};
+use crate::registry::{
+    validate_grpc_service, Metadata, Protocol, Registration, ReplicaAddress, ReplicaView,
+    ServiceName,
+};
 
 /// `POST /register` body.
 #[derive(Debug, Deserialize)]
@@ -14,6 +17,8 @@ pub(crate) struct RegisterRequest {
     address: String,
     #[serde(default)]
     protocol: Option<String>,
+    #[serde(default)]
+    grpc_services: Vec<String>,
     #[serde(default)]
     metadata: BTreeMap<String, String>,
 }
@@ -36,16 +41,17 @@ impl TryFrom<RegisterRequest> for Registration {
             ServiceName::parse(&r.service).map_err(|e| field("service", e.to_string()))?;
         let address =
             ReplicaAddress::parse(&r.address).map_err(|e| field("address", e.to_string()))?;
-        match r.protocol.as_deref() {
-            None | Some("http") => {}
-            Some("grpc") => {
+        let protocol = match r.protocol.as_deref() {
+            None | Some("http") => Protocol::Http,
+            Some("grpc") => Protocol::Grpc,
+            Some(other) => {
                 return Err(field(
                     "protocol",
-                    "gRPC replicas are not supported yet: this gateway has no gRPC listener; register protocol \"http\"",
+                    format!("must be \"http\" or \"grpc\", not \"{other}\""),
                 ))
             }
-            Some(other) => return Err(field("protocol", format!("must be \"http\" or \"grpc\", not \"{other}\""))),
-        }
+        };
+        check_grpc_services(protocol, &r.grpc_services).map_err(|m| field("grpc_services", m))?;
         if r.metadata.len() > MAX_METADATA_ENTRIES {
             return Err(field(
                 "metadata",
@@ -64,9 +70,25 @@ impl TryFrom<RegisterRequest> for Registration {
         Ok(Registration {
             service,
             address,
+            protocol,
+            grpc_services: r.grpc_services,
             metadata: r.metadata as Metadata,
         })
     }
+}
+
+/// gRPC service names: only for gRPC replicas, each valid, at most 64.
+pub(crate) fn check_grpc_services(protocol: Protocol, names: &[String]) -> Result<(), String> {
+    if protocol == Protocol::Http && !names.is_empty() {
+        return Err("only gRPC replicas serve gRPC services: set protocol \"grpc\"".into());
+    }
+    if names.len() > 64 {
+        return Err("at most 64 entries".into());
+    }
+    for n in names {
+        validate_grpc_service(n).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// `POST /register` answer.
@@ -85,7 +107,9 @@ pub(crate) struct RegisterResponse {
 pub(crate) struct ReplicaDto {
     id: String,
     address: String,
-    protocol: &'static str,
+    protocol: Protocol,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    grpc_services: Vec<String>,
     origin: crate::registry::Origin,
     state: crate::policy::BreakerState,
     consecutive_failures: u32,
@@ -102,7 +126,8 @@ impl From<ReplicaView> for ReplicaDto {
         ReplicaDto {
             id: v.id.to_string(),
             address: v.address,
-            protocol: "http",
+            protocol: v.protocol,
+            grpc_services: v.grpc_services,
             origin: v.origin,
             state: v.state,
             consecutive_failures: v.consecutive_failures,

@@ -20,7 +20,7 @@ use crate::clock;
 use crate::error::GatewayError;
 use crate::policy::retry::is_idempotent;
 use crate::policy::{BodyReplay, FailureCause, Outcome, RetryDecision, RetryPolicy};
-use crate::registry::{Pick, Registry, RegistryError};
+use crate::registry::{Pick, Protocol, Registry, RegistryError, Replica};
 use body::{RequestBody, ResponseBody};
 use upstream::SendError;
 
@@ -145,7 +145,7 @@ pub async fn handle(
     let mut attempts = 0usize;
     let mut last: Option<(FailureCause, Option<HttpResponse>)> = None;
     while attempts < MAX_ATTEMPTS {
-        let Some(pick) = registry.pick(&svc, &tried[..attempts], clock::now()) else {
+        let Some(pick) = registry.pick(&svc, &tried[..attempts], clock::now(), is_http) else {
             break;
         };
         let Some(body) = source.take() else { break };
@@ -202,7 +202,7 @@ pub async fn handle(
             cause,
         }),
         None => {
-            let (reason, retry_after) = match registry.retry_after(&svc, clock::now()) {
+            let (reason, retry_after) = match registry.retry_after(&svc, clock::now(), is_http) {
                 None => (
                     "no replica is registered",
                     registry.policy().heartbeat_interval,
@@ -216,6 +216,10 @@ pub async fn handle(
             })
         }
     }
+}
+
+fn is_http(r: &Replica) -> bool {
+    r.protocol() == Protocol::Http
 }
 
 /// Buffers small bodies with a known length (so they can be replayed) and streams the rest.
@@ -250,7 +254,7 @@ async fn prepare_body(
 
 /// One attempt against one replica.
 async fn forward_once(
-    replica: &crate::registry::Replica,
+    replica: &Replica,
     method: &http::Method,
     uri: &http::Uri,
     headers: http::HeaderMap,

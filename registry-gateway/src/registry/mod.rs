@@ -4,12 +4,16 @@
 //! (registrations, heartbeats) and the proxy (selection, outcomes) and never does IO.
 
 mod address;
+mod events;
 mod name;
+mod protocol;
 mod replica;
 mod service;
 
 pub use address::{InvalidAddress, ReplicaAddress};
+pub use events::RegistryEvent;
 pub use name::{InvalidName, ServiceName, RESERVED_NAMES};
+pub use protocol::{validate_grpc_service, InvalidGrpcService, Protocol};
 pub use replica::{History, Metadata, Origin, Replica, ReplicaView};
 pub use service::Service;
 
@@ -47,6 +51,10 @@ pub struct Registration {
     pub service: ServiceName,
     /// Replica address.
     pub address: ReplicaAddress,
+    /// HTTP or gRPC.
+    pub protocol: Protocol,
+    /// Full gRPC service names served (gRPC replicas), validated.
+    pub grpc_services: Vec<String>,
     /// Labels.
     pub metadata: Metadata,
 }
@@ -100,8 +108,11 @@ struct Tombstone {
 #[derive(Debug)]
 pub struct Registry {
     services: DashMap<ServiceName, Arc<Service>>,
+    /// gRPC service name → registry services that have had a replica serving it.
+    grpc_index: DashMap<String, Vec<ServiceName>>,
     tombstones: Mutex<HashMap<(ServiceName, ReplicaAddress), Tombstone>>,
     policy: RegistryPolicy,
+    events: tokio::sync::broadcast::Sender<RegistryEvent>,
 }
 
 impl Registry {
@@ -109,8 +120,43 @@ impl Registry {
     pub fn new(policy: RegistryPolicy) -> Self {
         Registry {
             services: DashMap::new(),
+            grpc_index: DashMap::new(),
             tombstones: Mutex::new(HashMap::new()),
             policy,
+            events: tokio::sync::broadcast::channel(4096).0,
+        }
+    }
+
+    /// Subscribes to changes (added, removed, breaker state). A receiver that falls more than 4096 events
+    /// behind is told it lagged and should take a fresh snapshot.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<RegistryEvent> {
+        self.events.subscribe()
+    }
+
+    fn emit(&self, event: RegistryEvent) {
+        // No watcher is not an error.
+        let _ = self.events.send(event);
+    }
+
+    /// The registry services whose replicas serve the gRPC service `name`, in registration order.
+    pub fn grpc_route(&self, name: &str) -> Vec<Arc<Service>> {
+        self.grpc_index
+            .get(name)
+            .map(|names| {
+                names
+                    .iter()
+                    .filter_map(|n| self.service(n.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn index_grpc(&self, service: &ServiceName, grpc_services: &[String]) {
+        for g in grpc_services {
+            let mut entry = self.grpc_index.entry(g.clone()).or_default();
+            if !entry.contains(service) {
+                entry.push(service.clone());
+            }
         }
     }
 
@@ -158,11 +204,13 @@ impl Registry {
                 breaker: Breaker::default(),
                 lease: Lease::permanent(now),
                 metadata: Metadata::new(),
+                grpc_services: Vec::new(),
                 last_failure: None,
             };
             let r = Arc::new(Replica::new(
                 service,
                 address,
+                Protocol::Http,
                 Origin::Static,
                 state,
                 History::default(),
@@ -180,6 +228,7 @@ impl Registry {
                 let mut st = r.lock();
                 st.lease.renew(now);
                 st.metadata = reg.metadata.clone();
+                st.grpc_services = reg.grpc_services.clone();
                 drop(st);
                 return Registered {
                     replica: Arc::clone(r),
@@ -207,11 +256,13 @@ impl Registry {
                 breaker,
                 lease: Lease::new(self.policy.lease_ttl, now),
                 metadata: reg.metadata.clone(),
+                grpc_services: reg.grpc_services.clone(),
                 last_failure: None,
             };
             let r = Arc::new(Replica::new(
                 reg.service.clone(),
                 reg.address.clone(),
+                reg.protocol,
                 Origin::Registered,
                 state,
                 history,
@@ -223,6 +274,10 @@ impl Registry {
                 on_probation: tomb.is_some(),
             }
         });
+        self.index_grpc(&reg.service, &reg.grpc_services);
+        if result.created {
+            self.emit(RegistryEvent::Added(Arc::clone(&result.replica)));
+        }
         if result.on_probation {
             tracing::warn!(
                 service = %reg.service, replica = %reg.address,
@@ -294,6 +349,7 @@ impl Registry {
             return false;
         }
         replica.mark_removed();
+        self.emit(RegistryEvent::Removed(Arc::clone(replica)));
         match reason {
             EvictionReason::Deregistered => {
                 tracing::info!(service = %svc.name(), replica = %replica.address(), "deregistered");
@@ -322,21 +378,28 @@ impl Registry {
         self.tombstones.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Picks a replica of `svc` for one attempt at `now`, skipping those in `tried`.
-    pub fn pick(&self, svc: &Service, tried: &[Uuid], now: Instant) -> Option<Pick> {
+    /// Picks a replica of `svc` that `accept`s the request, for one attempt at `now`, skipping those in
+    /// `tried`. `accept` must not change state (it is called more than once per replica).
+    pub fn pick(
+        &self,
+        svc: &Service,
+        tried: &[Uuid],
+        now: Instant,
+        accept: impl Fn(&Replica) -> bool,
+    ) -> Option<Pick> {
         let replicas = svc.replicas();
         let cfg = &self.policy.breaker;
         // A concurrent request may claim a half-open probe between the check and the claim: try again.
         for _ in 0..replicas.len().max(1) {
             let i = svc.rr.pick(replicas.len(), |i| {
                 let r = &replicas[i];
-                !tried.contains(&r.id()) && r.lock().breaker.can_admit(now, cfg)
+                !tried.contains(&r.id()) && accept(r) && r.lock().breaker.can_admit(now, cfg)
             })?;
             let r = &replicas[i];
             let admission = r.lock().breaker.try_admit(now, cfg);
             if let Admission::Admitted { probe, transition } = admission {
                 if let Some(t) = transition {
-                    log_transition(r, t);
+                    self.transitioned(r, t, now);
                 }
                 return Some(Pick {
                     replica: Arc::clone(r),
@@ -347,20 +410,26 @@ impl Registry {
         None
     }
 
-    /// Whether `svc` has any replica that could take a request at `now`.
-    pub fn has_admitting(&self, svc: &Service, now: Instant) -> bool {
-        svc.replicas()
-            .iter()
-            .any(|r| r.lock().breaker.can_admit(now, &self.policy.breaker))
-    }
-
-    /// How long until some replica of `svc` admits a request; `None` when it has no replica at all.
-    pub fn retry_after(&self, svc: &Service, now: Instant) -> Option<Duration> {
+    /// How long until some replica of `svc` that `accept`s the request admits one; `None` when it has no
+    /// such replica at all.
+    pub fn retry_after(
+        &self,
+        svc: &Service,
+        now: Instant,
+        accept: impl Fn(&Replica) -> bool,
+    ) -> Option<Duration> {
         let cfg = &self.policy.breaker;
         svc.replicas()
             .iter()
+            .filter(|r| accept(r))
             .map(|r| r.lock().breaker.admits_in(now, cfg))
             .min()
+    }
+
+    fn transitioned(&self, r: &Arc<Replica>, t: Transition, now: Instant) {
+        log_transition(r, t);
+        let state = r.lock().breaker.state(now);
+        self.emit(RegistryEvent::StateChanged(Arc::clone(r), state));
     }
 
     /// Records the outcome of one attempt: counters, breaker, and eviction when the threshold is reached.
@@ -380,7 +449,7 @@ impl Registry {
             (t, st.breaker.consecutive_failures())
         };
         if let Some(t) = transition {
-            log_transition(r, t);
+            self.transitioned(r, t, now);
         }
         if failed && r.origin() == Origin::Registered {
             if let Some(reason) = self.policy.eviction.on_failures(consecutive) {

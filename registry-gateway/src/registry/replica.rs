@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 
 use uuid::Uuid;
 
-use super::{ReplicaAddress, ServiceName};
+use super::{Protocol, ReplicaAddress, ServiceName};
 use crate::policy::{Breaker, BreakerState, FailureCause, Lease};
 
 /// How a replica got into the registry.
@@ -29,6 +29,7 @@ pub(crate) struct ReplicaState {
     pub(crate) breaker: Breaker,
     pub(crate) lease: Lease,
     pub(crate) metadata: Metadata,
+    pub(crate) grpc_services: Vec<String>,
     pub(crate) last_failure: Option<FailureCause>,
 }
 
@@ -38,6 +39,7 @@ pub struct Replica {
     id: Uuid,
     service: ServiceName,
     address: ReplicaAddress,
+    protocol: Protocol,
     origin: Origin,
     registered_at: SystemTime,
     state: Mutex<ReplicaState>,
@@ -55,6 +57,10 @@ pub struct ReplicaView {
     pub address: String,
     /// Registered or static.
     pub origin: Origin,
+    /// HTTP or gRPC.
+    pub protocol: Protocol,
+    /// gRPC service names served (gRPC replicas).
+    pub grpc_services: Vec<String>,
     /// Breaker state.
     pub state: BreakerState,
     /// Failures since the last success.
@@ -90,6 +96,7 @@ impl Replica {
     pub(crate) fn new(
         service: ServiceName,
         address: ReplicaAddress,
+        protocol: Protocol,
         origin: Origin,
         state: ReplicaState,
         history: History,
@@ -98,6 +105,7 @@ impl Replica {
             id: Uuid::new_v4(),
             service,
             address,
+            protocol,
             origin,
             registered_at: SystemTime::now(),
             state: Mutex::new(state),
@@ -125,6 +133,16 @@ impl Replica {
     /// Registered or static.
     pub fn origin(&self) -> Origin {
         self.origin
+    }
+
+    /// HTTP or gRPC.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// Whether this gRPC replica serves the gRPC service `name` (`package.Service`).
+    pub fn serves_grpc(&self, name: &str) -> bool {
+        self.protocol == Protocol::Grpc && self.lock().grpc_services.iter().any(|s| s == name)
     }
 
     /// Whether it has left the registry (late outcomes of in-flight requests are then ignored).
@@ -163,6 +181,8 @@ impl Replica {
             id: self.id,
             address: self.address.to_string(),
             origin: self.origin,
+            protocol: self.protocol,
+            grpc_services: st.grpc_services.clone(),
             state: st.breaker.state(now),
             consecutive_failures: st.breaker.consecutive_failures(),
             requests: self.requests.load(Ordering::Relaxed),

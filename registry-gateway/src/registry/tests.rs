@@ -23,8 +23,14 @@ fn reg(service: &str, port: u16) -> Registration {
     Registration {
         service: ServiceName::parse(service).unwrap(),
         address: ReplicaAddress::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
+        protocol: Protocol::Http,
+        grpc_services: Vec::new(),
         metadata: Metadata::new(),
     }
+}
+
+fn any(_: &Replica) -> bool {
+    true
 }
 
 const FAIL: Outcome = Outcome::Failure(FailureCause::Connect);
@@ -82,16 +88,16 @@ fn failures_open_then_evict_and_the_replica_returns_on_probation() {
     let svc = r.service("orders").unwrap();
     // three failures -> open: nothing to pick for 10 s
     for _ in 0..3 {
-        let p = r.pick(&svc, &[], t0).unwrap();
+        let p = r.pick(&svc, &[], t0, any).unwrap();
         r.record(&p, FAIL, t0);
     }
     assert_eq!(svc.replicas()[0].view(t0).state, BreakerState::Open);
-    assert!(r.pick(&svc, &[], at(t0, 9_999)).is_none());
+    assert!(r.pick(&svc, &[], at(t0, 9_999), any).is_none());
     // t=10 s probe fails (4), t=20 s probe fails (5) -> evicted
-    let p = r.pick(&svc, &[], at(t0, 10_000)).unwrap();
+    let p = r.pick(&svc, &[], at(t0, 10_000), any).unwrap();
     assert!(p.probe);
     r.record(&p, FAIL, at(t0, 10_000));
-    let p = r.pick(&svc, &[], at(t0, 20_000)).unwrap();
+    let p = r.pick(&svc, &[], at(t0, 20_000), any).unwrap();
     r.record(&p, FAIL, at(t0, 20_000));
     assert!(svc.replicas().is_empty());
     // its SDK registers it again: open, with its history, not in rotation until a probe succeeds
@@ -102,8 +108,8 @@ fn failures_open_then_evict_and_the_replica_returns_on_probation() {
         (v.state, v.consecutive_failures, v.requests, v.failures),
         (BreakerState::Open, 5, 5, 5)
     );
-    assert!(r.pick(&svc, &[], at(t0, 30_999)).is_none());
-    let p = r.pick(&svc, &[], at(t0, 31_000)).unwrap();
+    assert!(r.pick(&svc, &[], at(t0, 30_999), any).is_none());
+    let p = r.pick(&svc, &[], at(t0, 31_000), any).unwrap();
     assert!(p.probe);
     r.record(&p, Outcome::Success, at(t0, 31_000));
     assert_eq!(
@@ -120,7 +126,7 @@ fn probation_is_forgotten_after_its_memory() {
     let svc = r.service("orders").unwrap();
     for i in 0..5 {
         let now = at(t0, i * 10_000);
-        let p = r.pick(&svc, &[], now).unwrap();
+        let p = r.pick(&svc, &[], now, any).unwrap();
         r.record(&p, FAIL, now);
     }
     assert!(svc.replicas().is_empty());
@@ -147,7 +153,7 @@ fn static_replicas_never_expire_nor_get_evicted() {
     let svc = r.service("product").unwrap();
     for i in 0..10 {
         let now = at(t0, i * 10_000);
-        if let Some(p) = r.pick(&svc, &[], now) {
+        if let Some(p) = r.pick(&svc, &[], now, any) {
             r.record(&p, FAIL, now);
         }
     }
@@ -169,12 +175,15 @@ fn pick_skips_tried_replicas_and_round_robins() {
     let svc = r.service("orders").unwrap();
     // A B C A B C
     let seq: Vec<Uuid> = (0..6)
-        .map(|_| r.pick(&svc, &[], t0).unwrap().replica.id())
+        .map(|_| r.pick(&svc, &[], t0, any).unwrap().replica.id())
         .collect();
     assert_eq!(seq, [ids[0], ids[1], ids[2], ids[0], ids[1], ids[2]]);
     // with A and B tried, only C is left; with all tried, nothing
-    assert_eq!(r.pick(&svc, &ids[..2], t0).unwrap().replica.id(), ids[2]);
-    assert!(r.pick(&svc, &ids, t0).is_none());
+    assert_eq!(
+        r.pick(&svc, &ids[..2], t0, any).unwrap().replica.id(),
+        ids[2]
+    );
+    assert!(r.pick(&svc, &ids, t0, any).is_none());
 }
 
 #[test]
@@ -184,11 +193,68 @@ fn an_abandoned_probe_frees_the_half_open_slot() {
     r.register(reg("orders", 9001), t0);
     let svc = r.service("orders").unwrap();
     for _ in 0..3 {
-        let p = r.pick(&svc, &[], t0).unwrap();
+        let p = r.pick(&svc, &[], t0, any).unwrap();
         r.record(&p, FAIL, t0);
     }
-    let probe = r.pick(&svc, &[], at(t0, 10_000)).unwrap();
-    assert!(r.pick(&svc, &[], at(t0, 10_001)).is_none());
+    let probe = r.pick(&svc, &[], at(t0, 10_000), any).unwrap();
+    assert!(r.pick(&svc, &[], at(t0, 10_001), any).is_none());
     r.abandon(&probe);
-    assert!(r.pick(&svc, &[], at(t0, 10_002)).unwrap().probe);
+    assert!(r.pick(&svc, &[], at(t0, 10_002), any).unwrap().probe);
+}
+
+#[test]
+fn grpc_replicas_are_indexed_by_the_services_they_serve_and_filtered_by_pick() {
+    let t0 = Instant::now();
+    let r = Registry::new(policy());
+    let mut g = reg("echo", 9101);
+    g.protocol = Protocol::Grpc;
+    g.grpc_services = vec!["demo.v1.Echo".into()];
+    r.register(g, t0);
+    r.register(reg("echo", 9102), t0); // an HTTP replica of the same registry service
+    let routes = r.grpc_route("demo.v1.Echo");
+    assert_eq!(routes.len(), 1);
+    assert_eq!(routes[0].name().as_str(), "echo");
+    assert!(r.grpc_route("demo.v1.Other").is_empty());
+    // The gRPC filter only ever picks the gRPC replica; the HTTP filter only the HTTP one.
+    for _ in 0..4 {
+        let p = r
+            .pick(&routes[0], &[], t0, |x| x.serves_grpc("demo.v1.Echo"))
+            .unwrap();
+        assert_eq!(p.replica.address().as_str(), "http://127.0.0.1:9101");
+        let p = r
+            .pick(&routes[0], &[], t0, |x| x.protocol() == Protocol::Http)
+            .unwrap();
+        assert_eq!(p.replica.address().as_str(), "http://127.0.0.1:9102");
+    }
+}
+
+#[test]
+fn changes_are_broadcast_in_order() {
+    let t0 = Instant::now();
+    let r = Registry::new(policy());
+    let mut rx = r.subscribe();
+    let id = r.register(reg("orders", 9001), t0).replica.id();
+    r.register(reg("orders", 9001), t0); // a renewal is not a change
+    let svc = r.service("orders").unwrap();
+    for _ in 0..3 {
+        let p = r.pick(&svc, &[], t0, any).unwrap();
+        r.record(&p, FAIL, t0);
+    }
+    r.deregister("orders", &id.to_string(), t0).unwrap();
+    let mut seen = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        seen.push(match e {
+            RegistryEvent::Added(x) => format!("added {}", x.address()),
+            RegistryEvent::Removed(x) => format!("removed {}", x.address()),
+            RegistryEvent::StateChanged(x, s) => format!("{} {s:?}", x.address()),
+        });
+    }
+    assert_eq!(
+        seen,
+        [
+            "added http://127.0.0.1:9001",
+            "http://127.0.0.1:9001 Open",
+            "removed http://127.0.0.1:9001"
+        ]
+    );
 }
