@@ -79,6 +79,7 @@ wait_http "http://127.0.0.1:$NG/svc/ping"
 
 cat > "$WORK/gateway.yaml" <<YAML
 listen: 127.0.0.1:$GW
+grpc_listen: 127.0.0.1:0
 workers: $WORKERS
 services:
   svc: [http://127.0.0.1:$B1, http://127.0.0.1:$B2]

@@ -22,6 +22,7 @@ impl RunningGateway {
         let mut vars = vec![
             ("GATEWAY_LISTEN".to_owned(), listen.to_owned()),
             ("GATEWAY_WORKERS".into(), "1".into()),
+            ("GATEWAY_GRPC_LISTEN".into(), "127.0.0.1:0".into()),
         ];
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::load(None, vars).expect("config");

@@ -48,6 +48,8 @@ fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
 pub struct Config {
     /// HTTP listener (proxy and admin API). Default `127.0.0.1:8080`.
     pub listen: SocketAddr,
+    /// gRPC listener (h2c: registration API, health, gRPC proxy). Default `127.0.0.1:50050`.
+    pub grpc_listen: SocketAddr,
     /// Actix worker threads. Default: one per core.
     pub workers: Option<usize>,
     /// Circuit breaker per replica.
@@ -146,6 +148,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 50050)),
             workers: None,
             breaker: BreakerSection::default(),
             eviction: EvictionSection::default(),
@@ -216,6 +219,7 @@ impl Default for LimitsSection {
 /// Every leaf key, dotted; each can be set by `GATEWAY_<KEY>` with dots as underscores, upper-cased.
 pub const KEYS: &[&str] = &[
     "listen",
+    "grpc_listen",
     "workers",
     "breaker.failure_threshold",
     "breaker.open_timeout",

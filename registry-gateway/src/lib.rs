@@ -7,12 +7,14 @@
 //! - [`registry`]: services and replicas, the state the policy acts on.
 //! - [`proxy`]: pick → forward (hyper HTTP/1.1, per-worker pool) → classify → record → retry the next.
 //! - [`admin`]: `POST /register`, heartbeats, deregistration, `GET /registry`, health.
+//! - [`grpc`]: the gRPC listener (hyper h2c): registration API, health, transparent proxy.
 //! - [`error`]: every error and its one mapping to HTTP.
 
 pub mod admin;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod grpc;
 pub mod policy;
 pub mod proxy;
 pub mod registry;

@@ -17,6 +17,9 @@ struct Args {
     /// Address of the HTTP listener (proxy and admin API), overriding the config's `listen`.
     #[arg(long, value_name = "ADDR")]
     listen: Option<std::net::SocketAddr>,
+    /// Address of the gRPC listener (h2c), overriding the config's `grpc_listen`.
+    #[arg(long, value_name = "ADDR")]
+    grpc_listen: Option<std::net::SocketAddr>,
     /// YAML config file (also `GATEWAY_CONFIG`).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -42,6 +45,9 @@ async fn main() -> ExitCode {
     };
     if let Some(listen) = args.listen {
         config.listen = listen;
+    }
+    if let Some(listen) = args.grpc_listen {
+        config.grpc_listen = listen;
     }
     let gateway = match Gateway::start(config).await {
         Ok(g) => g,

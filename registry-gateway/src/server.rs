@@ -9,15 +9,19 @@ use actix_web::{web, App, HttpServer};
 use crate::admin::{self, AdminSettings, RegistrationToken};
 use crate::clock;
 use crate::config::Config;
+use crate::grpc::{self, GrpcSettings};
 use crate::proxy::{self, Proxy, ProxySettings};
 use crate::registry::Registry;
 
 /// A started gateway.
 pub struct Gateway {
     http_addr: SocketAddr,
+    grpc_addr: SocketAddr,
     registry: Arc<Registry>,
     server: actix_web::dev::Server,
     sweeper: tokio::task::JoinHandle<()>,
+    grpc: tokio::task::JoinHandle<()>,
+    grpc_stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Gateway {
@@ -68,19 +72,48 @@ impl Gateway {
         .listen(listener)?
         .run();
 
+        let grpc_listener = std::net::TcpListener::bind(config.grpc_listen)?;
+        grpc_listener.set_nonblocking(true)?;
+        let grpc_addr = grpc_listener.local_addr()?;
+        let grpc_listener = tokio::net::TcpListener::from_std(grpc_listener)?;
+        let (grpc_stop, grpc_stopped) = tokio::sync::watch::channel(false);
+        let grpc = tokio::spawn(grpc::serve(
+            grpc_listener,
+            Arc::clone(&registry),
+            config
+                .auth
+                .registration_token
+                .clone()
+                .map(RegistrationToken::new),
+            GrpcSettings {
+                max_attempts: config.retry.max_attempts,
+                connect_timeout: config.upstream.connect_timeout,
+                request_timeout: config.upstream.request_timeout,
+            },
+            grpc_stopped,
+        ));
+
         let sweeper = tokio::spawn(sweep_leases(Arc::clone(&registry), config.lease.ttl));
-        tracing::info!(%http_addr, workers, "registry-gateway listening");
+        tracing::info!(%http_addr, %grpc_addr, workers, "registry-gateway listening");
         Ok(Gateway {
             http_addr,
+            grpc_addr,
             registry,
             server,
             sweeper,
+            grpc,
+            grpc_stop,
         })
     }
 
     /// The HTTP listener's address (useful when the config asked for port 0).
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The gRPC listener's address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
     }
 
     /// The registry.
@@ -97,7 +130,9 @@ impl Gateway {
         let server = tokio::spawn(self.server);
         shutdown.await;
         tracing::info!("shutting down: draining in-flight requests");
+        let _ = self.grpc_stop.send(true);
         handle.stop(true).await;
+        let _ = self.grpc.await;
         self.sweeper.abort();
         server.await.map_err(std::io::Error::other)?
     }

@@ -14,6 +14,8 @@ pub struct Proc {
     pub url: String,
     /// `127.0.0.1:PORT`.
     pub addr: String,
+    /// `http://127.0.0.1:PORT` of the gateway's gRPC listener (empty for other processes).
+    pub grpc_url: String,
     _files: Vec<TempFile>,
 }
 
@@ -67,6 +69,7 @@ impl Proc {
             lines,
             url: String::new(),
             addr: String::new(),
+            grpc_url: String::new(),
             _files: files,
         };
         let line = p.wait_for_line("listening on http://", Duration::from_secs(30));
@@ -77,6 +80,11 @@ impl Proc {
             .expect("url in listening line")
             .to_owned();
         p.addr = url.trim_start_matches("http://").to_owned();
+        p.grpc_url = line
+            .split_whitespace()
+            .find_map(|t| t.strip_prefix("grpc="))
+            .unwrap_or("")
+            .to_owned();
         p.url = url;
         p
     }
@@ -202,7 +210,12 @@ pub fn gateway_command_on(listen: &str, yaml: &str) -> (Command, TempFile) {
     let path = temp_path("gateway", "yaml");
     std::fs::write(&path, yaml).expect("write gateway config");
     let mut cmd = Command::new(bin("registry-gateway"));
-    cmd.arg("--listen").arg(listen).arg("--config").arg(&path);
+    cmd.arg("--listen")
+        .arg(listen)
+        .arg("--grpc-listen")
+        .arg("127.0.0.1:0")
+        .arg("--config")
+        .arg(&path);
     cmd.env("GATEWAY_LOG", "info");
     for (k, _) in std::env::vars() {
         if k.starts_with("GATEWAY_") && k != "GATEWAY_LOG" {

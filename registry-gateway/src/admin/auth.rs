@@ -23,10 +23,16 @@ impl RegistrationToken {
 
     /// Checks `Authorization: Bearer <token>` in time independent of where the strings differ.
     pub(crate) fn check(&self, req: &HttpRequest) -> Result<(), GatewayError> {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
+        self.check_value(
+            req.headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        )
+    }
+
+    /// Checks the value of an `authorization` header or gRPC metadata entry.
+    pub fn check_value(&self, authorization: Option<&str>) -> Result<(), GatewayError> {
+        let given = authorization
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or(GatewayError::Unauthorized)?;

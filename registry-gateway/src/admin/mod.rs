@@ -1,7 +1,7 @@
 //! Admin HTTP API (actix-web): register, heartbeat, deregister, inspect the registry, health.
 
 mod auth;
-mod dto;
+pub(crate) mod dto;
 mod handlers;
 
 use actix_web::web;

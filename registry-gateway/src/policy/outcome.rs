@@ -24,6 +24,8 @@ pub enum FailureCause {
     Transport,
     /// The replica answered with a 5xx status that signals a server fault.
     Status(u16),
+    /// The replica's gRPC call ended with a status that signals a server fault.
+    Grpc(i32),
 }
 
 impl Outcome {
@@ -35,6 +37,18 @@ impl Outcome {
         match status {
             501 | 505 => Outcome::Success,
             500..=599 => Outcome::Failure(FailureCause::Status(status)),
+            _ => Outcome::Success,
+        }
+    }
+
+    /// Classifies a gRPC call's final `grpc-status`.
+    ///
+    /// UNAVAILABLE (14), DEADLINE_EXCEEDED (4), INTERNAL (13), UNKNOWN (2) and RESOURCE_EXHAUSTED (8) are
+    /// the replica's fault; everything else (OK, INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, ...) is
+    /// an answer about the request.
+    pub fn from_grpc_status(code: i32) -> Self {
+        match code {
+            2 | 4 | 8 | 13 | 14 => Outcome::Failure(FailureCause::Grpc(code)),
             _ => Outcome::Success,
         }
     }
@@ -60,6 +74,7 @@ impl fmt::Display for FailureCause {
             FailureCause::Timeout => f.write_str("response timeout"),
             FailureCause::Transport => f.write_str("connection broken"),
             FailureCause::Status(s) => write!(f, "upstream status {s}"),
+            FailureCause::Grpc(c) => write!(f, "grpc-status {c}"),
         }
     }
 }
@@ -80,6 +95,23 @@ mod tests {
                 Outcome::Failure(FailureCause::Status(s)),
                 "{s}"
             );
+        }
+    }
+
+    #[test]
+    fn classifies_grpc_statuses() {
+        // replica faults: UNKNOWN, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL, UNAVAILABLE
+        for c in [2, 4, 8, 13, 14] {
+            assert_eq!(
+                Outcome::from_grpc_status(c),
+                Outcome::Failure(FailureCause::Grpc(c)),
+                "{c}"
+            );
+        }
+        // the caller's business: OK, CANCELLED, INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS,
+        // PERMISSION_DENIED, FAILED_PRECONDITION, ABORTED, OUT_OF_RANGE, UNIMPLEMENTED, DATA_LOSS, UNAUTHENTICATED
+        for c in [0, 1, 3, 5, 6, 7, 9, 10, 11, 12, 15, 16] {
+            assert_eq!(Outcome::from_grpc_status(c), Outcome::Success, "{c}");
         }
     }
 

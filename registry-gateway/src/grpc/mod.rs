@@ -1,0 +1,134 @@
+//! gRPC listener (hyper, h2c): the gateway's own `registry.v1.Registry` and `grpc.health.v1.Health`
+//! services, and a transparent proxy for every other call, on the same registry and policy as HTTP.
+//!
+//! gRPC cannot go through actix-web (no HTTP/2 trailers), so it has its own listener on the tokio runtime.
+
+mod convert;
+mod proxy;
+mod registry_api;
+mod status;
+mod upstream;
+
+pub use proxy::ROUTE_HEADER;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use registry_proto::registry::v1::registry_server::RegistryServer;
+use tokio::sync::watch;
+use tonic::codegen::Service as _;
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::server::{HealthReporter, HealthService};
+
+use crate::admin::RegistrationToken;
+use crate::registry::Registry;
+
+/// Every response body the listener sends.
+pub(crate) type GrpcBody =
+    http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// gRPC proxy settings.
+#[derive(Debug, Clone)]
+pub struct GrpcSettings {
+    /// Attempts per call (only connect failures move a call on).
+    pub max_attempts: u32,
+    /// TCP connect + HTTP/2 handshake timeout per replica.
+    pub connect_timeout: Duration,
+    /// Time to the response head when the call has no `grpc-timeout`.
+    pub request_timeout: Duration,
+}
+
+pub(crate) struct GrpcState {
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) settings: GrpcSettings,
+    pub(crate) connections: upstream::Connections,
+    registry_server: RegistryServer<registry_api::RegistryApi>,
+    health_server: HealthServer<HealthService>,
+}
+
+/// Serves gRPC on `listener` until `shutdown` turns true, then lets open calls finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    registry: Arc<Registry>,
+    token: Option<RegistrationToken>,
+    settings: GrpcSettings,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let reporter = HealthReporter::new();
+    reporter
+        .set_serving::<RegistryServer<registry_api::RegistryApi>>()
+        .await;
+    reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let health_server = HealthServer::new(HealthService::from_health_reporter(reporter));
+    let state = Arc::new(GrpcState {
+        registry: Arc::clone(&registry),
+        settings,
+        connections: upstream::Connections::default(),
+        registry_server: RegistryServer::new(registry_api::RegistryApi { registry, token }),
+        health_server,
+    });
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "gRPC accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = Arc::clone(&state);
+        let mut stop = shutdown.clone();
+        connections.spawn(async move {
+            let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert::<SocketAddr>(peer);
+                dispatch(req, Arc::clone(&state))
+            });
+            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    // Open calls get a bounded time to finish.
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+async fn dispatch(
+    req: Request<Incoming>,
+    state: Arc<GrpcState>,
+) -> Result<Response<GrpcBody>, Infallible> {
+    let path = req.uri().path();
+    if path.starts_with("/registry.v1.Registry/") {
+        let resp = state.registry_server.clone().call(req).await?;
+        return Ok(resp.map(|b| b.map_err(Into::into).boxed_unsync()));
+    }
+    if path.starts_with("/grpc.health.v1.Health/") {
+        let resp = state.health_server.clone().call(req).await?;
+        return Ok(resp.map(|b| b.map_err(Into::into).boxed_unsync()));
+    }
+    Ok(proxy::forward(req, state).await)
+}

@@ -1,0 +1,301 @@
+//! Transparent gRPC proxy: route by gRPC service name → pick → forward the untouched h2 stream → classify
+//! `grpc-status` (headers or trailers) → record.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, Uri};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use uuid::Uuid;
+
+use super::status::{self, code};
+use super::{GrpcBody, GrpcState};
+use crate::clock;
+use crate::policy::{FailureCause, Outcome};
+use crate::registry::{Pick, Protocol, Registry, Replica, Service};
+
+/// Header that names the registry service explicitly, bypassing routing by gRPC service name.
+pub const ROUTE_HEADER: &str = "x-registry-service";
+
+/// Proxies one call. Never fails: errors are gRPC statuses.
+pub(crate) async fn forward(
+    mut req: Request<Incoming>,
+    state: Arc<GrpcState>,
+) -> Response<GrpcBody> {
+    let started = Instant::now();
+    let registry = &state.registry;
+    let grpc_service = req
+        .uri()
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .to_owned();
+
+    let explicit = req
+        .headers()
+        .get(ROUTE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let accept = |r: &Replica| {
+        r.protocol() == Protocol::Grpc && (explicit.is_some() || r.serves_grpc(&grpc_service))
+    };
+    let svc: Arc<Service> = match &explicit {
+        Some(name) => match registry.service(name) {
+            Some(s) => s,
+            None => {
+                return status::error_response(
+                    code::NOT_FOUND,
+                    &format!("unknown registry service '{name}'"),
+                )
+            }
+        },
+        None => {
+            let routes = registry.grpc_route(&grpc_service);
+            if routes.is_empty() {
+                return status::error_response(
+                    code::NOT_FOUND,
+                    &format!("no replica serves gRPC service '{grpc_service}'"),
+                );
+            }
+            // Prefer a registry service with a replica that can take the call now.
+            let now = clock::now();
+            routes
+                .iter()
+                .find(|s| {
+                    registry
+                        .retry_after(s, now, accept)
+                        .is_some_and(|d| d.is_zero())
+                })
+                .unwrap_or(&routes[0])
+                .clone()
+        }
+    };
+
+    let deadline = req
+        .headers()
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(status::parse_timeout);
+    let peer = req
+        .extensions()
+        .get::<std::net::SocketAddr>()
+        .map(|a| a.ip());
+    if let Some(ip) = peer {
+        let xff = match req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(prev) => format!("{prev}, {ip}"),
+            None => ip.to_string(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&xff) {
+            req.headers_mut().insert("x-forwarded-for", v);
+        }
+    }
+
+    let mut tried: Vec<Uuid> = Vec::new();
+    let mut last_failure: Option<FailureCause> = None;
+    let max_attempts = state.settings.max_attempts as usize;
+    while tried.len() < max_attempts {
+        let Some(pick) = registry.pick(&svc, &tried, clock::now(), accept) else {
+            break;
+        };
+        tried.push(pick.replica.id());
+        let authority = pick.replica.address().authority().to_owned();
+        let mut sender = match state
+            .connections
+            .ready(&authority, state.settings.connect_timeout)
+            .await
+        {
+            Ok(s) => s,
+            Err(cause) => {
+                // The call never left: the untouched request moves on to the next replica.
+                registry.record(&pick, Outcome::Failure(cause), clock::now());
+                last_failure = Some(cause);
+                continue;
+            }
+        };
+        let mut parts = Uri::builder().scheme("http").authority(authority.as_str());
+        if let Some(pq) = req.uri().path_and_query() {
+            parts = parts.path_and_query(pq.clone());
+        }
+        let Ok(uri) = parts.build() else {
+            return status::error_response(code::UNAVAILABLE, "bad upstream address");
+        };
+        *req.uri_mut() = uri;
+        let remaining = match deadline {
+            Some(d) => match d.checked_sub(started.elapsed()) {
+                Some(r) if !r.is_zero() => {
+                    req.headers_mut()
+                        .insert("grpc-timeout", status::format_timeout(r));
+                    Some(r)
+                }
+                _ => {
+                    registry.abandon(&pick);
+                    return status::error_response(
+                        code::DEADLINE_EXCEEDED,
+                        "deadline exceeded before the call was sent",
+                    );
+                }
+            },
+            None => None,
+        };
+        let wait = remaining.unwrap_or(state.settings.request_timeout);
+        let guard = AttemptRecord::new(Arc::clone(registry), pick);
+        // From here the request stream belongs to the replica: no retry.
+        let result = tokio::time::timeout(wait, sender.send_request(req)).await;
+        return match result {
+            Err(_) => {
+                let (c, msg) = if remaining.is_some() {
+                    (
+                        code::DEADLINE_EXCEEDED,
+                        "deadline exceeded waiting for the replica",
+                    )
+                } else {
+                    (
+                        code::UNAVAILABLE,
+                        "the replica did not answer within upstream.request_timeout",
+                    )
+                };
+                guard.finish(Outcome::Failure(FailureCause::Timeout));
+                status::error_response(c, msg)
+            }
+            Ok(Err(_)) => {
+                state.connections.forget(&authority);
+                guard.finish(Outcome::Failure(FailureCause::Transport));
+                status::error_response(code::UNAVAILABLE, "connection to the replica broke")
+            }
+            Ok(Ok(resp)) => observe(resp, guard),
+        };
+    }
+    let message = match last_failure {
+        Some(cause) => format!(
+            "no replica of '{}' could take the call; last: {cause}",
+            svc.name()
+        ),
+        None => format!(
+            "no replica of '{}' can take the call (none registered, or every circuit open)",
+            svc.name()
+        ),
+    };
+    status::error_response(code::UNAVAILABLE, &message)
+}
+
+/// Classifies the response as soon as its status is known: a non-200 HTTP status or a trailers-only
+/// `grpc-status` now, otherwise the trailers at the end of the body.
+fn observe(resp: Response<Incoming>, guard: AttemptRecord) -> Response<GrpcBody> {
+    let (parts, body) = resp.into_parts();
+    if parts.status != http::StatusCode::OK {
+        let outcome = if parts.status.is_server_error() {
+            Outcome::Failure(FailureCause::Status(parts.status.as_u16()))
+        } else {
+            Outcome::Success
+        };
+        guard.finish(outcome);
+        return Response::from_parts(parts, body.map_err(Into::into).boxed_unsync());
+    }
+    if let Some(code) = status::grpc_status(&parts.headers) {
+        guard.finish(Outcome::from_grpc_status(code));
+        return Response::from_parts(parts, body.map_err(Into::into).boxed_unsync());
+    }
+    let body = ObservedBody {
+        inner: body,
+        guard: Some(guard),
+    };
+    Response::from_parts(parts, body.boxed_unsync())
+}
+
+/// Records one attempt's outcome exactly once; a call dropped without one gives back its probe.
+struct AttemptRecord {
+    registry: Arc<Registry>,
+    pick: Option<Pick>,
+}
+
+impl AttemptRecord {
+    fn new(registry: Arc<Registry>, pick: Pick) -> Self {
+        AttemptRecord {
+            registry,
+            pick: Some(pick),
+        }
+    }
+
+    fn finish(mut self, outcome: Outcome) {
+        self.finish_mut(outcome);
+    }
+
+    fn finish_mut(&mut self, outcome: Outcome) {
+        if let Some(pick) = self.pick.take() {
+            self.registry.record(&pick, outcome, clock::now());
+        }
+    }
+}
+
+impl Drop for AttemptRecord {
+    fn drop(&mut self) {
+        if let Some(pick) = self.pick.take() {
+            self.registry.abandon(&pick);
+        }
+    }
+}
+
+/// The replica's response body, passed through frame by frame; its trailers decide the outcome.
+struct ObservedBody {
+    inner: Incoming,
+    guard: Option<AttemptRecord>,
+}
+
+impl Body for ObservedBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    let outcome = match status::grpc_status(trailers) {
+                        Some(code) => Outcome::from_grpc_status(code),
+                        None => Outcome::Failure(FailureCause::Transport),
+                    };
+                    if let Some(mut g) = this.guard.take() {
+                        g.finish_mut(outcome);
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                if let Some(mut g) = this.guard.take() {
+                    g.finish_mut(Outcome::Failure(FailureCause::Transport));
+                }
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => {
+                // A gRPC response must end with trailers carrying grpc-status.
+                if let Some(mut g) = this.guard.take() {
+                    g.finish_mut(Outcome::Failure(FailureCause::Transport));
+                }
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

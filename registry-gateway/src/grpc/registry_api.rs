@@ -1,0 +1,146 @@
+//! The gateway's own `registry.v1.Registry` gRPC service: the registration API, plus `Watch`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::{Stream, StreamExt};
+use registry_proto::registry::v1 as pb;
+use tokio::sync::broadcast::error::RecvError;
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use crate::admin::RegistrationToken;
+use crate::clock;
+use crate::registry::{Registry, RegistryError, RegistryEvent};
+
+/// Serves `registry.v1.Registry` on the shared registry.
+pub(crate) struct RegistryApi {
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) token: Option<RegistrationToken>,
+}
+
+impl RegistryApi {
+    fn authorize<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        match &self.token {
+            None => Ok(()),
+            Some(t) => t
+                .check_value(
+                    req.metadata()
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok()),
+                )
+                .map_err(|_| Status::unauthenticated("missing or invalid bearer token")),
+        }
+    }
+}
+
+fn not_found(e: RegistryError) -> Status {
+    match e {
+        RegistryError::StaticReplica(_) => Status::failed_precondition(e.to_string()),
+        _ => Status::not_found(e.to_string()),
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::RegistryEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::registry_server::Registry for RegistryApi {
+    async fn register(
+        &self,
+        req: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
+        self.authorize(&req)?;
+        let reg = convert::registration(req.into_inner())?;
+        let out = self.registry.register(reg, clock::now());
+        let p = self.registry.policy();
+        Ok(Response::new(pb::RegisterResponse {
+            id: out.replica.id().to_string(),
+            created: out.created,
+            heartbeat_interval_ms: p.heartbeat_interval.as_millis() as u64,
+            lease_ttl_ms: p.lease_ttl.as_millis() as u64,
+            on_probation: out.on_probation,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        self.authorize(&req)?;
+        let r = req.into_inner();
+        self.registry
+            .heartbeat(&r.service, &r.id, clock::now())
+            .map_err(not_found)?;
+        let p = self.registry.policy();
+        Ok(Response::new(pb::HeartbeatResponse {
+            lease_ttl_ms: p.lease_ttl.as_millis() as u64,
+            heartbeat_interval_ms: p.heartbeat_interval.as_millis() as u64,
+        }))
+    }
+
+    async fn deregister(
+        &self,
+        req: Request<pb::DeregisterRequest>,
+    ) -> Result<Response<pb::DeregisterResponse>, Status> {
+        self.authorize(&req)?;
+        let r = req.into_inner();
+        self.registry
+            .deregister(&r.service, &r.id, clock::now())
+            .map_err(not_found)?;
+        Ok(Response::new(pb::DeregisterResponse {}))
+    }
+
+    async fn list_services(
+        &self,
+        _req: Request<pb::ListServicesRequest>,
+    ) -> Result<Response<pb::ListServicesResponse>, Status> {
+        Ok(Response::new(convert::services(
+            &self.registry.services(),
+            clock::now(),
+        )))
+    }
+
+    type WatchStream = EventStream;
+
+    async fn watch(
+        &self,
+        _req: Request<pb::WatchRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        // Subscribe before taking the snapshot, so that no change falls between the two.
+        let rx = self.registry.subscribe();
+        let registry = Arc::clone(&self.registry);
+        let snapshot = snapshot_event(&registry);
+        let first = futures_util::stream::once(async move { Ok(snapshot) });
+        let rest = futures_util::stream::unfold((rx, registry), |(mut rx, registry)| async move {
+            let event = match rx.recv().await {
+                Ok(event) => change_event(event),
+                // Fell behind: a fresh snapshot replaces the events that were lost.
+                Err(RecvError::Lagged(_)) => snapshot_event(&registry),
+                Err(RecvError::Closed) => return None,
+            };
+            Some((Ok(event), (rx, registry)))
+        });
+        Ok(Response::new(Box::pin(first.chain(rest))))
+    }
+}
+
+fn snapshot_event(registry: &Registry) -> pb::RegistryEvent {
+    let snap = convert::services(&registry.services(), clock::now());
+    pb::RegistryEvent {
+        event: Some(pb::registry_event::Event::Snapshot(snap)),
+    }
+}
+
+fn change_event(event: RegistryEvent) -> pb::RegistryEvent {
+    let now = clock::now();
+    let e = match event {
+        RegistryEvent::Added(r) => pb::registry_event::Event::Added(convert::replica(&r, now)),
+        RegistryEvent::Removed(r) => pb::registry_event::Event::Removed(convert::replica(&r, now)),
+        RegistryEvent::StateChanged(r, state) => {
+            let mut p = convert::replica(&r, now);
+            p.state = convert::state(state) as i32;
+            pb::registry_event::Event::StateChanged(p)
+        }
+    };
+    pb::RegistryEvent { event: Some(e) }
+}
