@@ -3,10 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::api::{Answer, GatewayApi};
+use crate::api::{Answer, GatewayApi, RegisterCall};
 use crate::backoff::{heartbeat_delay, Backoff};
 use crate::{RegistrationState, SdkError};
 
@@ -15,7 +14,7 @@ use crate::{RegistrationState, SdkError};
 pub(crate) struct Spec {
     pub(crate) service: String,
     pub(crate) address: String,
-    pub(crate) body: Bytes,
+    pub(crate) call: RegisterCall,
     pub(crate) backoff: Backoff,
 }
 
@@ -50,7 +49,7 @@ async fn register(
 ) -> Option<crate::api::Registered> {
     let mut attempts = 0u32;
     loop {
-        let (error, wait) = match api.register(&spec.body).await {
+        let (error, wait) = match api.register(&spec.call).await {
             Answer::Ok(r) => return Some(r),
             Answer::Err(SdkError::Rejected {
                 status: 400,

@@ -29,6 +29,6 @@ mod state;
 
 pub use backoff::Backoff;
 pub use error::SdkError;
-pub use registration::{Registration, RegistrationBuilder};
+pub use registration::{Protocol, Registration, RegistrationBuilder};
 pub use shutdown::shutdown_signal;
 pub use state::RegistrationState;

@@ -4,14 +4,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::agent::{self, Spec};
-use crate::api::{Answer, GatewayApi};
+use crate::api::{Answer, GatewayApi, RegisterCall};
 use crate::backoff::Backoff;
 use crate::{RegistrationState, SdkError};
+use registry_proto::registry::v1 as pb;
 
 /// Settings for a [`Registration`], from [`Registration::builder`].
 #[derive(Debug, Clone)]
@@ -23,6 +23,19 @@ pub struct RegistrationBuilder {
     token: Option<String>,
     backoff: Backoff,
     request_timeout: Duration,
+    protocol: Protocol,
+    grpc_services: Vec<String>,
+    via_grpc: bool,
+}
+
+/// What the registered replica speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// HTTP/1.1 (proxied on the gateway's HTTP listener).
+    #[default]
+    Http,
+    /// gRPC over h2c (proxied on the gateway's gRPC listener).
+    Grpc,
 }
 
 /// One gateway's loop.
@@ -84,6 +97,9 @@ impl Registration {
             token: None,
             backoff: Backoff::default(),
             request_timeout: Duration::from_secs(2),
+            protocol: Protocol::Http,
+            grpc_services: Vec::new(),
+            via_grpc: false,
         }
     }
 
@@ -196,6 +212,25 @@ impl RegistrationBuilder {
         self
     }
 
+    /// What the replica speaks (default HTTP). A gRPC replica also names the gRPC services it serves.
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// A full gRPC service name this replica serves (`demo.v1.Echo`); calls to it are routed here.
+    pub fn grpc_service(mut self, name: impl Into<String>) -> Self {
+        self.grpc_services.push(name.into());
+        self
+    }
+
+    /// Registers over the gateways' gRPC registration API instead of HTTP: the gateway URLs given are
+    /// then their gRPC listeners (`http://host:50050`).
+    pub fn via_grpc(mut self) -> Self {
+        self.via_grpc = true;
+        self
+    }
+
     /// Time limit of each call to a gateway, connect included (default 2 s).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
@@ -214,22 +249,44 @@ impl RegistrationBuilder {
             .iter()
             .map(|g| validate_gateway(g))
             .collect::<Result<Vec<_>, _>>()?;
-        let body = serde_json::json!({
+        let (protocol_name, protocol_pb) = match self.protocol {
+            Protocol::Http => ("http", pb::Protocol::Http),
+            Protocol::Grpc => ("grpc", pb::Protocol::Grpc),
+        };
+        let json = serde_json::json!({
             "service": self.service,
             "address": self.address,
-            "protocol": "http",
+            "protocol": protocol_name,
+            "grpc_services": self.grpc_services,
             "metadata": self.metadata,
         });
+        let proto = pb::RegisterRequest {
+            service: self.service.clone(),
+            address: self.address.clone(),
+            protocol: protocol_pb as i32,
+            grpc_services: self.grpc_services.clone(),
+            metadata: self.metadata.clone().into_iter().collect(),
+        };
         let spec = Arc::new(Spec {
             service: self.service,
             address: self.address,
-            body: Bytes::from(body.to_string()),
+            call: RegisterCall {
+                json: bytes::Bytes::from(json.to_string()),
+                proto,
+            },
             backoff: self.backoff,
         });
-        let agents: Vec<Agent> = bases
+        let mut apis = Vec::new();
+        for base in bases {
+            apis.push(if self.via_grpc {
+                GatewayApi::grpc(base, self.token.clone(), self.request_timeout)?
+            } else {
+                GatewayApi::http(base, self.token.clone(), self.request_timeout)
+            });
+        }
+        let agents: Vec<Agent> = apis
             .into_iter()
-            .map(|base| {
-                let api = GatewayApi::new(base, self.token.clone(), self.request_timeout);
+            .map(|api| {
                 let (sender, state) = watch::channel(RegistrationState::Registering {
                     attempts: 0,
                     last_error: None,

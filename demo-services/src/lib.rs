@@ -1,4 +1,5 @@
-//! Demo backends for the registry gateway: an HTTP service with failure injection (`demo-http`).
+//! Demo backends for the registry gateway, with failure injection: `demo-http` and `demo-grpc`.
 
 pub mod faults;
+pub mod grpc_app;
 pub mod http_app;

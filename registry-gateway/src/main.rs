@@ -57,8 +57,9 @@ async fn main() -> ExitCode {
         }
     };
     println!(
-        "registry-gateway listening on http://{}",
-        gateway.http_addr()
+        "registry-gateway listening on http://{} grpc=http://{}",
+        gateway.http_addr(),
+        gateway.grpc_addr()
     );
     match gateway.run_until(shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,

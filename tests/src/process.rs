@@ -116,6 +116,11 @@ impl Proc {
         }
     }
 
+    /// `127.0.0.1:PORT` of the gateway's gRPC listener.
+    pub fn grpc_addr(&self) -> String {
+        self.grpc_url.trim_start_matches("http://").to_owned()
+    }
+
     /// Output lines containing `needle` so far.
     pub fn lines_with(&self, needle: &str) -> Vec<String> {
         let (store, _) = &*self.lines;
@@ -255,4 +260,15 @@ pub fn demo_on(name: &str, port: u16, extra: &[&str]) -> Proc {
 /// Starts a demo replica on a free port.
 pub fn demo(name: &str, extra: &[&str]) -> Proc {
     demo_on(name, 0, extra)
+}
+
+/// Starts `demo-grpc --name NAME --port 0` with `extra` flags.
+pub fn demo_grpc(name: &str, extra: &[&str]) -> Proc {
+    let mut cmd = Command::new(bin("demo-grpc"));
+    cmd.arg("--name")
+        .arg(name)
+        .arg("--port")
+        .arg("0")
+        .args(extra);
+    Proc::spawn(cmd, Vec::new())
 }

@@ -46,7 +46,7 @@ fn compose_file_parses_and_names_only_real_images_flags_and_variables() {
             for (k, v) in svc["environment"].as_mapping().into_iter().flatten() {
                 let (k, v) = (k.as_str().unwrap(), v.as_str().unwrap());
                 // The container listens on all interfaces; the check binds loopback.
-                let v = if k == "GATEWAY_LISTEN" {
+                let v = if k == "GATEWAY_LISTEN" || k == "GATEWAY_GRPC_LISTEN" {
                     "127.0.0.1:0"
                 } else {
                     v

@@ -149,10 +149,9 @@ pub(crate) async fn forward(
             None => None,
         };
         let wait = remaining.unwrap_or(state.settings.request_timeout);
-        let guard = AttemptRecord::new(Arc::clone(registry), pick);
-        // From here the request stream belongs to the replica: no retry.
-        let result = tokio::time::timeout(wait, sender.send_request(req)).await;
-        return match result {
+        let record = AttemptRecord::new(Arc::clone(registry), pick);
+        let result = tokio::time::timeout(wait, sender.try_send_request(req)).await;
+        match result {
             Err(_) => {
                 let (c, msg) = if remaining.is_some() {
                     (
@@ -165,16 +164,29 @@ pub(crate) async fn forward(
                         "the replica did not answer within upstream.request_timeout",
                     )
                 };
-                guard.finish(Outcome::Failure(FailureCause::Timeout));
-                status::error_response(c, msg)
+                record.finish(Outcome::Failure(FailureCause::Timeout));
+                return status::error_response(c, msg);
             }
-            Ok(Err(_)) => {
+            Ok(Ok(resp)) => return observe(resp, record),
+            Ok(Err(mut e)) => {
                 state.connections.forget(&authority);
-                guard.finish(Outcome::Failure(FailureCause::Transport));
-                status::error_response(code::UNAVAILABLE, "connection to the replica broke")
+                record.finish(Outcome::Failure(FailureCause::Transport));
+                match e.take_message() {
+                    // The connection died before the call left: it moves on, untouched.
+                    Some(back) => {
+                        req = back;
+                        last_failure = Some(FailureCause::Transport);
+                    }
+                    // From the first byte on, the request stream belongs to the replica: no retry.
+                    None => {
+                        return status::error_response(
+                            code::UNAVAILABLE,
+                            "connection to the replica broke",
+                        )
+                    }
+                }
             }
-            Ok(Ok(resp)) => observe(resp, guard),
-        };
+        }
     }
     let message = match last_failure {
         Some(cause) => format!(

@@ -1,4 +1,4 @@
-//! The gateway's registration API over HTTP: one request, its answer interpreted once.
+//! The registration API over HTTP (the gateway's HTTP listener).
 
 use std::time::Duration;
 
@@ -7,35 +7,14 @@ use http::{header, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
-use serde::Deserialize;
 
+use super::{Answer, Registered};
 use crate::backoff;
 use crate::SdkError;
 
-/// What the gateway answered.
-#[derive(Debug)]
-pub(crate) enum Answer<T> {
-    /// It worked.
-    Ok(T),
-    /// `404`: the gateway does not know this replica (restarted, or evicted it).
-    NotFound,
-    /// `429` or `503`: come back later, after `Retry-After` when it said so.
-    Busy(Option<Duration>),
-    /// Anything else.
-    Err(SdkError),
-}
-
-/// The gateway's answer to `POST /register`.
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct Registered {
-    pub(crate) id: String,
-    pub(crate) heartbeat_interval_ms: u64,
-    pub(crate) lease_ttl_ms: u64,
-}
-
-/// One gateway's API.
+/// One gateway's HTTP registration API.
 #[derive(Clone)]
-pub(crate) struct GatewayApi {
+pub(crate) struct HttpApi {
     base: String,
     client: Client<HttpConnector, Full<Bytes>>,
     token: Option<String>,
@@ -45,13 +24,13 @@ pub(crate) struct GatewayApi {
 /// Largest `Retry-After` honoured; beyond it the gateway is treated as down and retried on backoff.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
-impl GatewayApi {
+impl HttpApi {
     /// `base` is a validated `http://host:port` without a trailing slash.
     pub(crate) fn new(base: String, token: Option<String>, timeout: Duration) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(timeout));
         connector.set_nodelay(true);
-        GatewayApi {
+        HttpApi {
             base,
             client: Client::builder(TokioExecutor::new()).build(connector),
             token,

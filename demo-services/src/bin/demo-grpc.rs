@@ -1,0 +1,164 @@
+//! `demo-grpc`: the demo gRPC backend (`demo.v1.Echo`) with failure injection; registers itself with
+//! protocol `grpc` through the client SDK.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use client_sdk::{Protocol, Registration};
+use demo_services::faults::{FaultConfig, Faults};
+use demo_services::grpc_app::EchoService;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use registry_proto::demo::v1::echo_server::EchoServer;
+use tonic::codegen::Service as _;
+
+/// Demo gRPC backend.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Port to listen on (0: any free port; the chosen one is printed).
+    #[arg(long, default_value_t = 9101)]
+    port: u16,
+    /// Interface to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    /// Replica name, returned in every answer and in `x-replica`.
+    #[arg(long, default_value = "echo")]
+    name: String,
+    /// Registry service to register as.
+    #[arg(long, default_value = "echo")]
+    service: String,
+    /// gRPC services to announce (repeat for several).
+    #[arg(
+        long = "grpc-service",
+        value_name = "NAME",
+        default_value = "demo.v1.Echo"
+    )]
+    grpc_services: Vec<String>,
+    /// Gateway to register with (repeat for several). Without it the service does not register.
+    #[arg(long = "gateway", value_name = "URL")]
+    gateways: Vec<String>,
+    /// Register over the gateways' gRPC API: `--gateway` then names their gRPC listeners.
+    #[arg(long)]
+    via_grpc: bool,
+    /// Address the gateway should use to reach this replica (default: http://<host>:<port>).
+    #[arg(long, value_name = "URL")]
+    advertise: Option<String>,
+    /// Registration token, when the gateway requires one.
+    #[arg(long, env = "REGISTRATION_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Fail every Nth call with UNAVAILABLE (0: never).
+    #[arg(long, default_value_t = 0)]
+    fail_every: u64,
+    /// Fail calls with UNAVAILABLE with this probability (0.0 to 1.0).
+    #[arg(long, default_value_t = 0.0)]
+    fail_rate: f64,
+    /// Add this many milliseconds to every call.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DEMO_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
+    if !(0.0..=1.0).contains(&args.fail_rate) {
+        eprintln!("demo-grpc: --fail-rate must be between 0.0 and 1.0");
+        std::process::exit(2);
+    }
+    let service = EchoService {
+        name: Arc::from(args.name.as_str()),
+        faults: Arc::new(Faults::new(FaultConfig {
+            fail_every: args.fail_every,
+            fail_rate: args.fail_rate,
+            latency: Duration::from_millis(args.latency_ms),
+        })),
+    };
+    let listener = tokio::net::TcpListener::bind((args.host, args.port)).await?;
+    let addr = listener.local_addr()?;
+    // tonic's generated server is a tower service: serve it on hyper's HTTP/2 (h2c) connection directly.
+    let echo = EchoServer::new(service);
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let echo = echo.clone();
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let mut echo = echo.clone();
+                        async move { echo.call(req).await }
+                    });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    println!("demo-grpc {} listening on http://{addr}", args.name);
+
+    let registration = match args.gateways.split_first() {
+        None => None,
+        Some((first, rest)) => {
+            let host = if addr.ip().is_unspecified() {
+                "127.0.0.1".to_owned()
+            } else {
+                addr.ip().to_string()
+            };
+            let advertise = args
+                .advertise
+                .clone()
+                .unwrap_or_else(|| format!("http://{host}:{}", addr.port()));
+            let mut b = Registration::builder(first, &args.service, &advertise)
+                .protocol(Protocol::Grpc)
+                .metadata("name", &args.name);
+            for g in &args.grpc_services {
+                b = b.grpc_service(g);
+            }
+            for g in rest {
+                b = b.gateway(g);
+            }
+            if args.via_grpc {
+                b = b.via_grpc();
+            }
+            if let Some(t) = &args.token {
+                b = b.token(t);
+            }
+            match b.start().await {
+                Ok(r) => {
+                    println!(
+                        "demo-grpc {} registering as {} at {advertise}: {:?}",
+                        args.name,
+                        args.service,
+                        r.states()
+                    );
+                    Some(r)
+                }
+                Err(e) => {
+                    eprintln!("demo-grpc: {e}");
+                    std::process::exit(2);
+                }
+            }
+        }
+    };
+
+    // Deregister first, then stop serving.
+    client_sdk::shutdown_signal().await;
+    if let Some(r) = registration {
+        match r.deregister().await {
+            Ok(()) => println!("demo-grpc {} deregistered", args.name),
+            Err(e) => eprintln!("demo-grpc {}: deregistration failed: {e}", args.name),
+        }
+    }
+    server.abort();
+    Ok(())
+}
