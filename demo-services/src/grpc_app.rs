@@ -86,6 +86,46 @@ impl pb::echo_server::Echo for EchoService {
         Err(status)
     }
 
+    async fn collect(
+        &self,
+        req: Request<tonic::Streaming<pb::SayRequest>>,
+    ) -> Result<Response<pb::SayResponse>, Status> {
+        self.inject().await?;
+        let mut stream = req.into_inner();
+        let mut parts = Vec::new();
+        while let Some(m) = stream.message().await? {
+            parts.push(m.message);
+        }
+        Ok(self.answer(parts.join("+")))
+    }
+
+    type ChatStream = SayStream;
+
+    async fn chat(
+        &self,
+        req: Request<tonic::Streaming<pb::SayRequest>>,
+    ) -> Result<Response<SayStream>, Status> {
+        self.inject().await?;
+        let name = self.name.to_string();
+        let replies = futures_util::stream::unfold(req.into_inner(), move |mut s| {
+            let name = name.clone();
+            async move {
+                match s.message().await {
+                    Ok(Some(m)) => Some((
+                        Ok(pb::SayResponse {
+                            message: format!("re: {}", m.message),
+                            replica: name,
+                        }),
+                        s,
+                    )),
+                    Ok(None) => None,
+                    Err(e) => Some((Err(e), s)),
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(replies)))
+    }
+
     async fn slow(
         &self,
         req: Request<pb::SlowRequest>,

@@ -349,3 +349,66 @@ async fn register_over_grpc_inspect_over_http_and_watch_changes_within_100ms() {
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().starts_with("service:"), "{}", err.message());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_and_bidirectional_streams_pass_through_and_health_and_explicit_routing_answer() {
+    let gw = gateway("");
+    let _reps = replicas(&gw, 2, &[]).await;
+    let mut echo = EchoClient::new(channel(&gw.grpc_url).await);
+
+    // Client streaming: three messages up, one answer.
+    let up = futures_util::stream::iter(["a", "b", "c"].map(say));
+    let joined = echo.collect(up).await.unwrap().into_inner();
+    assert_eq!(joined.message, "a+b+c");
+
+    // Bidirectional: each message answered while the request stream is still open.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<SayRequest>(4);
+    let requests = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let mut replies = echo.chat(requests).await.unwrap().into_inner();
+    for word in ["ping", "pong", "done"] {
+        tx.send(say(word)).await.unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(5), replies.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.message, format!("re: {word}"));
+    }
+    drop(tx);
+    assert!(replies.message().await.unwrap().is_none());
+
+    // The gateway's own health service.
+    let mut health =
+        tonic_health::pb::health_client::HealthClient::new(channel(&gw.grpc_url).await);
+    for service in ["", "registry.v1.Registry"] {
+        let r = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            r.status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+            "{service:?}"
+        );
+    }
+
+    // Explicit routing: the header names the registry service.
+    let codec =
+        || tonic_prost::ProstCodec::<SayRequest, registry_proto::demo::v1::SayResponse>::default();
+    let mut raw = tonic::client::Grpc::new(channel(&gw.grpc_url).await);
+    for (target, expect_ok) in [("echo", true), ("nosuch", false)] {
+        let mut req = tonic::Request::new(say("routed"));
+        req.metadata_mut()
+            .insert("x-registry-service", target.parse().unwrap());
+        raw.ready().await.unwrap();
+        let path = http::uri::PathAndQuery::from_static("/demo.v1.Echo/Say");
+        match raw.unary(req, path, codec()).await {
+            Ok(r) if expect_ok => assert_eq!(r.into_inner().message, "routed"),
+            Err(e) if !expect_ok => assert_eq!(e.code(), Code::NotFound),
+            other => panic!("{target}: {other:?}"),
+        }
+    }
+}
