@@ -50,7 +50,7 @@ pub struct Config {
     pub listen: SocketAddr,
     /// gRPC listener (h2c: registration API, health, gRPC proxy). Default `127.0.0.1:50050`.
     pub grpc_listen: SocketAddr,
-    /// Actix worker threads. Default: one per core.
+    /// Worker threads of the HTTP listener (actix workers) and of the gRPC runtime. Default: one per core.
     pub workers: Option<usize>,
     /// Circuit breaker per replica.
     pub breaker: BreakerSection,
@@ -411,6 +411,12 @@ impl Config {
             heartbeat_interval: self.lease.heartbeat_interval,
             probation_memory: self.eviction.probation_memory,
         }
+    }
+
+    /// Worker threads: `workers`, or one per core.
+    pub fn worker_threads(&self) -> usize {
+        self.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
     }
 
     /// The retry policy.

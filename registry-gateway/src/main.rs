@@ -25,8 +25,7 @@ struct Args {
     config: Option<PathBuf>,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -49,6 +48,23 @@ async fn main() -> ExitCode {
     if let Some(listen) = args.grpc_listen {
         config.grpc_listen = listen;
     }
+    // `workers` sizes the whole gateway: the actix workers (HTTP) and this runtime (gRPC, background).
+    let threads = config.worker_threads();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("registry-gateway: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(config))
+}
+
+async fn run(config: Config) -> ExitCode {
     let gateway = match Gateway::start(config).await {
         Ok(g) => g,
         Err(e) => {

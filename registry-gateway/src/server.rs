@@ -54,9 +54,7 @@ impl Gateway {
 
         let listener = std::net::TcpListener::bind(config.listen)?;
         let http_addr = listener.local_addr()?;
-        let workers = config
-            .workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let workers = config.worker_threads();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(proxy.clone())
