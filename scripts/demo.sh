@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The run command: the gateway on its embedded in-process registry, three demo-http replicas of service
-# `demo` (one flaky), a `users` service and an `orders` service that calls users through the gateway.
+# `demo` (one flaky), a `users` service and an `orders` service that calls users through the gateway, and
+# two demo-grpc replicas of `echo` (gRPC demo.v1.Echo).
 # Every replica registers itself through the client SDK. Ctrl-C stops everything cleanly: each replica
 # deregisters, then the gateway stops. No Docker, no external services.
 #
@@ -40,7 +41,7 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-GATEWAY_LISTEN="127.0.0.1:${GW_PORT}" setsid "$BIN/registry-gateway" --config config/demo.yaml > "$LOGDIR/gateway.log" 2>&1 &
+GATEWAY_LISTEN="127.0.0.1:${GW_PORT}" GATEWAY_GRPC_LISTEN="127.0.0.1:${GRPC_PORT:-50050}" setsid "$BIN/registry-gateway" --config config/demo.yaml > "$LOGDIR/gateway.log" 2>&1 &
 gateway_pid=$!
 for _ in $(seq 100); do curl -sf "$GW/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -sf "$GW/healthz" >/dev/null || { echo "gateway did not start:"; cat "$LOGDIR/gateway.log"; exit 1; }
@@ -58,20 +59,34 @@ replica b 9002 demo
 replica c 9003 demo --fail-rate 0.3
 replica users-1 9011 users
 replica orders-1 9012 orders --users-url "$GW/users"
+GRPC="http://127.0.0.1:${GRPC_PORT:-50050}"
+grpc_replica() { # name port [flags...]
+  local name=$1 port=$2; shift 2
+  setsid "$BIN/demo-grpc" --name "$name" --port "$port" "$@" > "$LOGDIR/$name.log" 2>&1 &
+  replica_pids+=($!)
+  echo "  echo (gRPC demo.v1.Echo): demo-grpc $name on :$port $*"
+}
+grpc_replica echo-1 9101 --gateway "$GW"
+grpc_replica echo-2 9102 --gateway "$GRPC" --via-grpc
 
 for _ in $(seq 100); do
   n=$(curl -s "$GW/registry" | grep -o '"address"' | wc -l)
-  [ "$n" -ge 5 ] && break
+  [ "$n" -ge 7 ] && break
   sleep 0.1
 done
 
 cat <<TXT
 
-All 5 replicas registered themselves. Try:
+All 7 replicas registered themselves (echo-2 over the gRPC registration API). Try:
   curl -s $GW/demo/hello                          # round-robin over a, b, c ("replica" field)
   for i in \$(seq 9); do curl -s $GW/demo/hello; echo; done
   curl -s $GW/orders/orders                       # orders looks users up through the gateway
   curl -s $GW/registry | python3 -m json.tool     # every replica: state, counters, last heartbeat
+
+gRPC through the gateway's gRPC listener ($GRPC), round-robin over echo-1 and echo-2 (a raw
+unary call with curl; the answer is protobuf, "strings" shows the message and the replica):
+  printf '\x00\x00\x00\x00\x04\x0a\x02hi' | curl -s --http2-prior-knowledge -H 'content-type: application/grpc' \\
+    -H 'te: trailers' --data-binary @- $GRPC/demo.v1.Echo/Say | strings
 
 Failure handling (log: $LOGDIR/gateway.log):
   c is flaky (30% of its answers are 500): GETs move to the next replica, clients see 200; its breaker

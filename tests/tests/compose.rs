@@ -29,6 +29,7 @@ fn compose_file_parses_and_names_only_real_images_flags_and_variables() {
     let services = doc["services"].as_mapping().expect("services mapping");
     assert!(services.len() >= 4, "gateway and three replicas");
     let demo_help = help("demo-http");
+    let grpc_help = help("demo-grpc");
     let mut saw_gateway = false;
     for (name, svc) in services {
         let name = name.as_str().unwrap();
@@ -68,17 +69,20 @@ fn compose_file_parses_and_names_only_real_images_flags_and_variables() {
                 String::from_utf8_lossy(&out.stderr)
             );
         } else {
+            let binary = svc["entrypoint"][0].as_str().unwrap_or("demo-http");
             assert!(
-                df.contains("demo-http"),
-                "{name}: unknown image {dockerfile}"
+                df.contains(binary),
+                "{name}: {dockerfile} does not ship {binary}"
             );
+            let help = if binary == "demo-grpc" {
+                &grpc_help
+            } else {
+                &demo_help
+            };
             for arg in svc["command"].as_sequence().expect("command list") {
                 let arg = arg.as_str().unwrap();
                 if arg.starts_with("--") {
-                    assert!(
-                        demo_help.contains(arg),
-                        "{name}: demo-http has no flag {arg}"
-                    );
+                    assert!(help.contains(arg), "{name}: {binary} has no flag {arg}");
                 }
             }
         }
