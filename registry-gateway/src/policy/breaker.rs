@@ -157,6 +157,32 @@ impl Breaker {
         }
     }
 
+    /// Opens the breaker until `until` because another gateway found the replica failing; keeps a later
+    /// deadline it already had. Returns whether it was admitting requests before.
+    pub fn force_open(&mut self, until: Instant, now: Instant) -> bool {
+        let was_admitting = !matches!(self.inner, Inner::Open { until: u } if now < u);
+        self.inner = match self.inner {
+            Inner::Open { until: u } if u > until => Inner::Open { until: u },
+            _ => Inner::Open { until },
+        };
+        was_admitting
+    }
+
+    /// Closes the breaker because another gateway's probe succeeded. Returns whether it was not closed.
+    pub fn force_close(&mut self) -> bool {
+        let changed = self.inner != Inner::Closed;
+        self.inner = Inner::Closed;
+        self.consecutive_failures = 0;
+        changed
+    }
+
+    /// Another gateway holds the half-open probe: hold ours back as if it were in flight since `now`.
+    pub fn defer_probe(&mut self, now: Instant) {
+        self.inner = Inner::HalfOpen {
+            probe_since: Some(now),
+        };
+    }
+
     /// Gives back a probe whose request ended without an outcome (the client went away).
     pub fn release_probe(&mut self) {
         if let Inner::HalfOpen { .. } = self.inner {
@@ -331,6 +357,32 @@ mod tests {
         // late failures while open do not extend the timeout
         assert_eq!(b.record(true, secs(t0, 2), &CFG), None);
         assert_eq!(b.state(secs(t0, 10)), BreakerState::HalfOpen);
+    }
+
+    #[test]
+    fn peers_can_open_and_close_it() {
+        let t0 = Instant::now();
+        let mut b = Breaker::default();
+        // a peer reports the replica dead: open until t=5s
+        assert!(b.force_open(secs(t0, 5), t0));
+        assert_eq!(admit(&mut b, secs(t0, 4)), Admission::Rejected);
+        // an earlier deadline from a late report does not shorten it
+        assert!(!b.force_open(secs(t0, 3), secs(t0, 1)));
+        assert_eq!(b.state(secs(t0, 4)), BreakerState::Open);
+        // a peer's probe succeeded: closed, history cleared
+        assert!(b.force_close());
+        assert!(!b.force_close());
+        assert_eq!(admit(&mut b, secs(t0, 4)), PLAIN);
+        // a peer holds the probe: ours waits a probe timeout
+        for _ in 0..3 {
+            b.record(true, secs(t0, 10), &CFG);
+        }
+        b.defer_probe(secs(t0, 20));
+        assert_eq!(admit(&mut b, secs(t0, 49)), Admission::Rejected);
+        assert!(matches!(
+            admit(&mut b, secs(t0, 50)),
+            Admission::Admitted { probe: true, .. }
+        ));
     }
 
     #[test]

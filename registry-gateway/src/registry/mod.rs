@@ -4,13 +4,16 @@
 //! (registrations, heartbeats) and the proxy (selection, outcomes) and never does IO.
 
 mod address;
+mod change;
 mod events;
 mod name;
 mod protocol;
 mod replica;
 mod service;
+mod sync;
 
 pub use address::{InvalidAddress, ReplicaAddress};
+pub use change::{Change, ReplicaRecord};
 pub use events::RegistryEvent;
 pub use name::{InvalidName, ServiceName, RESERVED_NAMES};
 pub use protocol::{validate_grpc_service, InvalidGrpcService, Protocol};
@@ -113,6 +116,8 @@ pub struct Registry {
     tombstones: Mutex<HashMap<(ServiceName, ReplicaAddress), Tombstone>>,
     policy: RegistryPolicy,
     events: tokio::sync::broadcast::Sender<RegistryEvent>,
+    /// Local changes for a shared store, when one is attached ([`Registry::share_changes`]).
+    changes: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Change>>,
 }
 
 impl Registry {
@@ -124,6 +129,20 @@ impl Registry {
             tombstones: Mutex::new(HashMap::new()),
             policy,
             events: tokio::sync::broadcast::channel(4096).0,
+            changes: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Starts recording local changes for a shared store and returns their receiver (once per registry).
+    /// Sending never blocks, so the proxy path never waits for the store.
+    pub fn share_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Change>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.changes.set(tx).ok().map(|()| rx)
+    }
+
+    fn share(&self, change: impl FnOnce() -> Change) {
+        if let Some(tx) = self.changes.get() {
+            let _ = tx.send(change());
         }
     }
 
@@ -277,6 +296,12 @@ impl Registry {
         self.index_grpc(&reg.service, &reg.grpc_services);
         if result.created {
             self.emit(RegistryEvent::Added(Arc::clone(&result.replica)));
+            self.share(|| Change::Registered(result.replica.record()));
+        } else {
+            self.share(|| Change::Renewed {
+                service: reg.service.clone(),
+                id: result.replica.id(),
+            });
         }
         if result.on_probation {
             tracing::warn!(
@@ -315,6 +340,10 @@ impl Registry {
     ) -> Result<Arc<Replica>, RegistryError> {
         let (_, replica) = self.find(service, id)?;
         replica.lock().lease.renew(now);
+        self.share(|| Change::Renewed {
+            service: replica.service().clone(),
+            id: replica.id(),
+        });
         Ok(replica)
     }
 
@@ -340,6 +369,18 @@ impl Registry {
         reason: EvictionReason,
         now: Instant,
     ) -> bool {
+        self.remove_as(svc, replica, reason, now, true)
+    }
+
+    /// Removes `replica`; `local` says whether peers must hear of it (false when a peer told us).
+    fn remove_as(
+        &self,
+        svc: &Service,
+        replica: &Arc<Replica>,
+        reason: EvictionReason,
+        now: Instant,
+        local: bool,
+    ) -> bool {
         let removed = svc.update(|list| {
             let before = list.len();
             list.retain(|r| !Arc::ptr_eq(r, replica));
@@ -350,6 +391,14 @@ impl Registry {
         }
         replica.mark_removed();
         self.emit(RegistryEvent::Removed(Arc::clone(replica)));
+        if local && replica.origin() == Origin::Registered {
+            self.share(|| Change::Removed {
+                service: svc.name().clone(),
+                id: replica.id(),
+                address: replica.address().clone(),
+                for_failures: matches!(reason, EvictionReason::Failures(_)),
+            });
+        }
         match reason {
             EvictionReason::Deregistered => {
                 tracing::info!(service = %svc.name(), replica = %replica.address(), "deregistered");
@@ -428,6 +477,16 @@ impl Registry {
 
     fn transitioned(&self, r: &Arc<Replica>, t: Transition, now: Instant) {
         log_transition(r, t);
+        match t {
+            Transition::Opened | Transition::Reopened => self.share(|| Change::Opened {
+                address: r.address().clone(),
+                open_for: self.policy.breaker.open_timeout,
+            }),
+            Transition::Closed => self.share(|| Change::Closed {
+                address: r.address().clone(),
+            }),
+            Transition::HalfOpened => {}
+        }
         let state = r.lock().breaker.state(now);
         self.emit(RegistryEvent::StateChanged(Arc::clone(r), state));
     }
@@ -440,14 +499,22 @@ impl Registry {
         if r.is_removed() {
             return;
         }
-        let (transition, consecutive) = {
+        let (transition, consecutive, before) = {
             let mut st = r.lock();
             if let Outcome::Failure(cause) = outcome {
                 st.last_failure = Some(cause);
             }
+            let before = st.breaker.consecutive_failures();
             let t = st.breaker.record(failed, now, &self.policy.breaker);
-            (t, st.breaker.consecutive_failures())
+            (t, st.breaker.consecutive_failures(), before)
         };
+        // Peers add failures up; a success only matters to them when it ends a run of failures.
+        if failed || before > 0 {
+            self.share(|| Change::Attempt {
+                address: r.address().clone(),
+                failed,
+            });
+        }
         if let Some(t) = transition {
             self.transitioned(r, t, now);
         }

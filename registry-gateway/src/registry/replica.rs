@@ -93,6 +93,25 @@ pub struct History {
 }
 
 impl Replica {
+    pub(crate) fn with_id(
+        id: Uuid,
+        service: ServiceName,
+        address: ReplicaAddress,
+        protocol: Protocol,
+        state: ReplicaState,
+    ) -> Self {
+        let mut r = Replica::new(
+            service,
+            address,
+            protocol,
+            Origin::Registered,
+            state,
+            History::default(),
+        );
+        r.id = id;
+        r
+    }
+
     pub(crate) fn new(
         service: ServiceName,
         address: ReplicaAddress,
@@ -171,6 +190,19 @@ impl Replica {
             consecutive_failures: self.lock().breaker.consecutive_failures(),
             requests: self.requests.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
+        }
+    }
+
+    /// What a peer gateway needs to hold this replica.
+    pub fn record(&self) -> super::ReplicaRecord {
+        let st = self.lock();
+        super::ReplicaRecord {
+            id: self.id,
+            service: self.service.clone(),
+            address: self.address.clone(),
+            protocol: self.protocol,
+            grpc_services: st.grpc_services.clone(),
+            metadata: st.metadata.clone(),
         }
     }
 

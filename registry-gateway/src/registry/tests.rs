@@ -258,3 +258,123 @@ fn changes_are_broadcast_in_order() {
         ]
     );
 }
+
+fn drain(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Change>) -> Vec<Change> {
+    let mut out = Vec::new();
+    while let Ok(c) = rx.try_recv() {
+        out.push(c);
+    }
+    out
+}
+
+#[test]
+fn local_changes_are_shared_in_order() {
+    let t0 = Instant::now();
+    let r = Registry::new(policy());
+    let mut rx = r.share_changes().unwrap();
+    assert!(r.share_changes().is_none(), "one store per registry");
+    let rep = r.register(reg("orders", 9001), t0).replica;
+    let id = rep.id();
+    r.register(reg("orders", 9001), t0);
+    r.heartbeat("orders", &id.to_string(), t0).unwrap();
+    let svc = r.service("orders").unwrap();
+    let p = r.pick(&svc, &[], t0, any).unwrap();
+    r.record(&p, Outcome::Success, t0); // a success with no failures before: nothing to tell
+    for _ in 0..3 {
+        let p = r.pick(&svc, &[], t0, any).unwrap();
+        r.record(&p, FAIL, t0);
+    }
+    r.deregister("orders", &id.to_string(), t0).unwrap();
+    let addr = ReplicaAddress::parse("http://127.0.0.1:9001").unwrap();
+    let name = ServiceName::parse("orders").unwrap();
+    let fail = Change::Attempt {
+        address: addr.clone(),
+        failed: true,
+    };
+    assert_eq!(
+        drain(&mut rx),
+        [
+            Change::Registered(rep.record()),
+            Change::Renewed {
+                service: name.clone(),
+                id
+            },
+            Change::Renewed {
+                service: name.clone(),
+                id
+            },
+            fail.clone(),
+            fail.clone(),
+            fail,
+            Change::Opened {
+                address: addr.clone(),
+                open_for: Duration::from_secs(10)
+            },
+            Change::Removed {
+                service: name,
+                id,
+                address: addr,
+                for_failures: false
+            },
+        ]
+    );
+}
+
+#[test]
+fn peer_changes_apply_without_being_shared_back() {
+    let t0 = Instant::now();
+    let r = Registry::new(policy());
+    let mut rx = r.share_changes().unwrap();
+    let rec = ReplicaRecord {
+        id: Uuid::new_v4(),
+        service: ServiceName::parse("orders").unwrap(),
+        address: ReplicaAddress::parse("http://127.0.0.1:9001").unwrap(),
+        protocol: Protocol::Http,
+        grpc_services: Vec::new(),
+        metadata: Metadata::new(),
+    };
+    // registered on a peer with 4 s of lease left: gone here 4 s later unless renewed
+    r.apply_registered(rec.clone(), Duration::from_secs(4), t0);
+    let svc = r.service("orders").unwrap();
+    assert_eq!(svc.replicas()[0].id(), rec.id);
+    assert_eq!(r.sweep(at(t0, 3_999)), 0);
+    assert!(r.apply_renewed("orders", rec.id, at(t0, 3_000)));
+    assert_eq!(r.sweep(at(t0, 17_999)), 0);
+    // a peer opened its breaker for 10 s: skipped here at once
+    assert!(r.apply_opened(&rec.address, Duration::from_secs(10), at(t0, 5_000)));
+    assert!(r.pick(&svc, &[], at(t0, 5_001), any).is_none());
+    // the peer's probe succeeded: closed here too
+    r.apply_closed(&rec.address);
+    assert!(r.pick(&svc, &[], at(t0, 5_002), any).is_some());
+    // failures counted across gateways reach the threshold: open here
+    assert!(!r.apply_shared_failures(&rec.address, 2, at(t0, 6_000)));
+    assert!(r.apply_shared_failures(&rec.address, 3, at(t0, 6_000)));
+    assert!(r.pick(&svc, &[], at(t0, 6_001), any).is_none());
+    // a peer removed it
+    r.apply_removed("orders", rec.id, false, at(t0, 7_000));
+    assert!(svc.replicas().is_empty());
+    // none of that is echoed to the store (the pick above was never recorded)
+    assert!(drain(&mut rx).is_empty());
+}
+
+#[test]
+fn a_peer_id_replaces_a_local_id_for_the_same_address() {
+    let t0 = Instant::now();
+    let r = Registry::new(policy());
+    let local = r.register(reg("orders", 9001), t0).replica.id();
+    let mut rec = r.service("orders").unwrap().replicas()[0].record();
+    rec.id = Uuid::new_v4();
+    r.apply_registered(rec.clone(), Duration::from_secs(15), t0);
+    let ids: Vec<Uuid> = r
+        .service("orders")
+        .unwrap()
+        .replicas()
+        .iter()
+        .map(|x| x.id())
+        .collect();
+    assert_eq!(ids, [rec.id]);
+    assert!(
+        r.heartbeat("orders", &local.to_string(), t0).is_err(),
+        "the SDK re-registers and adopts the shared id"
+    );
+}

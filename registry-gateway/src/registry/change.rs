@@ -1,0 +1,68 @@
+//! Changes made on this gateway that other gateways must learn (through a shared store such as Redis).
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::{Metadata, Protocol, ReplicaAddress, ServiceName};
+
+/// Everything another gateway needs to hold the same replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaRecord {
+    /// Registration id (the same on every gateway).
+    pub id: Uuid,
+    /// Service.
+    pub service: ServiceName,
+    /// Address.
+    pub address: ReplicaAddress,
+    /// HTTP or gRPC.
+    pub protocol: Protocol,
+    /// gRPC services served.
+    pub grpc_services: Vec<String>,
+    /// Labels.
+    pub metadata: Metadata,
+}
+
+/// One local change, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A replica registered here.
+    Registered(ReplicaRecord),
+    /// Its lease was renewed here (heartbeat or re-registration).
+    Renewed {
+        /// Service.
+        service: ServiceName,
+        /// Replica id.
+        id: Uuid,
+    },
+    /// It left the registry here.
+    Removed {
+        /// Service.
+        service: ServiceName,
+        /// Replica id.
+        id: Uuid,
+        /// Its address.
+        address: ReplicaAddress,
+        /// Evicted for failures: peers remember it for probation too.
+        for_failures: bool,
+    },
+    /// An attempt on this replica failed (`true`), or succeeded after failures (`false`).
+    Attempt {
+        /// The replica's address.
+        address: ReplicaAddress,
+        /// Whether it failed.
+        failed: bool,
+    },
+    /// Its breaker opened here, for this long.
+    Opened {
+        /// The replica's address.
+        address: ReplicaAddress,
+        /// Open timeout.
+        open_for: Duration,
+    },
+    /// Its breaker closed here (a probe succeeded).
+    Closed {
+        /// The replica's address.
+        address: ReplicaAddress,
+    },
+}

@@ -1,0 +1,204 @@
+//! Applying other gateways' changes (from a shared store) to this registry, without echoing them back.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use super::replica::ReplicaState;
+use super::{Registry, RegistryEvent, Replica, ReplicaAddress, ReplicaRecord, ServiceName};
+use crate::policy::{Breaker, EvictionReason, Lease};
+
+impl Registry {
+    /// A peer registered (or still holds) `rec`, whose lease has `lease_left` to run. Renews it when
+    /// present with the same id; replaces a local replica of the same address that has another id (the
+    /// shared id wins, and the replica's SDK adopts it at its next heartbeat).
+    pub fn apply_registered(&self, rec: ReplicaRecord, lease_left: Duration, now: Instant) {
+        let svc = self.service_entry(&rec.service);
+        let renewed_at = (now + lease_left)
+            .checked_sub(self.policy.lease_ttl)
+            .unwrap_or(now);
+        let (added, replaced) = svc.update(|list| {
+            if let Some(r) = list.iter().find(|r| r.address() == &rec.address) {
+                if r.id() == rec.id {
+                    let mut st = r.lock();
+                    st.lease.renew(renewed_at);
+                    st.metadata = rec.metadata.clone();
+                    st.grpc_services = rec.grpc_services.clone();
+                    return (None, None);
+                }
+            }
+            let old = list
+                .iter()
+                .position(|r| r.address() == &rec.address)
+                .map(|i| list.remove(i));
+            let state = ReplicaState {
+                breaker: Breaker::default(),
+                lease: Lease::new(self.policy.lease_ttl, renewed_at),
+                metadata: rec.metadata.clone(),
+                grpc_services: rec.grpc_services.clone(),
+                last_failure: None,
+            };
+            let r = Arc::new(Replica::with_id(
+                rec.id,
+                rec.service.clone(),
+                rec.address.clone(),
+                rec.protocol,
+                state,
+            ));
+            list.push(Arc::clone(&r));
+            (Some(r), old)
+        });
+        if let Some(old) = replaced {
+            old.mark_removed();
+            self.emit(RegistryEvent::Removed(old));
+        }
+        if let Some(r) = added {
+            self.index_grpc(&rec.service, &rec.grpc_services);
+            tracing::info!(service = %rec.service, replica = %rec.address, id = %rec.id, "registered by a peer gateway");
+            self.emit(RegistryEvent::Added(r));
+        }
+    }
+
+    /// A peer renewed the lease of replica `id`.
+    pub fn apply_renewed(&self, service: &str, id: Uuid, now: Instant) -> bool {
+        let Some(svc) = self.service(service) else {
+            return false;
+        };
+        let found = svc.replicas().iter().find(|r| r.id() == id).cloned();
+        match found {
+            Some(r) => {
+                r.lock().lease.renew(now);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A peer removed replica `id`; `for_failures` puts it on probation here too.
+    pub fn apply_removed(&self, service: &str, id: Uuid, for_failures: bool, now: Instant) {
+        let Some(svc) = self.service(service) else {
+            return;
+        };
+        let Some(r) = svc.replicas().iter().find(|r| r.id() == id).cloned() else {
+            return;
+        };
+        let reason = if for_failures {
+            EvictionReason::Failures(r.lock().breaker.consecutive_failures())
+        } else {
+            EvictionReason::Deregistered
+        };
+        if self.remove_as(&svc, &r, reason, now, false) {
+            tracing::info!(service = %service, replica = %r.address(), "removed by a peer gateway");
+        }
+    }
+
+    fn each_with_address(&self, address: &ReplicaAddress, mut f: impl FnMut(&Arc<Replica>)) {
+        for svc in self.services() {
+            for r in svc.replicas().iter().filter(|r| r.address() == address) {
+                f(r);
+            }
+        }
+    }
+
+    /// A peer opened the breaker of `address` for `open_for` from now. Returns whether any local breaker
+    /// was admitting requests before.
+    pub fn apply_opened(&self, address: &ReplicaAddress, open_for: Duration, now: Instant) -> bool {
+        let mut changed = false;
+        self.each_with_address(address, |r| {
+            let was = r.lock().breaker.force_open(now + open_for, now);
+            if was {
+                changed = true;
+                tracing::warn!(replica = %address, "[CIRCUIT] {address} OPEN (reported by a peer gateway)");
+                self.emit(RegistryEvent::StateChanged(Arc::clone(r), crate::policy::BreakerState::Open));
+            }
+        });
+        changed
+    }
+
+    /// A peer's probe succeeded: close the breaker of `address` here too.
+    pub fn apply_closed(&self, address: &ReplicaAddress) {
+        self.each_with_address(address, |r| {
+            if r.lock().breaker.force_close() {
+                tracing::info!(replica = %address, "[CIRCUIT] {address} CLOSED (a peer's probe succeeded)");
+                self.emit(RegistryEvent::StateChanged(Arc::clone(r), crate::policy::BreakerState::Closed));
+            }
+        });
+    }
+
+    /// The failures of `address` counted by every gateway reached `total`: opens its breaker here when that
+    /// crosses the threshold. Returns whether it opened (the caller tells the peers).
+    pub fn apply_shared_failures(
+        &self,
+        address: &ReplicaAddress,
+        total: u64,
+        now: Instant,
+    ) -> bool {
+        if total < u64::from(self.policy.breaker.failure_threshold) {
+            return false;
+        }
+        let open_for = self.policy.breaker.open_timeout;
+        let mut opened = false;
+        self.each_with_address(address, |r| {
+            let mut st = r.lock();
+            if st.breaker.state(now) == crate::policy::BreakerState::Closed {
+                st.breaker.force_open(now + open_for, now);
+                drop(st);
+                opened = true;
+                tracing::warn!(replica = %address, total, "[CIRCUIT] {address} OPEN (threshold reached across gateways)");
+                self.emit(RegistryEvent::StateChanged(Arc::clone(r), crate::policy::BreakerState::Open));
+            }
+        });
+        opened
+    }
+
+    /// Another gateway holds the half-open probe of `address`: hold ours back.
+    pub fn defer_probe(&self, address: &ReplicaAddress, now: Instant) {
+        self.each_with_address(address, |r| r.lock().breaker.defer_probe(now));
+    }
+
+    /// Registered replicas whose ids are not in `keep` and that `known` says a peer once had: they left the
+    /// shared store while this gateway was not listening. Removed here, quietly.
+    pub fn retain_known(
+        &self,
+        keep: &std::collections::HashSet<Uuid>,
+        known: impl Fn(Uuid) -> bool,
+        now: Instant,
+    ) -> usize {
+        let mut removed = 0;
+        for svc in self.services() {
+            for r in svc.replicas().iter() {
+                if r.origin() == super::Origin::Registered
+                    && !keep.contains(&r.id())
+                    && known(r.id())
+                    && self.remove_as(&svc, r, EvictionReason::Deregistered, now, false)
+                {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
+    /// Every registered replica, as records with the lease time left (to write them to a shared store).
+    pub fn registered_records(&self, now: Instant) -> Vec<(ReplicaRecord, Duration)> {
+        let ttl = self.policy.lease_ttl;
+        self.services()
+            .iter()
+            .flat_map(|svc| svc.replicas().to_vec())
+            .filter(|r| r.origin() == super::Origin::Registered)
+            .map(|r| {
+                let left = ttl.saturating_sub(r.lock().lease.age(now));
+                (r.record(), left)
+            })
+            .collect()
+    }
+
+    /// The service name of a replica id, if this gateway holds it.
+    pub fn service_of(&self, id: Uuid) -> Option<ServiceName> {
+        self.services()
+            .into_iter()
+            .find(|s| s.replicas().iter().any(|r| r.id() == id))
+            .map(|s| s.name().clone())
+    }
+}
