@@ -68,6 +68,35 @@ pub struct Config {
     pub auth: AuthSection,
     /// Request size limits.
     pub limits: LimitsSection,
+    /// `memory` (default: this gateway only) or `redis://host:port/db` (shared by every gateway on it).
+    pub store: String,
+    /// Redis tuning (with a `redis://` store).
+    pub redis: RedisSection,
+}
+
+/// `redis:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSection {
+    /// Full resync from Redis this often, and after every reconnect. Default 5s.
+    #[serde(with = "duration")]
+    pub resync_interval: Duration,
+    /// Time limit of one Redis command; past it Redis counts as down. Default 500ms.
+    #[serde(with = "duration")]
+    pub command_timeout: Duration,
+    /// Failures counted in Redis age out after this long without a new one. Default 60s.
+    #[serde(with = "duration")]
+    pub failure_window: Duration,
+}
+
+impl Default for RedisSection {
+    fn default() -> Self {
+        RedisSection {
+            resync_interval: Duration::from_secs(5),
+            command_timeout: Duration::from_millis(500),
+            failure_window: Duration::from_secs(60),
+        }
+    }
 }
 
 /// `breaker:`
@@ -158,6 +187,8 @@ impl Default for Config {
             services: BTreeMap::new(),
             auth: AuthSection::default(),
             limits: LimitsSection::default(),
+            store: "memory".into(),
+            redis: RedisSection::default(),
         }
     }
 }
@@ -235,6 +266,10 @@ pub const KEYS: &[&str] = &[
     "services",
     "auth.registration_token",
     "limits.registration_body_max",
+    "store",
+    "redis.resync_interval",
+    "redis.command_timeout",
+    "redis.failure_window",
 ];
 
 /// `GATEWAY_*` variables that are not config keys: the config file path and the log filter.
@@ -368,6 +403,16 @@ impl Config {
                 "auth.registration_token",
                 "must not be empty when set",
             ));
+        }
+        crate::store::StoreKind::parse(&self.store).map_err(|e| invalid("store", e))?;
+        for (field, d) in [
+            ("redis.resync_interval", self.redis.resync_interval),
+            ("redis.command_timeout", self.redis.command_timeout),
+            ("redis.failure_window", self.redis.failure_window),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(field, "must be longer than 0s"));
+            }
         }
         for (name, urls) in &self.services {
             ServiceName::parse(name)

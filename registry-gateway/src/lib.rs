@@ -8,6 +8,7 @@
 //! - [`proxy`]: pick → forward (hyper HTTP/1.1, per-worker pool) → classify → record → retry the next.
 //! - [`admin`]: `POST /register`, heartbeats, deregistration, `GET /registry`, health.
 //! - [`grpc`]: the gRPC listener (hyper h2c): registration API, health, transparent proxy.
+//! - [`store`]: sharing the registry between gateways (Redis), off the proxy path.
 //! - [`error`]: every error and its one mapping to HTTP.
 
 pub mod admin;
@@ -19,6 +20,7 @@ pub mod policy;
 pub mod proxy;
 pub mod registry;
 pub mod server;
+pub mod store;
 
 pub use config::Config;
 pub use server::Gateway;

@@ -20,6 +20,9 @@ struct Args {
     /// Address of the gRPC listener (h2c), overriding the config's `grpc_listen`.
     #[arg(long, value_name = "ADDR")]
     grpc_listen: Option<std::net::SocketAddr>,
+    /// Shared store, overriding the config's `store`: `memory` or `redis://host:port/db`.
+    #[arg(long, value_name = "STORE")]
+    store: Option<String>,
     /// YAML config file (also `GATEWAY_CONFIG`).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -47,6 +50,13 @@ fn main() -> ExitCode {
     }
     if let Some(listen) = args.grpc_listen {
         config.grpc_listen = listen;
+    }
+    if let Some(store) = args.store {
+        config.store = store;
+        if let Err(e) = config.validate() {
+            eprintln!("registry-gateway: {e}");
+            return ExitCode::from(2);
+        }
     }
     // `workers` sizes the whole gateway: the actix workers (HTTP) and this runtime (gRPC, background).
     let threads = config.worker_threads();

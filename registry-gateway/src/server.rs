@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::grpc::{self, GrpcSettings};
 use crate::proxy::{self, Proxy, ProxySettings};
 use crate::registry::Registry;
+use crate::store::{RedisSettings, Shared, StoreKind};
 
 /// A started gateway.
 pub struct Gateway {
@@ -32,8 +33,22 @@ impl Gateway {
         for (service, address) in config.static_replicas() {
             registry.add_static(service, address, now);
         }
+        let shared = match StoreKind::parse(&config.store).map_err(std::io::Error::other)? {
+            StoreKind::Memory => Shared::memory(),
+            StoreKind::Redis(url) => Shared::redis(
+                &url,
+                Arc::clone(&registry),
+                RedisSettings {
+                    resync_interval: config.redis.resync_interval,
+                    command_timeout: config.redis.command_timeout,
+                    failure_window: config.redis.failure_window,
+                },
+            )
+            .map_err(std::io::Error::other)?,
+        };
         let proxy = web::Data::new(Proxy {
             registry: Arc::clone(&registry),
+            shared: shared.clone(),
             settings: ProxySettings {
                 retry: config.retry_policy(),
                 connect_timeout: config.upstream.connect_timeout,
@@ -51,6 +66,7 @@ impl Gateway {
             registration_body_max: config.limits.registration_body_max,
         });
         let registry_data = web::Data::new(Arc::clone(&registry));
+        let shared_data = web::Data::new(shared.clone());
 
         let listener = std::net::TcpListener::bind(config.listen)?;
         let http_addr = listener.local_addr()?;
@@ -60,6 +76,7 @@ impl Gateway {
                 .app_data(proxy.clone())
                 .app_data(admin_settings.clone())
                 .app_data(registry_data.clone())
+                .app_data(shared_data.clone())
                 .configure(admin::configure)
                 .default_service(web::to(proxy::handle))
         })
@@ -78,6 +95,7 @@ impl Gateway {
         let grpc = tokio::spawn(grpc::serve(
             grpc_listener,
             Arc::clone(&registry),
+            shared.clone(),
             config
                 .auth
                 .registration_token
@@ -91,7 +109,11 @@ impl Gateway {
             grpc_stopped,
         ));
 
-        let sweeper = tokio::spawn(sweep_leases(Arc::clone(&registry), config.lease.ttl));
+        let sweeper = tokio::spawn(sweep_leases(
+            Arc::clone(&registry),
+            config.lease.ttl,
+            shared,
+        ));
         tracing::info!(%http_addr, %grpc_addr, workers, "registry-gateway listening");
         Ok(Gateway {
             http_addr,
@@ -137,12 +159,14 @@ impl Gateway {
 }
 
 /// Removes replicas whose lease ran out, several times per TTL so removal is at most a fraction late.
-async fn sweep_leases(registry: Arc<Registry>, ttl: Duration) {
+async fn sweep_leases(registry: Arc<Registry>, ttl: Duration, shared: Shared) {
     let period = (ttl / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        registry.sweep(clock::now());
+        // While the shared store is unreachable, renewals made through other gateways cannot arrive:
+        // keep the last known registry instead of expiring it.
+        registry.sweep_leases(clock::now(), shared.leases_expire());
     }
 }

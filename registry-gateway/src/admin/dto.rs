@@ -150,6 +150,6 @@ pub(crate) struct ServiceDto {
 /// `GET /registry`.
 #[derive(Debug, Serialize)]
 pub(crate) struct RegistryDto {
-    pub(crate) store: &'static str,
+    pub(crate) store: crate::store::StoreStatus,
     pub(crate) services: BTreeMap<String, ServiceDto>,
 }

@@ -10,6 +10,7 @@ use super::AdminSettings;
 use crate::clock;
 use crate::error::GatewayError;
 use crate::registry::{Registration, Registry, RegistryError, Service};
+use crate::store::Shared;
 
 type Reg = web::Data<std::sync::Arc<Registry>>;
 type Settings = web::Data<AdminSettings>;
@@ -153,14 +154,14 @@ fn service_dto(svc: &Service) -> ServiceDto {
 }
 
 /// `GET /registry`: every service and replica.
-pub(crate) async fn registry(registry: Reg) -> HttpResponse {
+pub(crate) async fn registry(registry: Reg, shared: web::Data<Shared>) -> HttpResponse {
     let services = registry
         .services()
         .iter()
         .map(|s| (s.name().to_string(), service_dto(s)))
         .collect();
     HttpResponse::Ok().json(RegistryDto {
-        store: "memory",
+        store: shared.status(),
         services,
     })
 }
@@ -202,9 +203,15 @@ pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: ready to route (the in-process registry is always available).
-pub(crate) async fn readyz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "store": "memory" }))
+/// `GET /readyz`: ready to route; `"status": "degraded"` while the shared store is unreachable.
+///
+/// A gateway whose shared store is down still answers 200, with `"status": "degraded"`: it keeps routing
+/// on its last known registry, and failing readiness would take every gateway out of the load balancer
+/// at once when Redis goes down, turning a store outage into a full outage.
+pub(crate) async fn readyz(shared: web::Data<Shared>) -> HttpResponse {
+    let store = shared.status();
+    let status = if store.connected { "ready" } else { "degraded" };
+    HttpResponse::Ok().json(serde_json::json!({ "status": status, "store": store }))
 }
 
 /// Any other method on an admin path.

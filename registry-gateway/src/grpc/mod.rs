@@ -29,6 +29,7 @@ use tonic_health::server::{HealthReporter, HealthService};
 
 use crate::admin::RegistrationToken;
 use crate::registry::Registry;
+use crate::store::Shared;
 
 /// Every response body the listener sends.
 pub(crate) type GrpcBody =
@@ -47,6 +48,7 @@ pub struct GrpcSettings {
 
 pub(crate) struct GrpcState {
     pub(crate) registry: Arc<Registry>,
+    pub(crate) shared: Shared,
     pub(crate) settings: GrpcSettings,
     pub(crate) connections: upstream::Connections,
     registry_server: RegistryServer<registry_api::RegistryApi>,
@@ -57,6 +59,7 @@ pub(crate) struct GrpcState {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     registry: Arc<Registry>,
+    shared: Shared,
     token: Option<RegistrationToken>,
     settings: GrpcSettings,
     mut shutdown: watch::Receiver<bool>,
@@ -71,6 +74,7 @@ pub async fn serve(
     let health_server = HealthServer::new(HealthService::from_health_reporter(reporter));
     let state = Arc::new(GrpcState {
         registry: Arc::clone(&registry),
+        shared,
         settings,
         connections: upstream::Connections::default(),
         registry_server: RegistryServer::new(registry_api::RegistryApi { registry, token }),

@@ -104,11 +104,17 @@ pub(crate) async fn forward(
     let mut tried: Vec<Uuid> = Vec::new();
     let mut last_failure: Option<FailureCause> = None;
     let max_attempts = state.settings.max_attempts as usize;
-    while tried.len() < max_attempts {
+    let mut attempts = 0;
+    while attempts < max_attempts {
         let Some(pick) = registry.pick(&svc, &tried, clock::now(), accept) else {
             break;
         };
         tried.push(pick.replica.id());
+        // Another gateway holds this replica's half-open probe: skip it.
+        if pick.probe && !state.shared.claim_probe(pick.replica.address()).await {
+            continue;
+        }
+        attempts += 1;
         let authority = pick.replica.address().authority().to_owned();
         let mut sender = match state
             .connections

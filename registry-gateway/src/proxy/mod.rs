@@ -21,6 +21,7 @@ use crate::error::GatewayError;
 use crate::policy::retry::is_idempotent;
 use crate::policy::{BodyReplay, FailureCause, Outcome, RetryDecision, RetryPolicy};
 use crate::registry::{Pick, Protocol, Registry, RegistryError, Replica};
+use crate::store::Shared;
 use body::{RequestBody, ResponseBody};
 use upstream::SendError;
 
@@ -46,6 +47,8 @@ pub const MAX_ATTEMPTS: usize = 10;
 pub struct Proxy {
     /// The registry to route from.
     pub registry: Arc<Registry>,
+    /// The shared store (claims half-open probes across gateways).
+    pub shared: Shared,
     /// Settings.
     pub settings: ProxySettings,
 }
@@ -141,15 +144,20 @@ pub async fn handle(
     let mut source = prepare_body(&req, payload, settings.buffer_body_max).await?;
 
     // Attempts never exceed `retry.max_attempts` (at most 10): a fixed array, no allocation.
-    let mut tried = [Uuid::nil(); MAX_ATTEMPTS];
-    let mut attempts = 0usize;
+    // Replicas already tried, or skipped because another gateway holds their half-open probe.
+    let mut tried = [Uuid::nil(); 2 * MAX_ATTEMPTS];
+    let (mut attempts, mut excluded) = (0usize, 0usize);
     let mut last: Option<(FailureCause, Option<HttpResponse>)> = None;
-    while attempts < MAX_ATTEMPTS {
-        let Some(pick) = registry.pick(&svc, &tried[..attempts], clock::now(), is_http) else {
+    while attempts < MAX_ATTEMPTS && excluded < tried.len() {
+        let Some(pick) = registry.pick(&svc, &tried[..excluded], clock::now(), is_http) else {
             break;
         };
+        tried[excluded] = pick.replica.id();
+        excluded += 1;
+        if pick.probe && !proxy.shared.claim_probe(pick.replica.address()).await {
+            continue;
+        }
         let Some(body) = source.take() else { break };
-        tried[attempts] = pick.replica.id();
         attempts += 1;
         // Built per attempt from the client's headers: cheaper than keeping a copy to clone.
         let headers = headers::to_upstream(req.headers(), peer);

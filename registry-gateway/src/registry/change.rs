@@ -43,8 +43,8 @@ pub enum Change {
         id: Uuid,
         /// Its address.
         address: ReplicaAddress,
-        /// Evicted for failures: peers remember it for probation too.
-        for_failures: bool,
+        /// Why.
+        why: Removal,
     },
     /// An attempt on this replica failed (`true`), or succeeded after failures (`false`).
     Attempt {
@@ -65,4 +65,15 @@ pub enum Change {
         /// The replica's address.
         address: ReplicaAddress,
     },
+}
+
+/// Why a replica left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// It deregistered.
+    Deregistered,
+    /// Evicted for failures: peers put it on probation too.
+    Failures,
+    /// Its lease ran out here. The shared store expires it on its own clock; nothing to tell.
+    LeaseExpired,
 }

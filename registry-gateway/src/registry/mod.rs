@@ -13,7 +13,7 @@ mod service;
 mod sync;
 
 pub use address::{InvalidAddress, ReplicaAddress};
-pub use change::{Change, ReplicaRecord};
+pub use change::{Change, Removal, ReplicaRecord};
 pub use events::RegistryEvent;
 pub use name::{InvalidName, ServiceName, RESERVED_NAMES};
 pub use protocol::{validate_grpc_service, InvalidGrpcService, Protocol};
@@ -396,7 +396,11 @@ impl Registry {
                 service: svc.name().clone(),
                 id: replica.id(),
                 address: replica.address().clone(),
-                for_failures: matches!(reason, EvictionReason::Failures(_)),
+                why: match reason {
+                    EvictionReason::Deregistered => Removal::Deregistered,
+                    EvictionReason::Failures(_) => Removal::Failures,
+                    EvictionReason::LeaseExpired(_) => Removal::LeaseExpired,
+                },
             });
         }
         match reason {
@@ -537,6 +541,18 @@ impl Registry {
     /// Removes every registered replica whose lease ran out at `now`, and forgets old tombstones.
     /// Returns how many replicas were removed.
     pub fn sweep(&self, now: Instant) -> usize {
+        self.sweep_leases(now, true)
+    }
+
+    /// [`Registry::sweep`], with lease expiry suspended when `expire` is false (the shared store is
+    /// unreachable: renewals made through other gateways cannot arrive, so the last known registry stays).
+    pub fn sweep_leases(&self, now: Instant, expire: bool) -> usize {
+        if !expire {
+            let memory = self.policy.probation_memory;
+            self.tombstones_lock()
+                .retain(|_, t| now.saturating_duration_since(t.evicted_at) < memory);
+            return 0;
+        }
         let mut removed = 0;
         for svc in self.services() {
             for r in svc.replicas().iter() {

@@ -314,7 +314,7 @@ fn local_changes_are_shared_in_order() {
                 service: name,
                 id,
                 address: addr,
-                for_failures: false
+                why: Removal::Deregistered
             },
         ]
     );

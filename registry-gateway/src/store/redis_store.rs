@@ -1,0 +1,516 @@
+//! Sharing the registry through Redis: writes local changes, applies peers' changes from pub/sub, and
+//! resyncs in full after every reconnect and periodically (pub/sub loses messages while disconnected).
+//!
+//! Redis is never on the proxy path: the proxy routes from the in-process registry; these tasks run
+//! beside it. While Redis is unreachable the gateway is degraded: it keeps routing on its last known
+//! registry, keeps accepting registrations and heartbeats locally, and writes them back on recovery.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Display;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::{mpsc, Notify};
+use uuid::Uuid;
+
+use super::message::{keys, Event, Message, StoredReplica};
+use super::{RedisSettings, StoreStatus};
+use crate::clock;
+use crate::registry::{Change, Registry, Removal, ReplicaAddress};
+
+/// The Redis side of one gateway.
+pub struct RedisStore {
+    client: redis::Client,
+    conn: tokio::sync::Mutex<Option<ConnectionManager>>,
+    gw: Uuid,
+    registry: Arc<Registry>,
+    settings: RedisSettings,
+    connected: AtomicBool,
+    health: Mutex<Health>,
+    /// Replica ids this gateway has seen in Redis: a resync removes those that left it.
+    known: Mutex<HashSet<Uuid>>,
+    /// Local registrations or renewals failed to reach Redis: rewrite every local replica on recovery.
+    dirty: AtomicBool,
+    /// Deregistrations and evictions made while Redis was unreachable, replayed on recovery.
+    pending_removals: Mutex<Vec<(String, Uuid, bool)>>,
+    resync_now: Notify,
+}
+
+#[derive(Default)]
+struct Health {
+    degraded_since: Option<Instant>,
+    last_error: Option<String>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl RedisStore {
+    /// Connects in the background and starts replicating `registry`.
+    pub(crate) fn start(url: &str, registry: Arc<Registry>, settings: RedisSettings) -> Result<Arc<Self>, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("invalid Redis URL: {e}"))?;
+        let changes = registry
+            .share_changes()
+            .ok_or("this registry is already shared with a store")?;
+        let store = Arc::new(RedisStore {
+            client,
+            conn: tokio::sync::Mutex::new(None),
+            gw: Uuid::new_v4(),
+            registry,
+            settings,
+            connected: AtomicBool::new(false),
+            health: Mutex::new(Health {
+                degraded_since: Some(clock::now()),
+                last_error: Some("not connected yet".into()),
+            }),
+            known: Mutex::new(HashSet::new()),
+            dirty: AtomicBool::new(false),
+            pending_removals: Mutex::new(Vec::new()),
+            resync_now: Notify::new(),
+        });
+        tokio::spawn(Arc::clone(&store).write_changes(changes));
+        tokio::spawn(Arc::clone(&store).subscribe());
+        tokio::spawn(Arc::clone(&store).resync_loop());
+        Ok(store)
+    }
+
+    /// Whether Redis answered the last command.
+    pub(crate) fn connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn status(&self) -> StoreStatus {
+        let h = lock(&self.health);
+        let connected = self.connected();
+        StoreStatus {
+            kind: "redis",
+            connected,
+            degraded_for_ms: (!connected)
+                .then(|| h.degraded_since.map(|t| clock::now().saturating_duration_since(t).as_millis() as u64))
+                .flatten(),
+            last_error: (!connected).then(|| h.last_error.clone()).flatten(),
+        }
+    }
+
+    fn succeeded(&self) {
+        if !self.connected.swap(true, Ordering::AcqRel) {
+            tracing::info!("[STORE] Redis reachable: shared state resumes (resyncing)");
+            lock(&self.health).degraded_since = None;
+            self.resync_now.notify_one();
+        }
+    }
+
+    fn failed(&self, what: &str, e: impl Display) {
+        let mut h = lock(&self.health);
+        h.last_error = Some(format!("{what}: {e}"));
+        if self.connected.swap(false, Ordering::AcqRel) {
+            h.degraded_since = Some(clock::now());
+            tracing::warn!(error = %e, "[STORE] Redis unreachable ({what}): degraded, routing on the last known registry");
+        }
+    }
+
+    async fn conn(&self) -> redis::RedisResult<ConnectionManager> {
+        let mut slot = self.conn.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let t = self.settings.command_timeout;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(t))
+            .set_response_timeout(Some(t))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let c = self.client.get_connection_manager_with_config(config).await?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Runs one command (or pipeline) with the command timeout, tracking Redis's health.
+    async fn run<T: redis::FromRedisValue>(&self, what: &str, cmd: &redis::Pipeline) -> Option<T> {
+        self.run_cmd(what, |mut c| {
+            let cmd = cmd.clone();
+            async move { cmd.query_async::<T>(&mut c).await }
+        })
+        .await
+    }
+
+    async fn run_cmd<T, F, Fut>(&self, what: &str, f: F) -> Option<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let attempt = async {
+            let c = self.conn().await?;
+            f(c).await
+        };
+        let result = tokio::time::timeout(self.settings.command_timeout * 2, attempt).await;
+        if let Ok(Ok(v)) = result {
+            self.succeeded();
+            return Some(v);
+        }
+        // Start the next command on a fresh connection rather than wait for the old one to heal.
+        *self.conn.lock().await = None;
+        match result {
+            Ok(Err(e)) => self.failed(what, e),
+            _ => self.failed(what, "timed out"),
+        }
+        None
+    }
+
+    fn publish(pipe: &mut redis::Pipeline, gw: Uuid, event: Event) {
+        if let Ok(json) = serde_json::to_string(&Message { gw, event }) {
+            pipe.cmd("PUBLISH").arg(keys::CHANNEL).arg(json).ignore();
+        }
+    }
+
+    fn write_replica(pipe: &mut redis::Pipeline, r: &StoredReplica, ttl: Duration) {
+        let key = keys::replica(&r.service, &r.id);
+        pipe.cmd("HSET").arg(&key).arg(r.fields()).ignore();
+        pipe.cmd("PEXPIRE").arg(&key).arg(ttl.as_millis().max(1) as u64).ignore();
+    }
+
+    /// Writes each local change to Redis and tells the peers.
+    async fn write_changes(self: Arc<Self>, mut changes: mpsc::UnboundedReceiver<Change>) {
+        let ttl = self.registry.policy().lease_ttl;
+        while let Some(change) = changes.recv().await {
+            let mut pipe = redis::pipe();
+            match change {
+                Change::Registered(rec) => {
+                    let stored = StoredReplica::from(&rec);
+                    Self::write_replica(&mut pipe, &stored, ttl);
+                    Self::publish(&mut pipe, self.gw, Event::Registered { replica: stored, ttl_ms: ttl.as_millis() as u64 });
+                    if self.run::<()>("register", &pipe).await.is_some() {
+                        lock(&self.known).insert(rec.id);
+                    } else {
+                        self.dirty.store(true, Ordering::Release);
+                    }
+                }
+                Change::Renewed { service, id } => {
+                    let key = keys::replica(service.as_str(), &id);
+                    let renewed: Option<i64> = self
+                        .run_cmd("renew", |mut c| async move {
+                            redis::cmd("PEXPIRE").arg(&key).arg(ttl.as_millis() as u64).query_async(&mut c).await
+                        })
+                        .await;
+                    match renewed {
+                        None => self.dirty.store(true, Ordering::Release),
+                        // The key is gone (expired in Redis while this gateway still had it): write it again.
+                        Some(0) => {
+                            let rec = self
+                                .registry
+                                .service(service.as_str())
+                                .and_then(|s| s.replicas().iter().find(|r| r.id() == id).map(|r| r.record()));
+                            if let Some(rec) = rec {
+                                let stored = StoredReplica::from(&rec);
+                                Self::write_replica(&mut pipe, &stored, ttl);
+                                Self::publish(&mut pipe, self.gw, Event::Registered { replica: stored, ttl_ms: ttl.as_millis() as u64 });
+                                if self.run::<()>("re-register", &pipe).await.is_none() {
+                                    self.dirty.store(true, Ordering::Release);
+                                }
+                            }
+                        }
+                        Some(_) => {
+                            Self::publish(&mut pipe, self.gw, Event::Renewed { service: service.to_string(), id });
+                            let _: Option<()> = self.run("publish renewal", &pipe).await;
+                        }
+                    }
+                }
+                Change::Removed { service, id, why, .. } => {
+                    // Lease expiry: Redis expires the key on its own clock.
+                    if why == Removal::LeaseExpired {
+                        continue;
+                    }
+                    let failures = why == Removal::Failures;
+                    pipe.cmd("DEL").arg(keys::replica(service.as_str(), &id)).ignore();
+                    Self::publish(&mut pipe, self.gw, Event::Removed { service: service.to_string(), id, failures });
+                    if self.run::<()>("remove", &pipe).await.is_some() {
+                        lock(&self.known).remove(&id);
+                    } else {
+                        lock(&self.pending_removals).push((service.to_string(), id, failures));
+                    }
+                }
+                Change::Attempt { address, failed } => self.count_attempt(&address, failed).await,
+                Change::Opened { address, open_for } => {
+                    let open_ms = open_for.as_millis().max(1) as u64;
+                    pipe.cmd("SET").arg(keys::open(address.as_str())).arg(self.gw.to_string()).arg("PX").arg(open_ms).ignore();
+                    Self::publish(&mut pipe, self.gw, Event::Opened { address: address.to_string(), open_ms });
+                    let _: Option<()> = self.run("open", &pipe).await;
+                }
+                Change::Closed { address } => {
+                    pipe.cmd("DEL").arg(keys::open(address.as_str())).arg(keys::fails(address.as_str())).ignore();
+                    pipe.cmd("DEL").arg(keys::probe(address.as_str())).ignore();
+                    Self::publish(&mut pipe, self.gw, Event::Closed { address: address.to_string() });
+                    let _: Option<()> = self.run("close", &pipe).await;
+                }
+            }
+        }
+    }
+
+    /// Adds a failure to the count every gateway shares (or clears it after a success); opens the breaker
+    /// everywhere when the shared count crosses the threshold.
+    async fn count_attempt(&self, address: &ReplicaAddress, failed: bool) {
+        let key = keys::fails(address.as_str());
+        if !failed {
+            let _: Option<()> = self
+                .run_cmd("clear failures", |mut c| async move { redis::cmd("DEL").arg(&key).query_async(&mut c).await })
+                .await;
+            return;
+        }
+        let window = self.settings.failure_window.as_millis() as u64;
+        let mut pipe = redis::pipe();
+        pipe.cmd("INCR").arg(&key).cmd("PEXPIRE").arg(&key).arg(window).ignore();
+        let Some((total,)): Option<(u64,)> = self.run("count failure", &pipe).await else { return };
+        if self.registry.apply_shared_failures(address, total, clock::now()) {
+            let open_for = self.registry.policy().breaker.open_timeout;
+            let open_ms = open_for.as_millis().max(1) as u64;
+            let mut pipe = redis::pipe();
+            pipe.cmd("SET").arg(keys::open(address.as_str())).arg(self.gw.to_string()).arg("PX").arg(open_ms).ignore();
+            Self::publish(&mut pipe, self.gw, Event::Opened { address: address.to_string(), open_ms });
+            let _: Option<()> = self.run("open", &pipe).await;
+        }
+    }
+
+    /// Claims the half-open probe of `address` (`SET NX PX`). When Redis cannot be asked, probes locally.
+    pub(crate) async fn claim_probe(&self, address: &ReplicaAddress) -> bool {
+        let key = keys::probe(address.as_str());
+        let ms = self.registry.policy().breaker.probe_timeout.as_millis().max(1) as u64;
+        let gw = self.gw.to_string();
+        let claimed: Option<Option<String>> = self
+            .run_cmd("claim probe", |mut c| async move {
+                redis::cmd("SET").arg(&key).arg(&gw).arg("NX").arg("PX").arg(ms).query_async(&mut c).await
+            })
+            .await;
+        match claimed {
+            None | Some(Some(_)) => true,
+            Some(None) => {
+                self.registry.defer_probe(address, clock::now());
+                false
+            }
+        }
+    }
+
+    /// Applies the peers' messages as they come; reconnects (and resyncs) when the subscription drops.
+    async fn subscribe(self: Arc<Self>) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let subscribed = async {
+                let mut ps = self.client.get_async_pubsub().await?;
+                ps.subscribe(keys::CHANNEL).await?;
+                Ok::<_, redis::RedisError>(ps)
+            };
+            match tokio::time::timeout(self.settings.command_timeout * 4, subscribed).await {
+                Ok(Ok(ps)) => {
+                    backoff = Duration::from_millis(100);
+                    // Messages may have been missed before this subscription: resync now.
+                    self.resync_now.notify_one();
+                    let mut messages = ps.into_on_message();
+                    while let Some(msg) = messages.next().await {
+                        if let Ok(payload) = msg.get_payload::<String>() {
+                            self.apply(&payload);
+                        }
+                    }
+                    self.failed("pub/sub", "subscription connection lost");
+                }
+                Ok(Err(e)) => self.failed("pub/sub", e),
+                Err(_) => self.failed("pub/sub", "timed out"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    fn apply(&self, payload: &str) {
+        let Ok(msg) = serde_json::from_str::<Message>(payload) else {
+            tracing::debug!(%payload, "ignoring an unreadable store message");
+            return;
+        };
+        if msg.gw == self.gw {
+            return;
+        }
+        let now = clock::now();
+        match msg.event {
+            Event::Registered { replica, ttl_ms } => {
+                if let Some(rec) = replica.record() {
+                    lock(&self.known).insert(rec.id);
+                    self.registry.apply_registered(rec, Duration::from_millis(ttl_ms), now);
+                }
+            }
+            Event::Renewed { service, id } => {
+                if !self.registry.apply_renewed(&service, id, now) {
+                    // Unknown here: a registration message was lost. The resync brings it.
+                    self.resync_now.notify_one();
+                }
+            }
+            Event::Removed { service, id, failures } => {
+                lock(&self.known).remove(&id);
+                self.registry.apply_removed(&service, id, failures, now);
+            }
+            Event::Opened { address, open_ms } => {
+                if let Ok(a) = ReplicaAddress::parse(&address) {
+                    self.registry.apply_opened(&a, Duration::from_millis(open_ms), now);
+                }
+            }
+            Event::Closed { address } => {
+                if let Ok(a) = ReplicaAddress::parse(&address) {
+                    self.registry.apply_closed(&a);
+                }
+            }
+        }
+    }
+
+    async fn resync_loop(self: Arc<Self>) {
+        loop {
+            // While degraded, try again often: recovery (and the write-back) should not wait a full interval.
+            let wait = if self.connected() {
+                self.settings.resync_interval
+            } else {
+                self.settings.resync_interval.min(Duration::from_millis(500))
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.resync_now.notified() => {}
+            }
+            self.resync().await;
+        }
+    }
+
+    /// Writes back what an outage kept local, then makes the local registry match Redis.
+    async fn resync(&self) {
+        if self.dirty.load(Ordering::Acquire) || !lock(&self.pending_removals).is_empty() {
+            let now = clock::now();
+            let mut pipe = redis::pipe();
+            let records = self.registry.registered_records(now);
+            for (rec, left) in &records {
+                if !left.is_zero() {
+                    let stored = StoredReplica::from(rec);
+                    Self::write_replica(&mut pipe, &stored, *left);
+                    Self::publish(&mut pipe, self.gw, Event::Registered { replica: stored, ttl_ms: left.as_millis() as u64 });
+                }
+            }
+            let removals = std::mem::take(&mut *lock(&self.pending_removals));
+            for (service, id, failures) in &removals {
+                pipe.cmd("DEL").arg(keys::replica(service, id)).ignore();
+                Self::publish(&mut pipe, self.gw, Event::Removed { service: service.clone(), id: *id, failures: *failures });
+            }
+            if self.run::<()>("write back", &pipe).await.is_some() {
+                self.dirty.store(false, Ordering::Release);
+                let mut known = lock(&self.known);
+                known.extend(records.iter().map(|(r, _)| r.id));
+                for (_, id, _) in &removals {
+                    known.remove(id);
+                }
+                tracing::info!(replicas = records.len(), removals = removals.len(), "[STORE] wrote back changes made while Redis was unreachable");
+            } else {
+                lock(&self.pending_removals).extend(removals);
+                return;
+            }
+        }
+
+        let Some(replicas) = self.read_replicas().await else { return };
+        let now = clock::now();
+        // One hash per (service, address): should two gateways have registered the same replica at the
+        // same moment, every gateway keeps the same one (the smaller id).
+        let mut chosen: HashMap<(String, String), (StoredReplica, u64)> = HashMap::new();
+        for (r, ttl) in replicas {
+            let k = (r.service.clone(), r.address.clone());
+            match chosen.get(&k) {
+                Some((prev, _)) if prev.id <= r.id => {}
+                _ => {
+                    chosen.insert(k, (r, ttl));
+                }
+            }
+        }
+        let mut keep = HashSet::new();
+        for (r, ttl) in chosen.into_values() {
+            if let Some(rec) = r.record() {
+                keep.insert(rec.id);
+                self.registry.apply_registered(rec, Duration::from_millis(ttl), now);
+            }
+        }
+        let known = lock(&self.known).clone();
+        let removed = self.registry.retain_known(&keep, |id| known.contains(&id), now);
+        if removed > 0 {
+            tracing::info!(removed, "[STORE] resync removed replicas that left Redis");
+        }
+        *lock(&self.known) = keep;
+
+        if let Some(open) = self.read_open_breakers().await {
+            for (address, ttl) in open {
+                if let Ok(a) = ReplicaAddress::parse(&address) {
+                    self.registry.apply_opened(&a, Duration::from_millis(ttl), now);
+                }
+            }
+        }
+    }
+
+    async fn scan(&self, pattern: &'static str) -> Option<Vec<String>> {
+        self.run_cmd("scan", |mut c| async move {
+            let mut out = Vec::new();
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut c)
+                    .await?;
+                out.extend(batch);
+                if next == 0 {
+                    return Ok(out);
+                }
+                cursor = next;
+            }
+        })
+        .await
+    }
+
+    async fn read_replicas(&self) -> Option<Vec<(StoredReplica, u64)>> {
+        let keys = self.scan(keys::REPLICA_PATTERN).await?;
+        if keys.is_empty() {
+            return Some(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for k in &keys {
+            pipe.cmd("HGETALL").arg(k).cmd("PTTL").arg(k);
+        }
+        let values: Vec<redis::Value> = self.run("read replicas", &pipe).await?;
+        let mut out = Vec::new();
+        for pair in values.chunks(2) {
+            let [hash, ttl] = pair else { continue };
+            let hash: BTreeMap<String, String> = redis::from_redis_value(hash.clone()).unwrap_or_default();
+            let ttl: i64 = redis::from_redis_value(ttl.clone()).unwrap_or(-2);
+            if ttl <= 0 {
+                continue;
+            }
+            if let Some(r) = StoredReplica::from_fields(&hash) {
+                out.push((r, ttl as u64));
+            }
+        }
+        Some(out)
+    }
+
+    async fn read_open_breakers(&self) -> Option<Vec<(String, u64)>> {
+        let keys = self.scan("rgw:open:*").await?;
+        if keys.is_empty() {
+            return Some(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for k in &keys {
+            pipe.cmd("PTTL").arg(k);
+        }
+        let ttls: Vec<i64> = self.run("read breakers", &pipe).await?;
+        Some(
+            keys.iter()
+                .zip(ttls)
+                .filter(|(_, t)| *t > 0)
+                .map(|(k, t)| (k.trim_start_matches("rgw:open:").to_owned(), t as u64))
+                .collect(),
+        )
+    }
+}
