@@ -9,6 +9,17 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
+# Real peers the tests start: redis-server (shared state) and nginx (load balancer in front of gateways).
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "scripts/test.sh: installing ${missing[*]}" >&2
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
 # The e2e tests run the real binaries (gateway, demo services) from target/debug.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked --no-fail-fast "$@"

@@ -121,6 +121,29 @@ impl Proc {
         self.grpc_url.trim_start_matches("http://").to_owned()
     }
 
+    /// Waits for an output line containing `needle` from a process that is expected to keep running.
+    pub fn expect_line(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let (store, cv) = &*self.lines;
+        let mut guard = store.lock().unwrap();
+        loop {
+            if let Some(l) = guard.iter().find(|l| l.contains(needle)) {
+                return l.clone();
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                panic!(
+                    "no line containing {needle:?} within {timeout:?}; output:\n{}",
+                    guard.join("\n")
+                );
+            }
+            guard = cv
+                .wait_timeout(guard, (deadline - now).min(Duration::from_millis(100)))
+                .unwrap()
+                .0;
+        }
+    }
+
     /// Output lines containing `needle` so far.
     pub fn lines_with(&self, needle: &str) -> Vec<String> {
         let (store, _) = &*self.lines;
@@ -271,4 +294,85 @@ pub fn demo_grpc(name: &str, extra: &[&str]) -> Proc {
         .arg("0")
         .args(extra);
     Proc::spawn(cmd, Vec::new())
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; the caller binds it right away).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A real `redis-server` on 127.0.0.1, without persistence; killed when dropped.
+pub struct Redis {
+    child: Child,
+    /// Its port.
+    pub port: u16,
+}
+
+impl Redis {
+    /// Starts one on a free port.
+    pub fn start() -> Redis {
+        Redis::start_on(free_port())
+    }
+
+    /// Starts one on `port` (to restart it where the gateways expect it).
+    pub fn start_on(port: u16) -> Redis {
+        let mut child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("redis-server exited ({status}) on port {port}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { child, port }
+    }
+
+    /// `redis://127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Stops it (SIGKILL) and waits until it is gone.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Runs `redis-cli` against it and returns its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

@@ -24,7 +24,11 @@ pub(crate) enum Event {
     /// A lease was renewed.
     Renewed { service: String, id: Uuid },
     /// A replica left; `failures` puts it on probation.
-    Removed { service: String, id: Uuid, failures: bool },
+    Removed {
+        service: String,
+        id: Uuid,
+        failures: bool,
+    },
     /// A breaker opened for `open_ms`.
     Opened { address: String, open_ms: u64 },
     /// A breaker closed.
@@ -81,7 +85,10 @@ impl StoredReplica {
             ("address", self.address.clone()),
             ("protocol", self.protocol.clone()),
             ("grpc_services", self.grpc_services.join(",")),
-            ("metadata", serde_json::to_string(&self.metadata).unwrap_or_else(|_| "{}".into())),
+            (
+                "metadata",
+                serde_json::to_string(&self.metadata).unwrap_or_else(|_| "{}".into()),
+            ),
         ]
     }
 
@@ -94,9 +101,17 @@ impl StoredReplica {
             protocol: h.get("protocol").cloned().unwrap_or_else(|| "http".into()),
             grpc_services: h
                 .get("grpc_services")
-                .map(|s| s.split(',').filter(|x| !x.is_empty()).map(str::to_owned).collect())
+                .map(|s| {
+                    s.split(',')
+                        .filter(|x| !x.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
                 .unwrap_or_default(),
-            metadata: h.get("metadata").and_then(|m| serde_json::from_str(m).ok()).unwrap_or_default(),
+            metadata: h
+                .get("metadata")
+                .and_then(|m| serde_json::from_str(m).ok())
+                .unwrap_or_default(),
         })
     }
 }
@@ -143,13 +158,20 @@ mod tests {
             grpc_services: vec!["demo.v1.Echo".into(), "demo.v1.Other".into()],
             metadata: BTreeMap::from([("v".into(), "1".into())]),
         };
-        let fields: BTreeMap<String, String> = r.fields().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        let fields: BTreeMap<String, String> = r
+            .fields()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
         assert_eq!(StoredReplica::from_fields(&fields).unwrap(), r);
         let rec = r.record().unwrap();
         assert_eq!(rec.protocol, Protocol::Grpc);
         let m = Message {
             gw: Uuid::new_v4(),
-            event: Event::Registered { replica: r.clone(), ttl_ms: 15_000 },
+            event: Event::Registered {
+                replica: r.clone(),
+                ttl_ms: 15_000,
+            },
         };
         let json = serde_json::to_string(&m).unwrap();
         assert!(json.contains("\"type\":\"registered\""), "{json}");

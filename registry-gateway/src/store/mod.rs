@@ -10,7 +10,7 @@ mod redis_store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::registry::{ReplicaAddress, Registry};
+use crate::registry::{Registry, ReplicaAddress};
 pub use redis_store::RedisStore;
 
 /// What `store:` in the config names.
@@ -77,7 +77,11 @@ impl Shared {
 
     /// Starts sharing `registry` through Redis at `url` (connects in the background: a gateway starts
     /// even while Redis is down, degraded).
-    pub fn redis(url: &str, registry: Arc<Registry>, settings: RedisSettings) -> Result<Self, String> {
+    pub fn redis(
+        url: &str,
+        registry: Arc<Registry>,
+        settings: RedisSettings,
+    ) -> Result<Self, String> {
         Ok(Shared {
             redis: Some(RedisStore::start(url, registry, settings)?),
         })

@@ -37,6 +37,8 @@ pub struct RedisStore {
     /// Deregistrations and evictions made while Redis was unreachable, replayed on recovery.
     pending_removals: Mutex<Vec<(String, Uuid, bool)>>,
     resync_now: Notify,
+    /// Bumped at every reconnect: a resync that spans a reconnect removes nothing.
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -51,7 +53,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl RedisStore {
     /// Connects in the background and starts replicating `registry`.
-    pub(crate) fn start(url: &str, registry: Arc<Registry>, settings: RedisSettings) -> Result<Arc<Self>, String> {
+    pub(crate) fn start(
+        url: &str,
+        registry: Arc<Registry>,
+        settings: RedisSettings,
+    ) -> Result<Arc<Self>, String> {
         let client = redis::Client::open(url).map_err(|e| format!("invalid Redis URL: {e}"))?;
         let changes = registry
             .share_changes()
@@ -71,6 +77,7 @@ impl RedisStore {
             dirty: AtomicBool::new(false),
             pending_removals: Mutex::new(Vec::new()),
             resync_now: Notify::new(),
+            epoch: std::sync::atomic::AtomicU64::new(0),
         });
         tokio::spawn(Arc::clone(&store).write_changes(changes));
         tokio::spawn(Arc::clone(&store).subscribe());
@@ -90,7 +97,10 @@ impl RedisStore {
             kind: "redis",
             connected,
             degraded_for_ms: (!connected)
-                .then(|| h.degraded_since.map(|t| clock::now().saturating_duration_since(t).as_millis() as u64))
+                .then(|| {
+                    h.degraded_since
+                        .map(|t| clock::now().saturating_duration_since(t).as_millis() as u64)
+                })
                 .flatten(),
             last_error: (!connected).then(|| h.last_error.clone()).flatten(),
         }
@@ -99,6 +109,10 @@ impl RedisStore {
     fn succeeded(&self) {
         if !self.connected.swap(true, Ordering::AcqRel) {
             tracing::info!("[STORE] Redis reachable: shared state resumes (resyncing)");
+            // Whatever happened meanwhile (Redis may have restarted empty), write this gateway's replicas
+            // back before reconciling with Redis, so that reconnecting never reads as mass deregistration.
+            self.dirty.store(true, Ordering::Release);
+            self.epoch.fetch_add(1, Ordering::AcqRel);
             lock(&self.health).degraded_since = None;
             self.resync_now.notify_one();
         }
@@ -124,7 +138,10 @@ impl RedisStore {
             .set_response_timeout(Some(t))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let c = self.client.get_connection_manager_with_config(config).await?;
+        let c = self
+            .client
+            .get_connection_manager_with_config(config)
+            .await?;
         *slot = Some(c.clone());
         Ok(c)
     }
@@ -143,22 +160,33 @@ impl RedisStore {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        let attempt = async {
-            let c = self.conn().await?;
-            f(c).await
-        };
-        let result = tokio::time::timeout(self.settings.command_timeout * 2, attempt).await;
-        if let Ok(Ok(v)) = result {
-            self.succeeded();
-            return Some(v);
+        // Opening a connection gets its own, longer budget than a command: on a loaded machine a fresh
+        // connection can take longer than one command should, and recovery must not starve on it.
+        let connect_budget = (self.settings.command_timeout * 4).max(Duration::from_secs(2));
+        let outcome: Result<T, String> =
+            match tokio::time::timeout(connect_budget, self.conn()).await {
+                Err(_) => Err("connect timed out".into()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Ok(Ok(c)) => {
+                    match tokio::time::timeout(self.settings.command_timeout * 2, f(c)).await {
+                        Err(_) => Err("timed out".into()),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Ok(Ok(v)) => Ok(v),
+                    }
+                }
+            };
+        match outcome {
+            Ok(v) => {
+                self.succeeded();
+                Some(v)
+            }
+            Err(e) => {
+                // Start the next command on a fresh connection rather than wait for the old one to heal.
+                *self.conn.lock().await = None;
+                self.failed(what, e);
+                None
+            }
         }
-        // Start the next command on a fresh connection rather than wait for the old one to heal.
-        *self.conn.lock().await = None;
-        match result {
-            Ok(Err(e)) => self.failed(what, e),
-            _ => self.failed(what, "timed out"),
-        }
-        None
     }
 
     fn publish(pipe: &mut redis::Pipeline, gw: Uuid, event: Event) {
@@ -170,7 +198,10 @@ impl RedisStore {
     fn write_replica(pipe: &mut redis::Pipeline, r: &StoredReplica, ttl: Duration) {
         let key = keys::replica(&r.service, &r.id);
         pipe.cmd("HSET").arg(&key).arg(r.fields()).ignore();
-        pipe.cmd("PEXPIRE").arg(&key).arg(ttl.as_millis().max(1) as u64).ignore();
+        pipe.cmd("PEXPIRE")
+            .arg(&key)
+            .arg(ttl.as_millis().max(1) as u64)
+            .ignore();
     }
 
     /// Writes each local change to Redis and tells the peers.
@@ -182,7 +213,14 @@ impl RedisStore {
                 Change::Registered(rec) => {
                     let stored = StoredReplica::from(&rec);
                     Self::write_replica(&mut pipe, &stored, ttl);
-                    Self::publish(&mut pipe, self.gw, Event::Registered { replica: stored, ttl_ms: ttl.as_millis() as u64 });
+                    Self::publish(
+                        &mut pipe,
+                        self.gw,
+                        Event::Registered {
+                            replica: stored,
+                            ttl_ms: ttl.as_millis() as u64,
+                        },
+                    );
                     if self.run::<()>("register", &pipe).await.is_some() {
                         lock(&self.known).insert(rec.id);
                     } else {
@@ -193,40 +231,72 @@ impl RedisStore {
                     let key = keys::replica(service.as_str(), &id);
                     let renewed: Option<i64> = self
                         .run_cmd("renew", |mut c| async move {
-                            redis::cmd("PEXPIRE").arg(&key).arg(ttl.as_millis() as u64).query_async(&mut c).await
+                            redis::cmd("PEXPIRE")
+                                .arg(&key)
+                                .arg(ttl.as_millis() as u64)
+                                .query_async(&mut c)
+                                .await
                         })
                         .await;
                     match renewed {
                         None => self.dirty.store(true, Ordering::Release),
                         // The key is gone (expired in Redis while this gateway still had it): write it again.
                         Some(0) => {
-                            let rec = self
-                                .registry
-                                .service(service.as_str())
-                                .and_then(|s| s.replicas().iter().find(|r| r.id() == id).map(|r| r.record()));
+                            let rec = self.registry.service(service.as_str()).and_then(|s| {
+                                s.replicas()
+                                    .iter()
+                                    .find(|r| r.id() == id)
+                                    .map(|r| r.record())
+                            });
                             if let Some(rec) = rec {
                                 let stored = StoredReplica::from(&rec);
                                 Self::write_replica(&mut pipe, &stored, ttl);
-                                Self::publish(&mut pipe, self.gw, Event::Registered { replica: stored, ttl_ms: ttl.as_millis() as u64 });
+                                Self::publish(
+                                    &mut pipe,
+                                    self.gw,
+                                    Event::Registered {
+                                        replica: stored,
+                                        ttl_ms: ttl.as_millis() as u64,
+                                    },
+                                );
                                 if self.run::<()>("re-register", &pipe).await.is_none() {
                                     self.dirty.store(true, Ordering::Release);
                                 }
                             }
                         }
                         Some(_) => {
-                            Self::publish(&mut pipe, self.gw, Event::Renewed { service: service.to_string(), id });
+                            Self::publish(
+                                &mut pipe,
+                                self.gw,
+                                Event::Renewed {
+                                    service: service.to_string(),
+                                    id,
+                                },
+                            );
                             let _: Option<()> = self.run("publish renewal", &pipe).await;
                         }
                     }
                 }
-                Change::Removed { service, id, why, .. } => {
+                Change::Removed {
+                    service, id, why, ..
+                } => {
                     // Lease expiry: Redis expires the key on its own clock.
                     if why == Removal::LeaseExpired {
                         continue;
                     }
                     let failures = why == Removal::Failures;
-                    pipe.cmd("DEL").arg(keys::replica(service.as_str(), &id)).ignore();
-                    Self::publish(&mut pipe, self.gw, Event::Removed { service: service.to_string(), id, failures });
+                    pipe.cmd("DEL")
+                        .arg(keys::replica(service.as_str(), &id))
+                        .ignore();
+                    Self::publish(
+                        &mut pipe,
+                        self.gw,
+                        Event::Removed {
+                            service: service.to_string(),
+                            id,
+                            failures,
+                        },
+                    );
                     if self.run::<()>("remove", &pipe).await.is_some() {
                         lock(&self.known).remove(&id);
                     } else {
@@ -236,14 +306,35 @@ impl RedisStore {
                 Change::Attempt { address, failed } => self.count_attempt(&address, failed).await,
                 Change::Opened { address, open_for } => {
                     let open_ms = open_for.as_millis().max(1) as u64;
-                    pipe.cmd("SET").arg(keys::open(address.as_str())).arg(self.gw.to_string()).arg("PX").arg(open_ms).ignore();
-                    Self::publish(&mut pipe, self.gw, Event::Opened { address: address.to_string(), open_ms });
+                    pipe.cmd("SET")
+                        .arg(keys::open(address.as_str()))
+                        .arg(self.gw.to_string())
+                        .arg("PX")
+                        .arg(open_ms)
+                        .ignore();
+                    Self::publish(
+                        &mut pipe,
+                        self.gw,
+                        Event::Opened {
+                            address: address.to_string(),
+                            open_ms,
+                        },
+                    );
                     let _: Option<()> = self.run("open", &pipe).await;
                 }
                 Change::Closed { address } => {
-                    pipe.cmd("DEL").arg(keys::open(address.as_str())).arg(keys::fails(address.as_str())).ignore();
+                    pipe.cmd("DEL")
+                        .arg(keys::open(address.as_str()))
+                        .arg(keys::fails(address.as_str()))
+                        .ignore();
                     pipe.cmd("DEL").arg(keys::probe(address.as_str())).ignore();
-                    Self::publish(&mut pipe, self.gw, Event::Closed { address: address.to_string() });
+                    Self::publish(
+                        &mut pipe,
+                        self.gw,
+                        Event::Closed {
+                            address: address.to_string(),
+                        },
+                    );
                     let _: Option<()> = self.run("close", &pipe).await;
                 }
             }
@@ -256,20 +347,44 @@ impl RedisStore {
         let key = keys::fails(address.as_str());
         if !failed {
             let _: Option<()> = self
-                .run_cmd("clear failures", |mut c| async move { redis::cmd("DEL").arg(&key).query_async(&mut c).await })
+                .run_cmd("clear failures", |mut c| async move {
+                    redis::cmd("DEL").arg(&key).query_async(&mut c).await
+                })
                 .await;
             return;
         }
         let window = self.settings.failure_window.as_millis() as u64;
         let mut pipe = redis::pipe();
-        pipe.cmd("INCR").arg(&key).cmd("PEXPIRE").arg(&key).arg(window).ignore();
-        let Some((total,)): Option<(u64,)> = self.run("count failure", &pipe).await else { return };
-        if self.registry.apply_shared_failures(address, total, clock::now()) {
+        pipe.cmd("INCR")
+            .arg(&key)
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(window)
+            .ignore();
+        let Some((total,)): Option<(u64,)> = self.run("count failure", &pipe).await else {
+            return;
+        };
+        if self
+            .registry
+            .apply_shared_failures(address, total, clock::now())
+        {
             let open_for = self.registry.policy().breaker.open_timeout;
             let open_ms = open_for.as_millis().max(1) as u64;
             let mut pipe = redis::pipe();
-            pipe.cmd("SET").arg(keys::open(address.as_str())).arg(self.gw.to_string()).arg("PX").arg(open_ms).ignore();
-            Self::publish(&mut pipe, self.gw, Event::Opened { address: address.to_string(), open_ms });
+            pipe.cmd("SET")
+                .arg(keys::open(address.as_str()))
+                .arg(self.gw.to_string())
+                .arg("PX")
+                .arg(open_ms)
+                .ignore();
+            Self::publish(
+                &mut pipe,
+                self.gw,
+                Event::Opened {
+                    address: address.to_string(),
+                    open_ms,
+                },
+            );
             let _: Option<()> = self.run("open", &pipe).await;
         }
     }
@@ -277,11 +392,24 @@ impl RedisStore {
     /// Claims the half-open probe of `address` (`SET NX PX`). When Redis cannot be asked, probes locally.
     pub(crate) async fn claim_probe(&self, address: &ReplicaAddress) -> bool {
         let key = keys::probe(address.as_str());
-        let ms = self.registry.policy().breaker.probe_timeout.as_millis().max(1) as u64;
+        let ms = self
+            .registry
+            .policy()
+            .breaker
+            .probe_timeout
+            .as_millis()
+            .max(1) as u64;
         let gw = self.gw.to_string();
         let claimed: Option<Option<String>> = self
             .run_cmd("claim probe", |mut c| async move {
-                redis::cmd("SET").arg(&key).arg(&gw).arg("NX").arg("PX").arg(ms).query_async(&mut c).await
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(&gw)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ms)
+                    .query_async(&mut c)
+                    .await
             })
             .await;
         match claimed {
@@ -336,7 +464,8 @@ impl RedisStore {
             Event::Registered { replica, ttl_ms } => {
                 if let Some(rec) = replica.record() {
                     lock(&self.known).insert(rec.id);
-                    self.registry.apply_registered(rec, Duration::from_millis(ttl_ms), now);
+                    self.registry
+                        .apply_registered(rec, Duration::from_millis(ttl_ms), now);
                 }
             }
             Event::Renewed { service, id } => {
@@ -345,13 +474,18 @@ impl RedisStore {
                     self.resync_now.notify_one();
                 }
             }
-            Event::Removed { service, id, failures } => {
+            Event::Removed {
+                service,
+                id,
+                failures,
+            } => {
                 lock(&self.known).remove(&id);
                 self.registry.apply_removed(&service, id, failures, now);
             }
             Event::Opened { address, open_ms } => {
                 if let Ok(a) = ReplicaAddress::parse(&address) {
-                    self.registry.apply_opened(&a, Duration::from_millis(open_ms), now);
+                    self.registry
+                        .apply_opened(&a, Duration::from_millis(open_ms), now);
                 }
             }
             Event::Closed { address } => {
@@ -368,7 +502,9 @@ impl RedisStore {
             let wait = if self.connected() {
                 self.settings.resync_interval
             } else {
-                self.settings.resync_interval.min(Duration::from_millis(500))
+                self.settings
+                    .resync_interval
+                    .min(Duration::from_millis(500))
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -380,6 +516,17 @@ impl RedisStore {
 
     /// Writes back what an outage kept local, then makes the local registry match Redis.
     async fn resync(&self) {
+        // Reach Redis first: if this is the first success after a disconnect, the local state is marked
+        // for write-back before anything is read (Redis may have come back empty).
+        let pinged: Option<String> = self
+            .run_cmd("ping", |mut c| async move {
+                redis::cmd("PING").query_async(&mut c).await
+            })
+            .await;
+        if pinged.is_none() {
+            return;
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
         if self.dirty.load(Ordering::Acquire) || !lock(&self.pending_removals).is_empty() {
             let now = clock::now();
             let mut pipe = redis::pipe();
@@ -388,29 +535,57 @@ impl RedisStore {
                 if !left.is_zero() {
                     let stored = StoredReplica::from(rec);
                     Self::write_replica(&mut pipe, &stored, *left);
-                    Self::publish(&mut pipe, self.gw, Event::Registered { replica: stored, ttl_ms: left.as_millis() as u64 });
+                    Self::publish(
+                        &mut pipe,
+                        self.gw,
+                        Event::Registered {
+                            replica: stored,
+                            ttl_ms: left.as_millis() as u64,
+                        },
+                    );
                 }
             }
             let removals = std::mem::take(&mut *lock(&self.pending_removals));
             for (service, id, failures) in &removals {
                 pipe.cmd("DEL").arg(keys::replica(service, id)).ignore();
-                Self::publish(&mut pipe, self.gw, Event::Removed { service: service.clone(), id: *id, failures: *failures });
+                Self::publish(
+                    &mut pipe,
+                    self.gw,
+                    Event::Removed {
+                        service: service.clone(),
+                        id: *id,
+                        failures: *failures,
+                    },
+                );
             }
-            if self.run::<()>("write back", &pipe).await.is_some() {
+            let written = if pipe.cmd_iter().next().is_none() {
+                Some(())
+            } else {
+                self.run::<()>("write back", &pipe).await
+            };
+            if written.is_some() {
                 self.dirty.store(false, Ordering::Release);
                 let mut known = lock(&self.known);
                 known.extend(records.iter().map(|(r, _)| r.id));
                 for (_, id, _) in &removals {
                     known.remove(id);
                 }
-                tracing::info!(replicas = records.len(), removals = removals.len(), "[STORE] wrote back changes made while Redis was unreachable");
+                if !records.is_empty() || !removals.is_empty() {
+                    tracing::info!(
+                        replicas = records.len(),
+                        removals = removals.len(),
+                        "[STORE] wrote back this gateway's replicas after reconnecting"
+                    );
+                }
             } else {
                 lock(&self.pending_removals).extend(removals);
                 return;
             }
         }
 
-        let Some(replicas) = self.read_replicas().await else { return };
+        let Some(replicas) = self.read_replicas().await else {
+            return;
+        };
         let now = clock::now();
         // One hash per (service, address): should two gateways have registered the same replica at the
         // same moment, every gateway keeps the same one (the smaller id).
@@ -428,11 +603,19 @@ impl RedisStore {
         for (r, ttl) in chosen.into_values() {
             if let Some(rec) = r.record() {
                 keep.insert(rec.id);
-                self.registry.apply_registered(rec, Duration::from_millis(ttl), now);
+                self.registry
+                    .apply_registered(rec, Duration::from_millis(ttl), now);
             }
         }
+        if self.epoch.load(Ordering::Acquire) != epoch {
+            // Reconnected meanwhile: what was read may predate the write-back. The next pass reconciles.
+            self.resync_now.notify_one();
+            return;
+        }
         let known = lock(&self.known).clone();
-        let removed = self.registry.retain_known(&keep, |id| known.contains(&id), now);
+        let removed = self
+            .registry
+            .retain_known(&keep, |id| known.contains(&id), now);
         if removed > 0 {
             tracing::info!(removed, "[STORE] resync removed replicas that left Redis");
         }
@@ -441,7 +624,8 @@ impl RedisStore {
         if let Some(open) = self.read_open_breakers().await {
             for (address, ttl) in open {
                 if let Ok(a) = ReplicaAddress::parse(&address) {
-                    self.registry.apply_opened(&a, Duration::from_millis(ttl), now);
+                    self.registry
+                        .apply_opened(&a, Duration::from_millis(ttl), now);
                 }
             }
         }
@@ -483,7 +667,8 @@ impl RedisStore {
         let mut out = Vec::new();
         for pair in values.chunks(2) {
             let [hash, ttl] = pair else { continue };
-            let hash: BTreeMap<String, String> = redis::from_redis_value(hash.clone()).unwrap_or_default();
+            let hash: BTreeMap<String, String> =
+                redis::from_redis_value(hash.clone()).unwrap_or_default();
             let ttl: i64 = redis::from_redis_value(ttl.clone()).unwrap_or(-2);
             if ttl <= 0 {
                 continue;
