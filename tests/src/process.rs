@@ -376,3 +376,40 @@ impl Drop for Redis {
         self.stop();
     }
 }
+
+/// nginx (Debian's package) in front of `gateways`, with the repository's `config/nginx.conf`.
+pub fn nginx(gateways: &[&str]) -> Proc {
+    let prefix = std::env::temp_dir().join(format!("nginx-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&prefix).expect("nginx prefix");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let template = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/nginx.conf"),
+    )
+    .expect("config/nginx.conf");
+    let servers: String = gateways.iter().map(|g| format!("server {g};\n    ")).collect();
+    let conf = template
+        .replace("__PREFIX__", &prefix.to_string_lossy())
+        .replace("__LISTEN__", &listen)
+        .replace("__GATEWAYS__", servers.trim_end());
+    let conf_path = prefix.join("nginx.conf");
+    std::fs::write(&conf_path, conf).expect("write nginx.conf");
+    let bin = ["/usr/sbin/nginx", "nginx"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("-v").output().is_ok())
+        .expect("nginx must be installed (scripts/test.sh installs it)");
+    let mut cmd = Command::new(bin);
+    cmd.arg("-c").arg(&conf_path).arg("-p").arg(&prefix).arg("-g").arg("daemon off;");
+    // nginx prints nothing when it starts: announce the address the way the other processes do.
+    let mut wrapper = Command::new("sh");
+    wrapper.arg("-c").arg(format!(
+        "echo 'nginx listening on http://{listen}'; exec \"$0\" \"$@\""
+    ));
+    wrapper.arg(cmd.get_program()).args(cmd.get_args());
+    let p = Proc::spawn(wrapper, vec![TempFile(conf_path)]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(&listen).is_err() {
+        assert!(Instant::now() < deadline, "nginx did not listen on {listen}:\n{}", p.output());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    p
+}
