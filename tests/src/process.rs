@@ -386,7 +386,10 @@ pub fn nginx(gateways: &[&str]) -> Proc {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/nginx.conf"),
     )
     .expect("config/nginx.conf");
-    let servers: String = gateways.iter().map(|g| format!("server {g};\n    ")).collect();
+    let servers: String = gateways
+        .iter()
+        .map(|g| format!("server {g};\n    "))
+        .collect();
     let conf = template
         .replace("__PREFIX__", &prefix.to_string_lossy())
         .replace("__LISTEN__", &listen)
@@ -398,7 +401,12 @@ pub fn nginx(gateways: &[&str]) -> Proc {
         .find(|b| Command::new(b).arg("-v").output().is_ok())
         .expect("nginx must be installed (scripts/test.sh installs it)");
     let mut cmd = Command::new(bin);
-    cmd.arg("-c").arg(&conf_path).arg("-p").arg(&prefix).arg("-g").arg("daemon off;");
+    cmd.arg("-c")
+        .arg(&conf_path)
+        .arg("-p")
+        .arg(&prefix)
+        .arg("-g")
+        .arg("daemon off;");
     // nginx prints nothing when it starts: announce the address the way the other processes do.
     let mut wrapper = Command::new("sh");
     wrapper.arg("-c").arg(format!(
@@ -408,7 +416,11 @@ pub fn nginx(gateways: &[&str]) -> Proc {
     let p = Proc::spawn(wrapper, vec![TempFile(conf_path)]);
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(&listen).is_err() {
-        assert!(Instant::now() < deadline, "nginx did not listen on {listen}:\n{}", p.output());
+        assert!(
+            Instant::now() < deadline,
+            "nginx did not listen on {listen}:\n{}",
+            p.output()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     p

@@ -19,10 +19,16 @@ async fn through_nginx_any_gateway_routes_what_any_gateway_registered() {
     register(&c, &lb.url, "orders", &r1.url).await;
     register(&c, &lb.url, "orders", &r2.url).await;
     for gw in [&a, &b] {
-        eventually(Duration::from_secs(5), "both replicas on every gateway", || {
-            let (c, url) = (c.clone(), format!("{}/registry/orders", gw.url));
-            async move { (c.get(&url).await.json()["replicas"].as_array()?.len() == 2).then_some(()) }
-        })
+        eventually(
+            Duration::from_secs(5),
+            "both replicas on every gateway",
+            || {
+                let (c, url) = (c.clone(), format!("{}/registry/orders", gw.url));
+                async move {
+                    (c.get(&url).await.json()["replicas"].as_array()?.len() == 2).then_some(())
+                }
+            },
+        )
         .await;
     }
     let traffic = Traffic::start(&c, &format!("{}/orders/hello", lb.url), 4);
@@ -33,7 +39,11 @@ async fn through_nginx_any_gateway_routes_what_any_gateway_registered() {
     for gw in [&a, &b] {
         let reg = c.get(&format!("{}/registry/orders", gw.url)).await.json();
         for r in reg["replicas"].as_array().unwrap() {
-            assert!(r["requests"].as_u64().unwrap() > 20, "{} served too little: {reg}", gw.url);
+            assert!(
+                r["requests"].as_u64().unwrap() > 20,
+                "{} served too little: {reg}",
+                gw.url
+            );
         }
     }
     let r = c.get(&format!("{}/orders/hello", lb.url)).await;

@@ -102,7 +102,10 @@ async fn registered_through_a_routed_through_b_and_kept_alive_by_heartbeats_thro
         assert_eq!(hb.status, StatusCode::OK);
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    assert_eq!(addresses(&c, &a.url, "orders").await, std::slice::from_ref(&backend.url));
+    assert_eq!(
+        addresses(&c, &a.url, "orders").await,
+        std::slice::from_ref(&backend.url)
+    );
     // Silence: gone from both, and from Redis.
     wait_for(&c, &a.url, "orders", &[], Duration::from_secs(10)).await;
     wait_for(&c, &b.url, "orders", &[], Duration::from_secs(10)).await;
@@ -274,5 +277,67 @@ async fn a_restarted_gateway_rebuilds_its_view_from_redis_at_once() {
     assert_eq!(
         c.get(&format!("{}/orders/hello", a2.url)).await.status,
         StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_one_gateway_probes_a_recovering_replica() {
+    let redis = Redis::start();
+    let yaml = shared(
+        &redis,
+        "breaker: { failure_threshold: 2, open_timeout: 400ms }\neviction: { failure_threshold: 1000 }\n",
+    );
+    let (a, b) = (gateway(&yaml), gateway(&yaml));
+    let good = demo("good", &[]);
+    let mut bad = demo("bad", &[]);
+    let port: u16 = bad.addr.rsplit(':').next().unwrap().parse().unwrap();
+    let c = Client::new();
+    register(&c, &a.url, "orders", &good.url).await;
+    register(&c, &a.url, "orders", &bad.url).await;
+    wait_for(
+        &c,
+        &b.url,
+        "orders",
+        &[&good.url, &bad.url],
+        Duration::from_secs(5),
+    )
+    .await;
+    bad.kill();
+    let ta = Traffic::start(&c, &format!("{}/orders/hello", a.url), 2);
+    let tb = Traffic::start(&c, &format!("{}/orders/hello", b.url), 2);
+    a.expect_line(
+        &format!("[CIRCUIT] {} OPEN", bad.url),
+        Duration::from_secs(5),
+    );
+    b.expect_line(
+        &format!("[CIRCUIT] {} OPEN", bad.url),
+        Duration::from_secs(5),
+    );
+    // A probe fails first (the replica is still down): the next half-open period must probe again.
+    let failed_probe = format!("[CIRCUIT] {} OPEN (half-open probe failed)", bad.url);
+    eventually(Duration::from_secs(10), "a failed probe", || {
+        let seen =
+            !a.lines_with(&failed_probe).is_empty() || !b.lines_with(&failed_probe).is_empty();
+        async move { seen.then_some(()) }
+    })
+    .await;
+    // Back on the same port: one gateway's probe closes the breaker, the other hears of it.
+    let _back = e2e::process::demo_on("back", port, &[]);
+    let closed = format!("[CIRCUIT] {} CLOSED", bad.url);
+    a.expect_line(&closed, Duration::from_secs(10));
+    b.expect_line(&closed, Duration::from_secs(10));
+    let failures: Vec<_> = ta.stop().await.into_iter().chain(tb.stop().await).collect();
+    assert!(failures.is_empty(), "{failures:?}");
+    let by_probe = |p: &e2e::Proc| p.lines_with(&format!("{closed} (probe succeeded)")).len();
+    let by_peer = |p: &e2e::Proc| {
+        p.lines_with(&format!("{closed} (a peer's probe succeeded)"))
+            .len()
+    };
+    assert_eq!(
+        (by_probe(&a) + by_probe(&b), by_peer(&a) + by_peer(&b)),
+        (1, 1),
+        "exactly one gateway probed.\nA:\n{}\nB:\n{}",
+        a.lines_with("CIRCUIT").join("\n"),
+        b.lines_with("CIRCUIT").join("\n")
     );
 }

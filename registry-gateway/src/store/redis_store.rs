@@ -312,6 +312,8 @@ impl RedisStore {
                         .arg("PX")
                         .arg(open_ms)
                         .ignore();
+                    // A probe that failed has its answer: the next half-open period may probe again.
+                    pipe.cmd("DEL").arg(keys::probe(address.as_str())).ignore();
                     Self::publish(
                         &mut pipe,
                         self.gw,
@@ -415,6 +417,7 @@ impl RedisStore {
         match claimed {
             None | Some(Some(_)) => true,
             Some(None) => {
+                tracing::info!(replica = %address, "[CIRCUIT] {address} HALF-OPEN probe left to a peer gateway");
                 self.registry.defer_probe(address, clock::now());
                 false
             }
