@@ -25,14 +25,40 @@ fn compose_file_parses_and_names_only_real_images_flags_and_variables() {
     let root = repo_root();
     let text =
         std::fs::read_to_string(root.join("docker-compose.yml")).expect("docker-compose.yml");
-    let doc: Value = serde_yaml_ng::from_str(&text).expect("valid YAML");
+    let mut doc: Value = serde_yaml_ng::from_str(&text).expect("valid YAML");
+    doc.apply_merge().expect("YAML merge keys resolve");
     let services = doc["services"].as_mapping().expect("services mapping");
     assert!(services.len() >= 4, "gateway and three replicas");
+    let names: Vec<&str> = services.keys().filter_map(|k| k.as_str()).collect();
     let demo_help = help("demo-http");
     let grpc_help = help("demo-grpc");
     let mut saw_gateway = false;
     for (name, svc) in services {
         let name = name.as_str().unwrap();
+        assert!(
+            svc["healthcheck"]["test"].is_sequence(),
+            "{name}: no health check"
+        );
+        let deps: Vec<&str> = match &svc["depends_on"] {
+            Value::Sequence(s) => s.iter().filter_map(|d| d.as_str()).collect(),
+            Value::Mapping(m) => m.keys().filter_map(|d| d.as_str()).collect(),
+            _ => Vec::new(),
+        };
+        for d in deps {
+            assert!(names.contains(&d), "{name} depends on unknown service {d}");
+        }
+        if let Some(image) = svc["image"].as_str() {
+            // Off-the-shelf images (redis, nginx): their mounted files must exist in the repository.
+            assert!(
+                svc["build"].is_null(),
+                "{name}: both image {image} and build"
+            );
+            for v in svc["volumes"].as_sequence().into_iter().flatten() {
+                let src = v.as_str().unwrap().split(':').next().unwrap();
+                assert!(root.join(src).exists(), "{name}: mounts missing {src}");
+            }
+            continue;
+        }
         let build = &svc["build"];
         let dockerfile = build["dockerfile"]
             .as_str()
