@@ -206,27 +206,56 @@ impl RedisStore {
 
     /// Writes each local change to Redis and tells the peers.
     async fn write_changes(self: Arc<Self>, mut changes: mpsc::UnboundedReceiver<Change>) {
-        let ttl = self.registry.policy().lease_ttl;
-        while let Some(change) = changes.recv().await {
-            let mut pipe = redis::pipe();
-            match change {
-                Change::Registered(rec) => {
-                    let stored = StoredReplica::from(&rec);
-                    Self::write_replica(&mut pipe, &stored, ttl);
-                    Self::publish(
-                        &mut pipe,
-                        self.gw,
-                        Event::Registered {
-                            replica: stored,
-                            ttl_ms: ttl.as_millis() as u64,
-                        },
-                    );
-                    if self.run::<()>("register", &pipe).await.is_some() {
-                        lock(&self.known).insert(rec.id);
-                    } else {
-                        self.dirty.store(true, Ordering::Release);
+        let mut batch = Vec::new();
+        let mut registered = Vec::new();
+        while changes.recv_many(&mut batch, 512).await > 0 {
+            // Registrations arrive in storms (a fleet starting, a gateway restarting): consecutive ones
+            // go in one pipeline. Everything else keeps its order around them.
+            for change in batch.drain(..) {
+                match change {
+                    Change::Registered(rec) => registered.push(rec),
+                    other => {
+                        self.write_registered(&mut registered).await;
+                        self.write_one(other).await;
                     }
                 }
+            }
+            self.write_registered(&mut registered).await;
+        }
+    }
+
+    async fn write_registered(&self, recs: &mut Vec<crate::registry::ReplicaRecord>) {
+        if recs.is_empty() {
+            return;
+        }
+        let ttl = self.registry.policy().lease_ttl;
+        let mut pipe = redis::pipe();
+        for rec in recs.iter() {
+            let stored = StoredReplica::from(rec);
+            Self::write_replica(&mut pipe, &stored, ttl);
+            Self::publish(
+                &mut pipe,
+                self.gw,
+                Event::Registered {
+                    replica: stored,
+                    ttl_ms: ttl.as_millis() as u64,
+                },
+            );
+        }
+        if self.run::<()>("register", &pipe).await.is_some() {
+            lock(&self.known).extend(recs.iter().map(|r| r.id));
+        } else {
+            self.dirty.store(true, Ordering::Release);
+        }
+        recs.clear();
+    }
+
+    async fn write_one(&self, change: Change) {
+        let ttl = self.registry.policy().lease_ttl;
+        {
+            let mut pipe = redis::pipe();
+            match change {
+                Change::Registered(rec) => self.write_registered(&mut vec![rec]).await,
                 Change::Renewed { service, id } => {
                     let key = keys::replica(service.as_str(), &id);
                     let renewed: Option<i64> = self
@@ -282,7 +311,7 @@ impl RedisStore {
                 } => {
                     // Lease expiry: Redis expires the key on its own clock.
                     if why == Removal::LeaseExpired {
-                        continue;
+                        return;
                     }
                     let failures = why == Removal::Failures;
                     pipe.cmd("DEL")
