@@ -63,16 +63,58 @@ pub struct StoreStatus {
     pub last_error: Option<String>,
 }
 
-/// The handle the rest of the gateway uses. Cheap to clone.
-#[derive(Clone, Default)]
-pub struct Shared {
-    redis: Option<Arc<RedisStore>>,
+/// What the gateway needs from a store beyond the registry's change feed
+/// ([`Registry::share_changes`](crate::registry::Registry::share_changes), which a store consumes, and the
+/// registry's `apply_*` methods, which it calls with the peers' changes).
+pub trait Store: Send + Sync {
+    /// Claims the half-open probe of `address` for this gateway; false when a peer holds it.
+    fn claim_probe<'a>(&'a self, address: &'a ReplicaAddress) -> BoxFuture<'a, bool>;
+    /// Whether leases may expire now (not while the store is unreachable).
+    fn leases_expire(&self) -> bool;
+    /// The store's status for operators.
+    fn status(&self) -> StoreStatus;
+}
+
+/// A boxed future, for [`Store`]'s async method.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// No sharing: this gateway's registry is all there is.
+#[derive(Debug, Default)]
+pub struct MemoryStore;
+
+impl Store for MemoryStore {
+    fn claim_probe<'a>(&'a self, _address: &'a ReplicaAddress) -> BoxFuture<'a, bool> {
+        Box::pin(std::future::ready(true))
+    }
+
+    fn leases_expire(&self) -> bool {
+        true
+    }
+
+    fn status(&self) -> StoreStatus {
+        StoreStatus {
+            kind: "memory",
+            connected: true,
+            degraded_for_ms: None,
+            last_error: None,
+        }
+    }
+}
+
+/// The handle the rest of the gateway uses: the configured [`Store`]. Cheap to clone.
+#[derive(Clone)]
+pub struct Shared(Arc<dyn Store>);
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared::memory()
+    }
 }
 
 impl Shared {
     /// No sharing.
     pub fn memory() -> Self {
-        Shared::default()
+        Shared(Arc::new(MemoryStore))
     }
 
     /// Starts sharing `registry` through Redis at `url` (connects in the background: a gateway starts
@@ -82,36 +124,22 @@ impl Shared {
         registry: Arc<Registry>,
         settings: RedisSettings,
     ) -> Result<Self, String> {
-        Ok(Shared {
-            redis: Some(RedisStore::start(url, registry, settings)?),
-        })
+        Ok(Shared(RedisStore::start(url, registry, settings)?))
     }
 
-    /// Claims the half-open probe of `address` for this gateway. True in memory mode, and when Redis
-    /// cannot be asked (then each gateway probes on its own rather than none at all).
+    /// Claims the half-open probe of `address` for this gateway (see [`Store::claim_probe`]).
     pub async fn claim_probe(&self, address: &ReplicaAddress) -> bool {
-        match &self.redis {
-            None => true,
-            Some(r) => r.claim_probe(address).await,
-        }
+        self.0.claim_probe(address).await
     }
 
-    /// Whether leases may expire now (not while Redis is unreachable).
+    /// Whether leases may expire now.
     pub fn leases_expire(&self) -> bool {
-        self.redis.as_ref().is_none_or(|r| r.connected())
+        self.0.leases_expire()
     }
 
     /// The store's status.
     pub fn status(&self) -> StoreStatus {
-        match &self.redis {
-            None => StoreStatus {
-                kind: "memory",
-                connected: true,
-                degraded_for_ms: None,
-                last_error: None,
-            },
-            Some(r) => r.status(),
-        }
+        self.0.status()
     }
 }
 

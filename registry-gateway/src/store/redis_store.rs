@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, Notify};
 use uuid::Uuid;
 
 use super::message::{keys, Event, Message, StoredReplica};
-use super::{RedisSettings, StoreStatus};
+use super::{BoxFuture, RedisSettings, Store, StoreStatus};
 use crate::clock;
 use crate::registry::{Change, Registry, Removal, ReplicaAddress};
 
@@ -90,7 +90,7 @@ impl RedisStore {
         self.connected.load(Ordering::Acquire)
     }
 
-    pub(crate) fn status(&self) -> StoreStatus {
+    fn current_status(&self) -> StoreStatus {
         let h = lock(&self.health);
         let connected = self.connected();
         StoreStatus {
@@ -421,7 +421,7 @@ impl RedisStore {
     }
 
     /// Claims the half-open probe of `address` (`SET NX PX`). When Redis cannot be asked, probes locally.
-    pub(crate) async fn claim_probe(&self, address: &ReplicaAddress) -> bool {
+    async fn claim(&self, address: &ReplicaAddress) -> bool {
         let key = keys::probe(address.as_str());
         let ms = self
             .registry
@@ -729,5 +729,19 @@ impl RedisStore {
                 .map(|(k, t)| (k.trim_start_matches("rgw:open:").to_owned(), t as u64))
                 .collect(),
         )
+    }
+}
+
+impl Store for RedisStore {
+    fn claim_probe<'a>(&'a self, address: &'a ReplicaAddress) -> BoxFuture<'a, bool> {
+        Box::pin(self.claim(address))
+    }
+
+    fn leases_expire(&self) -> bool {
+        self.connected()
+    }
+
+    fn status(&self) -> StoreStatus {
+        self.current_status()
     }
 }
