@@ -28,7 +28,9 @@ BIN=target/release
 
 infra=(); replicas=()
 cleanup() {
-  trap - INT TERM EXIT
+  # A second Ctrl-C must not cut the clean stop short: ignore it until everything is down.
+  trap "" INT TERM
+  trap - EXIT
   echo; echo "stopping replicas (each deregisters), then gateways, nginx and redis..."
   for p in "${replicas[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${replicas[@]}"; do for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done; done

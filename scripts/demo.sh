@@ -26,7 +26,9 @@ BIN=target/release
 gateway_pid=""
 replica_pids=()
 cleanup() {
-  trap - INT TERM EXIT
+  # A second Ctrl-C must not cut the clean stop short: ignore it until everything is down.
+  trap "" INT TERM
+  trap - EXIT
   echo
   echo "stopping replicas (each deregisters)..."
   for p in "${replica_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
