@@ -3,3 +3,4 @@
 pub mod faults;
 pub mod grpc_app;
 pub mod http_app;
+pub mod registration;

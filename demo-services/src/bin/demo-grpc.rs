@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use client_sdk::{Protocol, Registration};
+use client_sdk::Protocol;
 use demo_services::faults::{FaultConfig, Faults};
 use demo_services::grpc_app::EchoService;
+use demo_services::registration::{deregister_on_shutdown, register, RegisterArgs};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use registry_proto::demo::v1::echo_server::EchoServer;
 use tonic::codegen::Service as _;
@@ -35,18 +36,11 @@ struct Args {
         default_value = "demo.v1.Echo"
     )]
     grpc_services: Vec<String>,
-    /// Gateway to register with (repeat for several). Without it the service does not register.
-    #[arg(long = "gateway", value_name = "URL")]
-    gateways: Vec<String>,
+    #[command(flatten)]
+    register: RegisterArgs,
     /// Register over the gateways' gRPC API: `--gateway` then names their gRPC listeners.
     #[arg(long)]
     via_grpc: bool,
-    /// Address the gateway should use to reach this replica (default: http://<host>:<port>).
-    #[arg(long, value_name = "URL")]
-    advertise: Option<String>,
-    /// Registration token, when the gateway requires one.
-    #[arg(long, env = "REGISTRATION_TOKEN", hide_env_values = true)]
-    token: Option<String>,
     /// Fail every Nth call with UNAVAILABLE (0: never).
     #[arg(long, default_value_t = 0)]
     fail_every: u64,
@@ -106,59 +100,27 @@ async fn main() -> std::io::Result<()> {
     });
     println!("demo-grpc {} listening on http://{addr}", args.name);
 
-    let registration = match args.gateways.split_first() {
-        None => None,
-        Some((first, rest)) => {
-            let host = if addr.ip().is_unspecified() {
-                "127.0.0.1".to_owned()
-            } else {
-                addr.ip().to_string()
-            };
-            let advertise = args
-                .advertise
-                .clone()
-                .unwrap_or_else(|| format!("http://{host}:{}", addr.port()));
-            let mut b = Registration::builder(first, &args.service, &advertise)
-                .protocol(Protocol::Grpc)
-                .metadata("name", &args.name);
-            for g in &args.grpc_services {
-                b = b.grpc_service(g);
-            }
-            for g in rest {
-                b = b.gateway(g);
-            }
+    let registration = register(
+        "demo-grpc",
+        &args.name,
+        &args.service,
+        addr,
+        &args.register,
+        |b| {
+            let b = args
+                .grpc_services
+                .iter()
+                .fold(b.protocol(Protocol::Grpc), |b, g| b.grpc_service(g));
             if args.via_grpc {
-                b = b.via_grpc();
+                b.via_grpc()
+            } else {
+                b
             }
-            if let Some(t) = &args.token {
-                b = b.token(t);
-            }
-            match b.start().await {
-                Ok(r) => {
-                    println!(
-                        "demo-grpc {} registering as {} at {advertise}: {:?}",
-                        args.name,
-                        args.service,
-                        r.states()
-                    );
-                    Some(r)
-                }
-                Err(e) => {
-                    eprintln!("demo-grpc: {e}");
-                    std::process::exit(2);
-                }
-            }
-        }
-    };
-
+        },
+    )
+    .await;
     // Deregister first, then stop serving.
-    client_sdk::shutdown_signal().await;
-    if let Some(r) = registration {
-        match r.deregister().await {
-            Ok(()) => println!("demo-grpc {} deregistered", args.name),
-            Err(e) => eprintln!("demo-grpc {}: deregistration failed: {e}", args.name),
-        }
-    }
+    deregister_on_shutdown("demo-grpc", &args.name, registration).await;
     server.abort();
     Ok(())
 }

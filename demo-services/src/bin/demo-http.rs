@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use actix_web::{web, App, HttpServer};
 use clap::Parser;
-use client_sdk::Registration;
 use demo_services::faults::{FaultConfig, Faults};
 use demo_services::http_app::{self, DemoState};
+use demo_services::registration::{deregister_on_shutdown, register, RegisterArgs};
 
 /// Demo HTTP backend.
 #[derive(Parser, Debug)]
@@ -25,15 +25,8 @@ struct Args {
     /// Service to register as.
     #[arg(long, default_value = "demo")]
     service: String,
-    /// Gateway to register with (repeat for several). Without it the service does not register.
-    #[arg(long = "gateway", value_name = "URL")]
-    gateways: Vec<String>,
-    /// Address the gateway should use to reach this replica (default: http://<host>:<port>).
-    #[arg(long, value_name = "URL")]
-    advertise: Option<String>,
-    /// Registration token, when the gateway requires one.
-    #[arg(long, env = "REGISTRATION_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    register: RegisterArgs,
     /// Base URL of the users service, for `/orders` to join users (e.g. http://127.0.0.1:8080/users).
     #[arg(long, value_name = "URL")]
     users_url: Option<String>,
@@ -92,52 +85,17 @@ async fn main() -> std::io::Result<()> {
     let serving = tokio::spawn(server);
     println!("demo-http {} listening on http://{addr}", args.name);
 
-    let registration = match args.gateways.split_first() {
-        None => None,
-        Some((first, rest)) => {
-            let host = if addr.ip().is_unspecified() {
-                "127.0.0.1".to_owned()
-            } else {
-                addr.ip().to_string()
-            };
-            let advertise = args
-                .advertise
-                .clone()
-                .unwrap_or_else(|| format!("http://{host}:{}", addr.port()));
-            let mut builder = Registration::builder(first, &args.service, &advertise)
-                .metadata("name", &args.name);
-            for g in rest {
-                builder = builder.gateway(g);
-            }
-            if let Some(t) = &args.token {
-                builder = builder.token(t);
-            }
-            match builder.start().await {
-                Ok(r) => {
-                    println!(
-                        "demo-http {} registering as {} at {advertise}: {:?}",
-                        args.name,
-                        args.service,
-                        r.states()
-                    );
-                    Some(r)
-                }
-                Err(e) => {
-                    eprintln!("demo-http: {e}");
-                    std::process::exit(2);
-                }
-            }
-        }
-    };
-
+    let registration = register(
+        "demo-http",
+        &args.name,
+        &args.service,
+        addr,
+        &args.register,
+        |b| b,
+    )
+    .await;
     // Deregister first, then stop serving: the gateway stops routing here before the server goes away.
-    client_sdk::shutdown_signal().await;
-    if let Some(r) = registration {
-        match r.deregister().await {
-            Ok(()) => println!("demo-http {} deregistered", args.name),
-            Err(e) => eprintln!("demo-http {}: deregistration failed: {e}", args.name),
-        }
-    }
+    deregister_on_shutdown("demo-http", &args.name, registration).await;
     handle.stop(true).await;
     let _ = serving.await;
     Ok(())

@@ -65,6 +65,11 @@ pub enum Change {
         /// The replica's address.
         address: ReplicaAddress,
     },
+    /// A half-open probe sent from here has its answer (or was abandoned): the probe may be claimed again.
+    ProbeDone {
+        /// The replica's address.
+        address: ReplicaAddress,
+    },
 }
 
 /// Why a replica left.

@@ -498,6 +498,11 @@ impl Registry {
     /// Records the outcome of one attempt: counters, breaker, and eviction when the threshold is reached.
     pub fn record(&self, pick: &Pick, outcome: Outcome, now: Instant) {
         let r = &pick.replica;
+        if pick.probe {
+            self.share(|| Change::ProbeDone {
+                address: r.address().clone(),
+            });
+        }
         let failed = outcome.is_failure();
         r.count_attempt(failed);
         if r.is_removed() {
@@ -535,6 +540,9 @@ impl Registry {
     pub fn abandon(&self, pick: &Pick) {
         if pick.probe {
             pick.replica.lock().breaker.release_probe();
+            self.share(|| Change::ProbeDone {
+                address: pick.replica.address().clone(),
+            });
         }
     }
 

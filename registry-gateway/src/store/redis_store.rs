@@ -278,19 +278,7 @@ impl RedisStore {
                                     .map(|r| r.record())
                             });
                             if let Some(rec) = rec {
-                                let stored = StoredReplica::from(&rec);
-                                Self::write_replica(&mut pipe, &stored, ttl);
-                                Self::publish(
-                                    &mut pipe,
-                                    self.gw,
-                                    Event::Registered {
-                                        replica: stored,
-                                        ttl_ms: ttl.as_millis() as u64,
-                                    },
-                                );
-                                if self.run::<()>("re-register", &pipe).await.is_none() {
-                                    self.dirty.store(true, Ordering::Release);
-                                }
+                                self.write_registered(&mut vec![rec]).await;
                             }
                         }
                         Some(_) => {
@@ -341,8 +329,6 @@ impl RedisStore {
                         .arg("PX")
                         .arg(open_ms)
                         .ignore();
-                    // A probe that failed has its answer: the next half-open period may probe again.
-                    pipe.cmd("DEL").arg(keys::probe(address.as_str())).ignore();
                     Self::publish(
                         &mut pipe,
                         self.gw,
@@ -353,12 +339,20 @@ impl RedisStore {
                     );
                     let _: Option<()> = self.run("open", &pipe).await;
                 }
+                Change::ProbeDone { address } => {
+                    let _: Option<i64> = self
+                        .run_cmd("release probe", |mut c| {
+                            let key = keys::probe(address.as_str());
+                            let gw = self.gw.to_string();
+                            async move { release_script().key(key).arg(gw).invoke_async(&mut c).await }
+                        })
+                        .await;
+                }
                 Change::Closed { address } => {
                     pipe.cmd("DEL")
                         .arg(keys::open(address.as_str()))
                         .arg(keys::fails(address.as_str()))
                         .ignore();
-                    pipe.cmd("DEL").arg(keys::probe(address.as_str())).ignore();
                     Self::publish(
                         &mut pipe,
                         self.gw,
@@ -420,7 +414,8 @@ impl RedisStore {
         }
     }
 
-    /// Claims the half-open probe of `address` (`SET NX PX`). When Redis cannot be asked, probes locally.
+    /// Claims the half-open probe of `address`: free, or already ours (renewed). When Redis cannot be
+    /// asked, probes locally.
     async fn claim(&self, address: &ReplicaAddress) -> bool {
         let key = keys::probe(address.as_str());
         let ms = self
@@ -431,18 +426,17 @@ impl RedisStore {
             .as_millis()
             .max(1) as u64;
         let gw = self.gw.to_string();
-        let claimed: Option<Option<String>> = self
+        let claimed: Option<i64> = self
             .run_cmd("claim probe", |mut c| async move {
-                redis::cmd("SET")
-                    .arg(&key)
-                    .arg(&gw)
-                    .arg("NX")
-                    .arg("PX")
+                claim_script()
+                    .key(key)
+                    .arg(gw)
                     .arg(ms)
-                    .query_async(&mut c)
+                    .invoke_async(&mut c)
                     .await
             })
             .await;
+        let claimed = claimed.map(|v| (v == 1).then_some(()));
         match claimed {
             None | Some(Some(_)) => true,
             Some(None) => {
@@ -743,5 +737,109 @@ impl Store for RedisStore {
 
     fn status(&self) -> StoreStatus {
         self.current_status()
+    }
+}
+
+/// Takes the probe lock if it is free or already ours (then renews it). KEYS[1] lock, ARGV[1] gateway
+/// id, ARGV[2] time to live in ms. Returns 1 when this gateway holds the lock afterwards.
+fn claim_script() -> redis::Script {
+    redis::Script::new(
+        r"local v = redis.call('GET', KEYS[1])
+          if v == false or v == ARGV[1] then
+            redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+            return 1
+          end
+          return 0",
+    )
+}
+
+/// Releases the probe lock only if this gateway holds it. KEYS[1] lock, ARGV[1] gateway id.
+fn release_script() -> redis::Script {
+    redis::Script::new(
+        r"if redis.call('GET', KEYS[1]) == ARGV[1] then
+            return redis.call('DEL', KEYS[1])
+          end
+          return 0",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real redis-server on a free port (the test command installs redis-server).
+    struct Server(std::process::Child, u16);
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn redis_server() -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/test.sh installs it)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server(child, port)
+    }
+
+    #[tokio::test]
+    async fn the_probe_lock_is_held_by_one_gateway_at_a_time() {
+        let server = redis_server();
+        let client = redis::Client::open(format!("redis://127.0.0.1:{}/0", server.1)).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        let key = "rgw:probe:http://127.0.0.1:9";
+        async fn claim(c: &mut redis::aio::MultiplexedConnection, key: &str, gw: &str) -> i64 {
+            claim_script()
+                .key(key)
+                .arg(gw)
+                .arg(60_000)
+                .invoke_async(c)
+                .await
+                .unwrap()
+        }
+        async fn release(c: &mut redis::aio::MultiplexedConnection, key: &str, gw: &str) -> i64 {
+            release_script()
+                .key(key)
+                .arg(gw)
+                .invoke_async(c)
+                .await
+                .unwrap()
+        }
+        // A claims; B is refused while A holds it; A may renew its own claim.
+        assert_eq!(claim(&mut c, key, "A").await, 1);
+        assert_eq!(claim(&mut c, key, "B").await, 0);
+        assert_eq!(claim(&mut c, key, "A").await, 1);
+        // B cannot release A's lock; A can; then B gets it and A is refused.
+        assert_eq!(release(&mut c, key, "B").await, 0);
+        assert_eq!(claim(&mut c, key, "B").await, 0);
+        assert_eq!(release(&mut c, key, "A").await, 1);
+        assert_eq!(claim(&mut c, key, "B").await, 1);
+        assert_eq!(claim(&mut c, key, "A").await, 0);
     }
 }
