@@ -322,22 +322,7 @@ impl RedisStore {
                 }
                 Change::Attempt { address, failed } => self.count_attempt(&address, failed).await,
                 Change::Opened { address, open_for } => {
-                    let open_ms = open_for.as_millis().max(1) as u64;
-                    pipe.cmd("SET")
-                        .arg(keys::open(address.as_str()))
-                        .arg(self.gw.to_string())
-                        .arg("PX")
-                        .arg(open_ms)
-                        .ignore();
-                    Self::publish(
-                        &mut pipe,
-                        self.gw,
-                        Event::Opened {
-                            address: address.to_string(),
-                            open_ms,
-                        },
-                    );
-                    let _: Option<()> = self.run("open", &pipe).await;
+                    self.publish_opened(&address, open_for).await;
                 }
                 Change::ProbeDone { address } => {
                     let _: Option<i64> = self
@@ -393,25 +378,27 @@ impl RedisStore {
             .registry
             .apply_shared_failures(address, total, clock::now())
         {
-            let open_for = self.registry.policy().breaker.open_timeout;
-            let open_ms = open_for.as_millis().max(1) as u64;
-            let mut pipe = redis::pipe();
-            pipe.cmd("SET")
-                .arg(keys::open(address.as_str()))
-                .arg(self.gw.to_string())
-                .arg("PX")
-                .arg(open_ms)
-                .ignore();
-            Self::publish(
-                &mut pipe,
-                self.gw,
-                Event::Opened {
-                    address: address.to_string(),
-                    open_ms,
-                },
-            );
-            let _: Option<()> = self.run("open", &pipe).await;
+            self.publish_opened(address, self.registry.policy().breaker.open_timeout)
+                .await;
         }
+    }
+
+    /// Marks the breaker of `address` open in Redis for `open_for` and tells the peers.
+    async fn publish_opened(&self, address: &ReplicaAddress, open_for: Duration) {
+        let open_ms = open_for.as_millis().max(1) as u64;
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(keys::open(address.as_str()))
+            .arg(self.gw.to_string())
+            .arg("PX")
+            .arg(open_ms)
+            .ignore();
+        let event = Event::Opened {
+            address: address.to_string(),
+            open_ms,
+        };
+        Self::publish(&mut pipe, self.gw, event);
+        let _: Option<()> = self.run("open", &pipe).await;
     }
 
     /// Claims the half-open probe of `address`: free, or already ours (renewed). When Redis cannot be
