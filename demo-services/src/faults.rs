@@ -45,6 +45,48 @@ impl Faults {
     }
 }
 
+/// Failure-injection flags shared by the demo binaries. A failure is a 500 (`demo-http`) or an
+/// UNAVAILABLE status (`demo-grpc`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct FaultArgs {
+    /// Fail every Nth request (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub fail_every: u64,
+    /// Fail requests with this probability (0.0 to 1.0).
+    #[arg(long, default_value_t = 0.0)]
+    pub fail_rate: f64,
+    /// Add this many milliseconds to every request.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+}
+
+impl FaultArgs {
+    /// The injection they describe; exits the process naming the flag when `--fail-rate` is out of range.
+    pub fn faults(&self, program: &str) -> Faults {
+        if !(0.0..=1.0).contains(&self.fail_rate) {
+            eprintln!("{program}: --fail-rate must be between 0.0 and 1.0");
+            std::process::exit(2);
+        }
+        Faults::new(FaultConfig {
+            fail_every: self.fail_every,
+            fail_rate: self.fail_rate,
+            latency: Duration::from_millis(self.latency_ms),
+        })
+    }
+}
+
+/// Logs to stdout, filtered by `DEMO_LOG` (default `info`), coloured only on a terminal.
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DEMO_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

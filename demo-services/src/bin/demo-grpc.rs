@@ -2,11 +2,10 @@
 //! protocol `grpc` through the client SDK.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser;
 use client_sdk::Protocol;
-use demo_services::faults::{FaultConfig, Faults};
+use demo_services::faults::{init_tracing, FaultArgs};
 use demo_services::grpc_app::EchoService;
 use demo_services::registration::{deregister_on_shutdown, register, RegisterArgs};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -41,39 +40,17 @@ struct Args {
     /// Register over the gateways' gRPC API: `--gateway` then names their gRPC listeners.
     #[arg(long)]
     via_grpc: bool,
-    /// Fail every Nth call with UNAVAILABLE (0: never).
-    #[arg(long, default_value_t = 0)]
-    fail_every: u64,
-    /// Fail calls with UNAVAILABLE with this probability (0.0 to 1.0).
-    #[arg(long, default_value_t = 0.0)]
-    fail_rate: f64,
-    /// Add this many milliseconds to every call.
-    #[arg(long, default_value_t = 0)]
-    latency_ms: u64,
+    #[command(flatten)]
+    faults: FaultArgs,
 }
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DEMO_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
-    if !(0.0..=1.0).contains(&args.fail_rate) {
-        eprintln!("demo-grpc: --fail-rate must be between 0.0 and 1.0");
-        std::process::exit(2);
-    }
+    init_tracing();
     let service = EchoService {
         name: Arc::from(args.name.as_str()),
-        faults: Arc::new(Faults::new(FaultConfig {
-            fail_every: args.fail_every,
-            fail_rate: args.fail_rate,
-            latency: Duration::from_millis(args.latency_ms),
-        })),
+        faults: Arc::new(args.faults.faults("demo-grpc")),
     };
     let listener = tokio::net::TcpListener::bind((args.host, args.port)).await?;
     let addr = listener.local_addr()?;

@@ -1,11 +1,10 @@
 //! `demo-http`: a small HTTP backend with failure injection that registers itself through the client SDK.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::{web, App, HttpServer};
 use clap::Parser;
-use demo_services::faults::{FaultConfig, Faults};
+use demo_services::faults::{init_tracing, FaultArgs};
 use demo_services::http_app::{self, DemoState};
 use demo_services::registration::{deregister_on_shutdown, register, RegisterArgs};
 
@@ -30,15 +29,8 @@ struct Args {
     /// Base URL of the users service, for `/orders` to join users (e.g. http://127.0.0.1:8080/users).
     #[arg(long, value_name = "URL")]
     users_url: Option<String>,
-    /// Answer 500 on every Nth request (0: never).
-    #[arg(long, default_value_t = 0)]
-    fail_every: u64,
-    /// Answer 500 with this probability (0.0 to 1.0).
-    #[arg(long, default_value_t = 0.0)]
-    fail_rate: f64,
-    /// Add this many milliseconds to every request.
-    #[arg(long, default_value_t = 0)]
-    latency_ms: u64,
+    #[command(flatten)]
+    faults: FaultArgs,
     /// Worker threads.
     #[arg(long, default_value_t = 1)]
     workers: usize,
@@ -47,25 +39,10 @@ struct Args {
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DEMO_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
-    if !(0.0..=1.0).contains(&args.fail_rate) {
-        eprintln!("demo-http: --fail-rate must be between 0.0 and 1.0");
-        std::process::exit(2);
-    }
+    init_tracing();
     let state = Arc::new(DemoState {
         name: args.name.clone(),
-        faults: Faults::new(FaultConfig {
-            fail_every: args.fail_every,
-            fail_rate: args.fail_rate,
-            latency: Duration::from_millis(args.latency_ms),
-        }),
+        faults: args.faults.faults("demo-http"),
         users_url: args.users_url.clone(),
     });
     let listener = std::net::TcpListener::bind((args.host, args.port))?;
