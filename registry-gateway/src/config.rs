@@ -46,8 +46,11 @@ fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// HTTP listener (proxy and admin API). Default `127.0.0.1:8080`.
+    /// HTTP listener (proxy, and the admin API unless `admin_listen` is set). Default `127.0.0.1:8080`.
     pub listen: SocketAddr,
+    /// Optional separate listener for the admin and registration API. When set, `listen` serves only
+    /// proxied traffic (plus `/healthz` and `/readyz`).
+    pub admin_listen: Option<SocketAddr>,
     /// gRPC listener (h2c: registration API, health, gRPC proxy). Default `127.0.0.1:50050`.
     pub grpc_listen: SocketAddr,
     /// Worker threads of the HTTP listener (actix workers) and of the gRPC runtime. Default: one per core.
@@ -66,8 +69,14 @@ pub struct Config {
     pub services: BTreeMap<String, Vec<String>>,
     /// Registration API authentication.
     pub auth: AuthSection,
-    /// Request size limits.
+    /// Request size and connection limits.
     pub limits: LimitsSection,
+    /// Timeouts on the client side of the gateway.
+    pub client: ClientSection,
+    /// Proxy behaviour: loop protection.
+    pub proxy: ProxySection,
+    /// Which peers may set `X-Forwarded-*`.
+    pub forwarded: ForwardedSection,
     /// `memory` (default: this gateway only) or `redis://host:port/db` (shared by every gateway on it).
     pub store: String,
     /// Redis tuning (with a `redis://` store).
@@ -150,9 +159,16 @@ pub struct UpstreamSection {
     /// TCP connect timeout. Default 1s.
     #[serde(with = "duration")]
     pub connect_timeout: Duration,
-    /// Time from sending a request to its response head. Default 30s.
+    /// Time from the last request byte sent to the response head (a slow upload is not the replica's
+    /// slowness). Default 30s.
     #[serde(with = "duration")]
     pub request_timeout: Duration,
+    /// Longest wait for the next piece of a response body from a replica. Default 60s.
+    #[serde(with = "duration")]
+    pub read_timeout: Duration,
+    /// Longest time a replica may leave the request body unread (it stopped reading). Default 60s.
+    #[serde(with = "duration")]
+    pub send_timeout: Duration,
     /// Idle keep-alive connections kept per replica and worker. Default 64.
     pub max_idle_per_replica: usize,
 }
@@ -161,8 +177,60 @@ pub struct UpstreamSection {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSection {
-    /// When set, register, heartbeat and deregister need `Authorization: Bearer <token>`.
+    /// When set, register, heartbeat and deregister need `Authorization: Bearer <token>`, and reads of the
+    /// registry need a token too (`read_token` when set, else this one).
     pub registration_token: Option<String>,
+    /// A read-only token for `GET /registry*` (Prometheus, dashboards). Only used with `registration_token`.
+    pub read_token: Option<String>,
+}
+
+/// `client:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientSection {
+    /// Time a client has to send a whole request head; past it, 408 and close. Default 5s.
+    #[serde(with = "duration")]
+    pub header_timeout: Duration,
+    /// Longest wait for the next piece of a request body; past it, 408. Default 60s.
+    #[serde(with = "duration")]
+    pub body_timeout: Duration,
+}
+
+impl Default for ClientSection {
+    fn default() -> Self {
+        ClientSection {
+            header_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `proxy:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxySection {
+    /// Most `Via` entries a request may carry (gateways it went through); past it, 508. Default 8.
+    pub max_hops: u32,
+    /// This gateway's name in `Via`; a request already carrying it is a loop (508). Default: random at start.
+    pub instance_id: Option<String>,
+}
+
+impl Default for ProxySection {
+    fn default() -> Self {
+        ProxySection {
+            max_hops: 8,
+            instance_id: None,
+        }
+    }
+}
+
+/// `forwarded:`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ForwardedSection {
+    /// Peers (CIDR, such as `127.0.0.1/32` or `10.0.0.0/8`) whose `X-Forwarded-*` headers are kept and
+    /// appended to. From any other peer they are replaced. Default: none.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// `limits:`
@@ -171,12 +239,20 @@ pub struct AuthSection {
 pub struct LimitsSection {
     /// Largest accepted `POST /register` body. Default 64 KiB.
     pub registration_body_max: usize,
+    /// Largest request head (request line and all headers); past it, 431. Default 32 KiB.
+    pub max_header_bytes: usize,
+    /// Longest request line target (path and query); past it, 414. Default 8 KiB.
+    pub max_uri_bytes: usize,
+    /// Open client connections per listener; past it, new connections wait in the listen backlog.
+    /// Default 4096 (lowered at start to fit the file-descriptor limit).
+    pub max_connections: usize,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: None,
             grpc_listen: SocketAddr::from(([127, 0, 0, 1], 50050)),
             workers: None,
             breaker: BreakerSection::default(),
@@ -187,6 +263,9 @@ impl Default for Config {
             services: BTreeMap::new(),
             auth: AuthSection::default(),
             limits: LimitsSection::default(),
+            client: ClientSection::default(),
+            proxy: ProxySection::default(),
+            forwarded: ForwardedSection::default(),
             store: "memory".into(),
             redis: RedisSection::default(),
         }
@@ -234,6 +313,8 @@ impl Default for UpstreamSection {
         UpstreamSection {
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
             max_idle_per_replica: 64,
         }
     }
@@ -243,6 +324,9 @@ impl Default for LimitsSection {
     fn default() -> Self {
         LimitsSection {
             registration_body_max: 64 * 1024,
+            max_header_bytes: 32 * 1024,
+            max_uri_bytes: 8 * 1024,
+            max_connections: 4096,
         }
     }
 }
@@ -250,6 +334,7 @@ impl Default for LimitsSection {
 /// Every leaf key, dotted; each can be set by `GATEWAY_<KEY>` with dots as underscores, upper-cased.
 pub const KEYS: &[&str] = &[
     "listen",
+    "admin_listen",
     "grpc_listen",
     "workers",
     "breaker.failure_threshold",
@@ -262,10 +347,21 @@ pub const KEYS: &[&str] = &[
     "retry.buffer_body_max",
     "upstream.connect_timeout",
     "upstream.request_timeout",
+    "upstream.read_timeout",
+    "upstream.send_timeout",
     "upstream.max_idle_per_replica",
     "services",
     "auth.registration_token",
+    "auth.read_token",
     "limits.registration_body_max",
+    "limits.max_header_bytes",
+    "limits.max_uri_bytes",
+    "limits.max_connections",
+    "client.header_timeout",
+    "client.body_timeout",
+    "proxy.max_hops",
+    "proxy.instance_id",
+    "forwarded.trusted_proxies",
     "store",
     "redis.resync_interval",
     "redis.command_timeout",
@@ -392,6 +488,43 @@ impl Config {
                 "upstream.request_timeout",
                 "must be longer than 0s",
             ));
+        }
+        for (field, d) in [
+            ("upstream.read_timeout", self.upstream.read_timeout),
+            ("upstream.send_timeout", self.upstream.send_timeout),
+            ("client.header_timeout", self.client.header_timeout),
+            ("client.body_timeout", self.client.body_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(field, "must be longer than 0s"));
+            }
+        }
+        for (field, n, min) in [
+            ("limits.max_header_bytes", self.limits.max_header_bytes, 1024),
+            ("limits.max_uri_bytes", self.limits.max_uri_bytes, 256),
+            ("limits.max_connections", self.limits.max_connections, 1),
+        ] {
+            if n < min {
+                return Err(invalid(field, format!("must be at least {min}")));
+            }
+        }
+        if self.proxy.max_hops == 0 {
+            return Err(invalid("proxy.max_hops", "must be at least 1"));
+        }
+        if let Some(id) = &self.proxy.instance_id {
+            crate::proxy::InstanceId::parse(id).map_err(|e| invalid("proxy.instance_id", e))?;
+        }
+        for (i, cidr) in self.forwarded.trusted_proxies.iter().enumerate() {
+            cidr.parse::<crate::proxy::Cidr>()
+                .map_err(|e| invalid(&format!("forwarded.trusted_proxies[{i}]"), e))?;
+        }
+        if self
+            .auth
+            .read_token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return Err(invalid("auth.read_token", "must not be empty when set"));
         }
         if self
             .auth

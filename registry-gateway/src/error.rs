@@ -68,6 +68,33 @@ pub enum GatewayError {
         /// The last failure.
         cause: FailureCause,
     },
+    /// The request body is not JSON-typed where JSON is required.
+    #[error("unsupported content type {0}: send application/json")]
+    UnsupportedMediaType(String),
+    /// The request head is larger than `limits.max_header_bytes`.
+    #[error("request headers are larger than the {limit} bytes allowed")]
+    HeaderTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The request target is longer than `limits.max_uri_bytes`.
+    #[error("request target is longer than the {limit} bytes allowed")]
+    UriTooLong {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The request already passed through this gateway, or through too many proxies.
+    #[error(transparent)]
+    Loop(#[from] crate::proxy::HopError),
+    /// The path climbs above the service prefix with `..` segments.
+    #[error("path {0} climbs above its service with '..' segments")]
+    BadPath(String),
+    /// The client sent no body bytes for `client.body_timeout`.
+    #[error("the request body did not arrive in time (client.body_timeout)")]
+    ClientBodyTimeout,
+    /// The client's body ended before its announced length, or was malformed.
+    #[error("the request body was cut short or malformed: {0}")]
+    ClientBody(String),
     /// The last attempt timed out.
     #[error("service '{service}' did not answer in time ({attempts} attempt(s))")]
     UpstreamTimeout {
@@ -95,6 +122,13 @@ impl GatewayError {
             GatewayError::NoReplicaAvailable { .. } => "no_replica_available",
             GatewayError::AllAttemptsFailed { .. } => "bad_gateway",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
+            GatewayError::UnsupportedMediaType(_) => "unsupported_media_type",
+            GatewayError::HeaderTooLarge { .. } => "headers_too_large",
+            GatewayError::UriTooLong { .. } => "uri_too_long",
+            GatewayError::Loop(_) => "loop_detected",
+            GatewayError::BadPath(_) => "bad_path",
+            GatewayError::ClientBodyTimeout => "client_body_timeout",
+            GatewayError::ClientBody(_) => "bad_request_body",
         }
     }
 
@@ -112,7 +146,14 @@ impl ResponseError for GatewayError {
         match self {
             GatewayError::MalformedJson(_)
             | GatewayError::InvalidField { .. }
-            | GatewayError::BadBody(_) => StatusCode::BAD_REQUEST,
+            | GatewayError::BadBody(_)
+            | GatewayError::BadPath(_)
+            | GatewayError::ClientBody(_) => StatusCode::BAD_REQUEST,
+            GatewayError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            GatewayError::HeaderTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            GatewayError::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            GatewayError::Loop(_) => StatusCode::LOOP_DETECTED,
+            GatewayError::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::Unauthorized => StatusCode::UNAUTHORIZED,
             GatewayError::Registry(RegistryError::StaticReplica(_)) => StatusCode::CONFLICT,

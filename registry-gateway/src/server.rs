@@ -10,7 +10,7 @@ use crate::admin::{self, AdminSettings, RegistrationToken};
 use crate::clock;
 use crate::config::Config;
 use crate::grpc::{self, GrpcSettings};
-use crate::proxy::{self, Proxy, ProxySettings};
+use crate::proxy::{self, InstanceId, Proxy, ProxySettings};
 use crate::registry::Registry;
 use crate::store::{RedisSettings, Shared, StoreKind};
 
@@ -29,6 +29,10 @@ impl Gateway {
     /// Binds the listener and starts serving on the current tokio runtime.
     pub async fn start(config: Config) -> std::io::Result<Gateway> {
         let registry = Arc::new(Registry::new(config.registry_policy()));
+        let instance_id = match &config.proxy.instance_id {
+            Some(id) => InstanceId::parse(id).map_err(std::io::Error::other)?,
+            None => InstanceId::random(),
+        };
         let now = clock::now();
         for (service, address) in config.static_replicas() {
             registry.add_static(service, address, now);
@@ -49,13 +53,8 @@ impl Gateway {
         let proxy = web::Data::new(Proxy {
             registry: Arc::clone(&registry),
             shared: shared.clone(),
-            settings: ProxySettings {
-                retry: config.retry_policy(),
-                connect_timeout: config.upstream.connect_timeout,
-                request_timeout: config.upstream.request_timeout,
-                buffer_body_max: config.retry.buffer_body_max,
-                max_idle_per_replica: config.upstream.max_idle_per_replica,
-            },
+            settings: ProxySettings::from_config(&config, instance_id.clone())
+                .map_err(std::io::Error::other)?,
         });
         let admin_settings = web::Data::new(AdminSettings {
             token: config
@@ -81,6 +80,8 @@ impl Gateway {
                 .default_service(web::to(proxy::handle))
         })
         .workers(workers)
+        .max_connections(config.limits.max_connections.div_ceil(workers).max(1))
+        .client_request_timeout(config.client.header_timeout)
         .disable_signals()
         .shutdown_timeout(10)
         .backlog(4096)
@@ -105,6 +106,8 @@ impl Gateway {
                 max_attempts: config.retry.max_attempts,
                 connect_timeout: config.upstream.connect_timeout,
                 request_timeout: config.upstream.request_timeout,
+                instance_id: instance_id.clone(),
+                max_hops: config.proxy.max_hops,
             },
             grpc_stopped,
         ));
@@ -114,7 +117,7 @@ impl Gateway {
             config.lease.ttl,
             shared,
         ));
-        tracing::info!(%http_addr, %grpc_addr, workers, "registry-gateway listening");
+        tracing::info!(%http_addr, %grpc_addr, workers, %instance_id, "registry-gateway listening");
         Ok(Gateway {
             http_addr,
             grpc_addr,

@@ -44,6 +44,10 @@ pub struct GrpcSettings {
     pub connect_timeout: Duration,
     /// Time to the response head when the call has no `grpc-timeout`.
     pub request_timeout: Duration,
+    /// This gateway's `Via` name (loop protection).
+    pub instance_id: crate::proxy::InstanceId,
+    /// Most `Via` entries a call may carry.
+    pub max_hops: u32,
 }
 
 pub(crate) struct GrpcState {

@@ -1,9 +1,14 @@
 //! HTTP proxy path: pick a replica → forward → classify the outcome → record it → maybe retry the next.
 
 mod body;
+mod forwarded;
 mod headers;
 mod route;
 mod upstream;
+mod via;
+
+pub use forwarded::{Cidr, TrustedProxies};
+pub use via::{HopError, InstanceId};
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -32,12 +37,52 @@ pub struct ProxySettings {
     pub retry: RetryPolicy,
     /// TCP connect timeout per attempt.
     pub connect_timeout: Duration,
-    /// Time to the response head per attempt.
+    /// Time from the last request byte sent to the response head, per attempt.
     pub request_timeout: Duration,
+    /// Longest wait for the next piece of a replica's response body.
+    pub read_timeout: Duration,
+    /// Longest time a replica may leave the request body unread.
+    pub send_timeout: Duration,
+    /// Longest wait for the next piece of the client's request body.
+    pub body_timeout: Duration,
     /// Bodies with a `Content-Length` up to this size are buffered so they can be replayed.
     pub buffer_body_max: usize,
     /// Idle connections kept per replica and worker.
     pub max_idle_per_replica: usize,
+    /// Largest request head, in bytes (431 past it).
+    pub max_header_bytes: usize,
+    /// Longest request target, in bytes (414 past it).
+    pub max_uri_bytes: usize,
+    /// This gateway's `Via` name.
+    pub instance_id: InstanceId,
+    /// Most `Via` entries a request may carry (508 past it).
+    pub max_hops: u32,
+    /// Peers whose `X-Forwarded-*` headers are kept.
+    pub trusted_proxies: TrustedProxies,
+}
+
+impl ProxySettings {
+    /// The proxy's settings from a validated config.
+    pub fn from_config(
+        config: &crate::Config,
+        instance_id: InstanceId,
+    ) -> Result<ProxySettings, String> {
+        Ok(ProxySettings {
+            retry: config.retry_policy(),
+            connect_timeout: config.upstream.connect_timeout,
+            request_timeout: config.upstream.request_timeout,
+            read_timeout: config.upstream.read_timeout,
+            send_timeout: config.upstream.send_timeout,
+            body_timeout: config.client.body_timeout,
+            buffer_body_max: config.retry.buffer_body_max,
+            max_idle_per_replica: config.upstream.max_idle_per_replica,
+            max_header_bytes: config.limits.max_header_bytes,
+            max_uri_bytes: config.limits.max_uri_bytes,
+            instance_id,
+            max_hops: config.proxy.max_hops,
+            trusted_proxies: TrustedProxies::parse(&config.forwarded.trusted_proxies)?,
+        })
+    }
 }
 
 /// Upper bound of `retry.max_attempts` (validated in the config).
