@@ -3,7 +3,7 @@
 mod body;
 mod forwarded;
 mod headers;
-mod route;
+pub mod route;
 mod upstream;
 mod via;
 
@@ -170,7 +170,10 @@ pub async fn handle(
     proxy: web::Data<Proxy>,
 ) -> Result<HttpResponse, GatewayError> {
     let path = req.uri().path();
-    let route = route::parse(path).ok_or_else(|| GatewayError::NoRoute(path.to_owned()))?;
+    let route = route::parse(path).map_err(|e| match e {
+        route::RouteError::NoService => GatewayError::NoRoute(path.to_owned()),
+        route::RouteError::Climbs => GatewayError::BadPath(path.to_owned()),
+    })?;
     let registry = &*proxy.registry;
     let settings = &proxy.settings;
     let svc = registry
@@ -179,7 +182,7 @@ pub async fn handle(
 
     let uri: http::Uri = match req.uri().query() {
         Some(q) => format!("{}?{q}", route.tail).parse(),
-        None => route.tail.parse(),
+        None => route.tail.as_ref().parse(),
     }
     .map_err(|_| GatewayError::NoRoute(path.to_owned()))?;
     let method = http::Method::from_bytes(req.method().as_str().as_bytes())
