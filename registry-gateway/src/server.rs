@@ -50,12 +50,12 @@ impl Gateway {
             )
             .map_err(std::io::Error::other)?,
         };
-        let proxy = web::Data::new(Proxy {
-            registry: Arc::clone(&registry),
-            shared: shared.clone(),
-            settings: ProxySettings::from_config(&config, instance_id.clone())
+        let proxy = web::Data::new(Proxy::new(
+            Arc::clone(&registry),
+            shared.clone(),
+            ProxySettings::from_config(&config, instance_id.clone())
                 .map_err(std::io::Error::other)?,
-        });
+        ));
         let admin_settings = web::Data::new(AdminSettings {
             token: config
                 .auth

@@ -9,10 +9,12 @@ pub mod lease;
 pub mod outcome;
 pub mod retry;
 pub mod selection;
+pub mod upload;
 
 pub use breaker::{Admission, Breaker, BreakerConfig, BreakerState, Transition};
 pub use eviction::{EvictionPolicy, EvictionReason};
 pub use lease::Lease;
-pub use outcome::{FailureCause, Outcome};
+pub use outcome::{attribute, ClientFault, FailureCause, Fault, Outcome};
 pub use retry::{BodyReplay, RetryDecision, RetryPolicy};
 pub use selection::RoundRobin;
+pub use upload::{HeadTimer, UploadState};

@@ -1,4 +1,7 @@
 //! One classification per proxied attempt, read by the breaker, the retry logic and the counters.
+//!
+//! Every outcome says whose fault it is ([`Fault`]): only the replica's own faults feed its counters,
+//! breaker and eviction. A client that aborts or stalls its upload, or goes away, never touches the replica.
 
 use std::fmt;
 
@@ -7,8 +10,59 @@ use std::fmt;
 pub enum Outcome {
     /// The replica answered with something that is not its fault (2xx, 3xx, 4xx, 501, 505).
     Success,
-    /// The replica failed this attempt.
+    /// The replica failed this attempt (its fault).
     Failure(FailureCause),
+    /// The client ended the attempt (its fault): the replica is neither charged nor credited.
+    ClientFault(ClientFault),
+}
+
+/// Whose fault an outcome is (pingora's `ErrorSource`: upstream, downstream, internal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The replica's: counts against it.
+    Replica,
+    /// The client's: ends the request, never touches the replica.
+    Client,
+}
+
+/// How a client ended an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFault {
+    /// The request body stopped before its end: the client closed or reset the connection.
+    Aborted,
+    /// No request body bytes arrived for `client.body_timeout`.
+    BodyTimeout,
+    /// The request body's framing was invalid (a bad chunk size, for example).
+    MalformedBody,
+}
+
+impl ClientFault {
+    /// The status the client is answered with (when it still listens): 408 for a stall, else 400.
+    pub fn status(&self) -> u16 {
+        match self {
+            ClientFault::BodyTimeout => 408,
+            ClientFault::Aborted | ClientFault::MalformedBody => 400,
+        }
+    }
+}
+
+impl fmt::Display for ClientFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ClientFault::Aborted => "client aborted the request body",
+            ClientFault::BodyTimeout => "client request body timed out",
+            ClientFault::MalformedBody => "client request body malformed",
+        })
+    }
+}
+
+/// Attributes a failed exchange: when the client's own body failed first, the exchange broke because of
+/// the client, whatever the replica's side then saw; otherwise it is the replica's failure.
+pub fn attribute(client: Option<ClientFault>, upstream: FailureCause) -> Outcome {
+    match client {
+        Some(c) => Outcome::ClientFault(c),
+        None => Outcome::Failure(upstream),
+    }
 }
 
 /// Why an attempt counts against a replica.
@@ -22,6 +76,12 @@ pub enum FailureCause {
     Timeout,
     /// The connection broke after it was opened (reset, closed early, protocol error).
     Transport,
+    /// The response body ended before its announced length (or its chunked end).
+    Truncated,
+    /// The response body stalled: nothing for `upstream.read_timeout`.
+    ReadTimeout,
+    /// The replica stopped reading the request body for `upstream.send_timeout`.
+    SendTimeout,
     /// The replica answered with a 5xx status that signals a server fault.
     Status(u16),
     /// The replica's gRPC call ended with a status that signals a server fault.
@@ -57,6 +117,15 @@ impl Outcome {
     pub fn is_failure(&self) -> bool {
         matches!(self, Outcome::Failure(_))
     }
+
+    /// Whose fault the outcome is; `None` for a success.
+    pub fn fault(&self) -> Option<Fault> {
+        match self {
+            Outcome::Success => None,
+            Outcome::Failure(_) => Some(Fault::Replica),
+            Outcome::ClientFault(_) => Some(Fault::Client),
+        }
+    }
 }
 
 impl FailureCause {
@@ -73,6 +142,9 @@ impl fmt::Display for FailureCause {
             FailureCause::ConnectTimeout => f.write_str("connect timeout"),
             FailureCause::Timeout => f.write_str("response timeout"),
             FailureCause::Transport => f.write_str("connection broken"),
+            FailureCause::Truncated => f.write_str("response body truncated"),
+            FailureCause::ReadTimeout => f.write_str("response body stalled"),
+            FailureCause::SendTimeout => f.write_str("replica stopped reading the request"),
             FailureCause::Status(s) => write!(f, "upstream status {s}"),
             FailureCause::Grpc(c) => write!(f, "grpc-status {c}"),
         }
@@ -113,6 +185,31 @@ mod tests {
         for c in [0, 1, 3, 5, 6, 7, 9, 10, 11, 12, 15, 16] {
             assert_eq!(Outcome::from_grpc_status(c), Outcome::Success, "{c}");
         }
+    }
+
+    #[test]
+    fn a_client_fault_wins_over_what_the_replica_side_saw() {
+        // The client reset its upload; hyper then reports a broken exchange: the client's fault.
+        assert_eq!(
+            attribute(Some(ClientFault::Aborted), FailureCause::Transport),
+            Outcome::ClientFault(ClientFault::Aborted)
+        );
+        assert_eq!(
+            attribute(None, FailureCause::Transport),
+            Outcome::Failure(FailureCause::Transport)
+        );
+        assert_eq!(
+            Outcome::ClientFault(ClientFault::BodyTimeout).fault(),
+            Some(Fault::Client)
+        );
+        assert!(!Outcome::ClientFault(ClientFault::Aborted).is_failure());
+        assert_eq!(
+            Outcome::Failure(FailureCause::Truncated).fault(),
+            Some(Fault::Replica)
+        );
+        assert_eq!(Outcome::Success.fault(), None);
+        assert_eq!(ClientFault::BodyTimeout.status(), 408);
+        assert_eq!(ClientFault::MalformedBody.status(), 400);
     }
 
     #[test]

@@ -34,18 +34,37 @@ fn connection_tokens(headers: &ax::HeaderMap) -> Vec<String> {
         .collect()
 }
 
+/// Forwarding headers a client may only set through a trusted proxy.
+fn is_forwarding(name: &str) -> bool {
+    matches!(
+        name,
+        "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" | "forwarded"
+    )
+}
+
 /// Builds the replica's request headers from the client's: drops hop-by-hop headers, `Host` and
-/// `Content-Length` (the body carries its length), and adds `X-Forwarded-For/-Proto/-Host`.
-pub(crate) fn to_upstream(client: &ax::HeaderMap, peer: Option<IpAddr>) -> HeaderMap {
+/// `Content-Length` (the body carries its length), and sets `X-Forwarded-For/-Proto/-Host`.
+///
+/// From a `trusted` peer (a proxy in front of the gateway) the forwarding headers are kept and
+/// `X-Forwarded-For` is appended to; from anyone else they are replaced by what the gateway saw itself.
+pub(crate) fn to_upstream(
+    client: &ax::HeaderMap,
+    peer: Option<IpAddr>,
+    trusted: bool,
+) -> HeaderMap {
     let extra = if client.contains_key(ax::CONNECTION) {
         connection_tokens(client)
     } else {
         Vec::new()
     };
-    let mut out = HeaderMap::with_capacity(client.len() + 3);
+    let mut out = HeaderMap::with_capacity(client.len() + 4);
     for (name, value) in client.iter() {
         let n = name.as_str();
-        if is_hop_by_hop(n) || n == "host" || n == "content-length" || extra.iter().any(|t| t == n)
+        if is_hop_by_hop(n)
+            || n == "host"
+            || n == "content-length"
+            || (!trusted && is_forwarding(n))
+            || extra.iter().any(|t| t == n)
         {
             continue;
         }
@@ -153,7 +172,7 @@ mod tests {
             ("accept", "a"),
             ("accept", "b"),
         ]);
-        let mut out = to_upstream(&h, Some("10.1.2.3".parse().unwrap()));
+        let mut out = to_upstream(&h, Some("127.1.2.3".parse().unwrap()), false);
         set_host(&mut out, "127.0.0.1:9001");
         for gone in [
             "connection",
@@ -168,20 +187,39 @@ mod tests {
         assert_eq!(out["host"], "127.0.0.1:9001");
         assert_eq!(out["x-request-id"], "abc");
         assert_eq!(out.get_all("accept").iter().count(), 2);
-        assert_eq!(out["x-forwarded-for"], "10.1.2.3");
+        assert_eq!(out["x-forwarded-for"], "127.1.2.3");
         assert_eq!(out["x-forwarded-proto"], "http");
         assert_eq!(out["x-forwarded-host"], "gw.example:8080");
     }
 
     #[test]
-    fn appends_to_an_existing_forwarded_for() {
+    fn a_trusted_proxy_appends_to_the_forwarding_headers() {
         let h = client(&[
-            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "127.9.9.9"),
             ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "shop.example"),
         ]);
-        let out = to_upstream(&h, Some("10.0.0.9".parse().unwrap()));
-        assert_eq!(out["x-forwarded-for"], "1.1.1.1, 10.0.0.9");
+        let out = to_upstream(&h, Some("127.0.0.9".parse().unwrap()), true);
+        assert_eq!(out["x-forwarded-for"], "127.9.9.9, 127.0.0.9");
         assert_eq!(out["x-forwarded-proto"], "https");
+        assert_eq!(out["x-forwarded-host"], "shop.example");
+    }
+
+    #[test]
+    fn an_untrusted_client_cannot_forge_forwarding_headers() {
+        let h = client(&[
+            ("host", "gw:8080"),
+            ("x-forwarded-for", "127.6.6.6"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+            ("forwarded", "for=127.6.6.6;proto=https"),
+        ]);
+        let out = to_upstream(&h, Some("127.0.0.9".parse().unwrap()), false);
+        assert_eq!(out["x-forwarded-for"], "127.0.0.9");
+        assert_eq!(out.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(out["x-forwarded-proto"], "http");
+        assert_eq!(out["x-forwarded-host"], "gw:8080");
+        assert!(!out.contains_key("forwarded"));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! HTTP proxy path: pick a replica → forward → classify the outcome → record it → maybe retry the next.
 
-mod body;
 mod forwarded;
 mod headers;
+mod request_body;
+mod response_body;
 pub mod route;
 mod upstream;
 mod via;
@@ -16,18 +17,21 @@ use std::time::Duration;
 
 use actix_web::body::BodySize;
 use actix_web::http::{header as ax, StatusCode};
-use actix_web::web::{self, Bytes, BytesMut};
+use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 use uuid::Uuid;
 
 use crate::clock;
 use crate::error::GatewayError;
 use crate::policy::retry::is_idempotent;
-use crate::policy::{BodyReplay, FailureCause, Outcome, RetryDecision, RetryPolicy};
-use crate::registry::{Pick, Protocol, Registry, RegistryError, Replica};
+use crate::policy::{
+    attribute, BodyReplay, ClientFault, FailureCause, HeadTimer, Outcome, RetryDecision,
+    RetryPolicy,
+};
+use crate::registry::{AttemptRecord, Protocol, Registry, RegistryError, Replica};
 use crate::store::Shared;
-use body::{RequestBody, ResponseBody};
+use request_body::{ReadError, RequestBody};
+use response_body::ResponseBody;
 use upstream::SendError;
 
 /// Proxy settings, derived from the config.
@@ -96,44 +100,41 @@ pub struct Proxy {
     pub shared: Shared,
     /// Settings.
     pub settings: ProxySettings,
+    /// `Via: 1.1 <instance id>`, added to every proxied request.
+    pub via: http::HeaderValue,
 }
 
-/// Records an abandoned half-open probe when the client goes away mid-attempt.
-struct AttemptGuard<'a> {
-    registry: &'a Registry,
-    pick: Option<Pick>,
-}
-
-impl AttemptGuard<'_> {
-    fn finish(&mut self, outcome: Outcome) {
-        if let Some(pick) = self.pick.take() {
-            self.registry.record(&pick, outcome, clock::now());
-        }
-    }
-}
-
-impl Drop for AttemptGuard<'_> {
-    fn drop(&mut self) {
-        if let Some(pick) = self.pick.take() {
-            self.registry.abandon(&pick);
+impl Proxy {
+    /// The proxy over `registry` with `settings`.
+    pub fn new(registry: Arc<Registry>, shared: Shared, settings: ProxySettings) -> Self {
+        let via = http::HeaderValue::from_str(&settings.instance_id.via_entry())
+            .expect("instance ids are header-safe tokens");
+        Proxy {
+            registry,
+            shared,
+            settings,
+            via,
         }
     }
 }
 
 /// What one attempt came to.
 enum Attempt {
-    /// A response the client gets as it is (success or client error).
+    /// A response the client gets as it is (success or client error); its outcome is recorded when its
+    /// body ends.
     Response(HttpResponse),
     /// No response; the body comes back when it was not consumed.
     Failed(FailureCause, Option<RequestBody>),
     /// A 5xx response: a replica failure, retried when safe, else passed to the client as it is.
     Retryable(FailureCause, HttpResponse),
+    /// The client broke its own upload: the request ends here and the replica is not charged.
+    ClientFault(ClientFault),
 }
 
 /// Where each attempt's request body comes from.
 enum BodySource {
     /// Empty or buffered: every attempt gets a cheap copy.
-    Buffered(Option<Bytes>),
+    Buffered(Option<web::Bytes>),
     /// The client's stream: one attempt takes it, and gets it back only if it never read from it.
     Stream(Option<RequestBody>),
 }
@@ -169,13 +170,20 @@ pub async fn handle(
     payload: web::Payload,
     proxy: web::Data<Proxy>,
 ) -> Result<HttpResponse, GatewayError> {
+    let settings = &proxy.settings;
+    if req.headers().contains_key(ax::VIA) {
+        via::check(
+            req.headers().get_all(ax::VIA).map(|v| v.as_bytes()),
+            &settings.instance_id,
+            settings.max_hops,
+        )?;
+    }
     let path = req.uri().path();
     let route = route::parse(path).map_err(|e| match e {
         route::RouteError::NoService => GatewayError::NoRoute(path.to_owned()),
         route::RouteError::Climbs => GatewayError::BadPath(path.to_owned()),
     })?;
-    let registry = &*proxy.registry;
-    let settings = &proxy.settings;
+    let registry = &proxy.registry;
     let svc = registry
         .service(route.service)
         .ok_or_else(|| RegistryError::UnknownService(route.service.to_owned()))?;
@@ -189,7 +197,8 @@ pub async fn handle(
         .map_err(|_| GatewayError::NoRoute(path.to_owned()))?;
     let idempotent = is_idempotent(method.as_str());
     let peer: Option<IpAddr> = req.peer_addr().map(|a| a.ip());
-    let mut source = prepare_body(&req, payload, settings.buffer_body_max).await?;
+    let trusted = settings.trusted_proxies.trusts(peer);
+    let mut source = prepare_body(&req, payload, settings).await?;
 
     // Attempts never exceed `retry.max_attempts` (at most 10): a fixed array, no allocation.
     // Replicas already tried, or skipped because another gateway holds their half-open probe.
@@ -208,27 +217,43 @@ pub async fn handle(
         let Some(body) = source.take() else { break };
         attempts += 1;
         // Built per attempt from the client's headers: cheaper than keeping a copy to clone.
-        let headers = headers::to_upstream(req.headers(), peer);
+        let mut headers = headers::to_upstream(req.headers(), peer, trusted);
+        headers.append(http::header::VIA, proxy.via.clone());
         let replica = Arc::clone(&pick.replica);
-        let mut guard = AttemptGuard {
-            registry,
-            pick: Some(pick),
+        let mut record = Some(AttemptRecord::new(Arc::clone(registry), pick));
+        let (cause, response) = match forward_once(
+            &replica,
+            &method,
+            &uri,
+            headers,
+            body,
+            settings,
+            &mut record,
+        )
+        .await
+        {
+            Attempt::Response(resp) => return Ok(resp),
+            Attempt::ClientFault(fault) => {
+                if let Some(r) = record.as_mut() {
+                    r.finish(Outcome::ClientFault(fault));
+                }
+                tracing::debug!(service = %svc.name(), replica = %replica.address(), %fault, "client ended the attempt");
+                return Err(match fault {
+                    ClientFault::BodyTimeout => GatewayError::ClientBodyTimeout,
+                    other => GatewayError::ClientBody(other.to_string()),
+                });
+            }
+            Attempt::Failed(cause, back) => {
+                if let Some(b) = back {
+                    source.put_back(b);
+                }
+                (cause, None)
+            }
+            Attempt::Retryable(cause, resp) => (cause, Some(resp)),
         };
-        let (cause, response) =
-            match forward_once(&replica, &method, &uri, headers, body, settings).await {
-                Attempt::Response(resp) => {
-                    guard.finish(Outcome::Success);
-                    return Ok(resp);
-                }
-                Attempt::Failed(cause, back) => {
-                    if let Some(b) = back {
-                        source.put_back(b);
-                    }
-                    (cause, None)
-                }
-                Attempt::Retryable(cause, resp) => (cause, Some(resp)),
-            };
-        guard.finish(Outcome::Failure(cause));
+        if let Some(r) = record.as_mut() {
+            r.finish(Outcome::Failure(cause));
+        }
         let replicas = svc.replicas().len().max(attempts);
         let decision = settings.retry.after_failure(
             attempts as u32,
@@ -278,11 +303,12 @@ fn is_http(r: &Replica) -> bool {
     r.protocol() == Protocol::Http
 }
 
-/// Buffers small bodies with a known length (so they can be replayed) and streams the rest.
+/// Buffers small bodies with a known length (so they can be replayed) as their bytes arrive, and
+/// streams the rest.
 async fn prepare_body(
     req: &HttpRequest,
     mut payload: web::Payload,
-    buffer_max: usize,
+    settings: &ProxySettings,
 ) -> Result<BodySource, GatewayError> {
     let chunked = req.headers().contains_key(ax::TRANSFER_ENCODING);
     let length: Option<u64> = req
@@ -292,19 +318,24 @@ async fn prepare_body(
         .and_then(|v| v.trim().parse().ok());
     match (length, chunked) {
         (Some(0) | None, false) => Ok(BodySource::Buffered(None)),
-        (Some(n), false) if n <= buffer_max as u64 => {
-            let mut buf = BytesMut::with_capacity(n as usize);
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| GatewayError::BadBody(e.to_string()))?;
-                buf.extend_from_slice(&chunk);
+        (Some(n), false) if n <= settings.buffer_body_max as u64 => {
+            match request_body::read_to_end(&mut payload, n as usize, settings.body_timeout).await {
+                Ok(body) => Ok(BodySource::Buffered(body)),
+                Err(ReadError::Client(ClientFault::BodyTimeout)) => {
+                    Err(GatewayError::ClientBodyTimeout)
+                }
+                Err(ReadError::Client(fault)) => Err(GatewayError::ClientBody(fault.to_string())),
+                // actix frames the body by its Content-Length: more cannot arrive.
+                Err(ReadError::TooLarge) => Err(GatewayError::ClientBody(
+                    "more bytes than the announced Content-Length".into(),
+                )),
             }
-            Ok(BodySource::Buffered(Some(buf.freeze())))
         }
-        _ => Ok(BodySource::Stream(Some(RequestBody::Stream {
+        _ => Ok(BodySource::Stream(Some(RequestBody::stream(
             payload,
-            length: if chunked { None } else { length },
-            touched: Default::default(),
-        }))),
+            if chunked { None } else { length },
+            settings.body_timeout,
+        )))),
     }
 }
 
@@ -316,19 +347,25 @@ async fn forward_once(
     headers: http::HeaderMap,
     body: RequestBody,
     settings: &ProxySettings,
+    record: &mut Option<AttemptRecord>,
 ) -> Attempt {
     let authority = replica.address().authority();
     let mut conn = match upstream::checkout(authority, settings.connect_timeout).await {
         Ok(c) => c,
         Err(cause) => return Attempt::Failed(cause, Some(body)),
     };
+    let upload = body.upload();
     let mut req = hyper::Request::new(body);
     *req.method_mut() = method.clone();
     *req.uri_mut() = uri.clone();
     *req.headers_mut() = headers;
     headers::set_host(req.headers_mut(), authority);
+    let timer = HeadTimer {
+        head_timeout: settings.request_timeout,
+        send_timeout: settings.send_timeout,
+    };
 
-    let mut result = conn.send(req, settings.request_timeout).await;
+    let mut result = conn.send(req, timer, upload.as_deref()).await;
     // A pooled keep-alive connection the replica just closed is not the replica's fault: the request
     // came back unsent, so send it once more on a fresh connection.
     if conn.reused {
@@ -337,7 +374,7 @@ async fn forward_once(
                 Ok(c) => c,
                 Err(cause) => return Attempt::Failed(cause, Some(req.into_body())),
             };
-            result = conn.send(*req, settings.request_timeout).await;
+            result = conn.send(*req, timer, upload.as_deref()).await;
         }
     }
     let resp = match result {
@@ -345,14 +382,28 @@ async fn forward_once(
         Err(SendError::NotSent(req)) => {
             return Attempt::Failed(FailureCause::Transport, Some(req.into_body()))
         }
-        Err(SendError::Failed(cause)) => return Attempt::Failed(cause, None),
+        Err(SendError::Failed(cause)) => {
+            // Whose fault: a client that broke its own upload made the exchange fail.
+            return match attribute(upload.and_then(|u| u.client_fault()), cause) {
+                Outcome::ClientFault(fault) => Attempt::ClientFault(fault),
+                _ => Attempt::Failed(cause, None),
+            };
+        }
     };
     let status = resp.status().as_u16();
-    let outcome = Outcome::from_http_status(status);
-    let response = to_client_response(resp, method, conn, settings.max_idle_per_replica);
-    match outcome {
-        Outcome::Success => Attempt::Response(response),
-        Outcome::Failure(cause) => Attempt::Retryable(cause, response),
+    match Outcome::from_http_status(status) {
+        Outcome::Failure(cause) => Attempt::Retryable(
+            cause,
+            to_client_response(resp, method, conn, settings, None),
+        ),
+        // The outcome of a good head waits for the end of its body.
+        _ => Attempt::Response(to_client_response(
+            resp,
+            method,
+            conn,
+            settings,
+            record.take(),
+        )),
     }
 }
 
@@ -360,7 +411,8 @@ fn to_client_response(
     resp: hyper::Response<hyper::body::Incoming>,
     method: &http::Method,
     conn: upstream::Conn,
-    max_idle: usize,
+    settings: &ProxySettings,
+    record: Option<AttemptRecord>,
 ) -> HttpResponse {
     let (parts, incoming) = resp.into_parts();
     let status = StatusCode::from_u16(parts.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -374,8 +426,15 @@ fn to_client_response(
             None => BodySize::Stream,
         }
     };
-    let mut out =
-        HttpResponse::with_body(status, ResponseBody::new(incoming, size, conn, max_idle));
+    let body = ResponseBody::new(
+        incoming,
+        size,
+        conn,
+        settings.max_idle_per_replica,
+        record,
+        settings.read_timeout,
+    );
+    let mut out = HttpResponse::with_body(status, body);
     headers::to_client(&parts.headers, not_modified, out.headers_mut());
     out.map_into_boxed_body()
 }

@@ -12,8 +12,10 @@ use std::time::Duration;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 
-use super::body::RequestBody;
-use crate::policy::FailureCause;
+use super::request_body::{RequestBody, Upload};
+use crate::clock;
+use crate::policy::upload::TimerDecision;
+use crate::policy::{FailureCause, HeadTimer, UploadState};
 
 /// A connection to one replica, ready to send one request.
 pub(crate) struct Conn {
@@ -106,17 +108,47 @@ pub(crate) async fn connect(
 }
 
 impl Conn {
-    /// Sends `req` and waits for the response head for at most `timeout`.
+    /// Sends `req` and waits for the response head. A buffered body is sent at once, so the head timeout
+    /// runs from now; a streamed body's `upload` tells when its last byte went out, and whether the
+    /// replica stopped reading it.
     pub(crate) async fn send(
         &mut self,
         req: hyper::Request<RequestBody>,
-        timeout: Duration,
+        timer: HeadTimer,
+        upload: Option<&Upload>,
     ) -> Result<hyper::Response<hyper::body::Incoming>, SendError> {
         let fut = self.sender.try_send_request(req);
-        match tokio::time::timeout(timeout, fut).await {
-            Err(_) => Err(SendError::Failed(FailureCause::Timeout)),
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(mut e)) => match e.take_message() {
+        let result = match upload {
+            None => match tokio::time::timeout(timer.head_timeout, fut).await {
+                Err(_) => return Err(SendError::Failed(FailureCause::Timeout)),
+                Ok(r) => r,
+            },
+            Some(upload) => {
+                tokio::pin!(fut);
+                let first =
+                    tokio::time::Instant::now() + timer.head_timeout.min(timer.send_timeout);
+                let sleep = tokio::time::sleep_until(first);
+                tokio::pin!(sleep);
+                loop {
+                    tokio::select! {
+                        biased;
+                        r = &mut fut => break r,
+                        () = &mut sleep => {
+                            let state: UploadState = upload.state();
+                            match timer.decide(state, clock::now()) {
+                                TimerDecision::Expired(cause) => return Err(SendError::Failed(cause)),
+                                TimerDecision::WaitUntil(t) => {
+                                    sleep.as_mut().reset(tokio::time::Instant::from_std(t));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(resp) => Ok(resp),
+            Err(mut e) => match e.take_message() {
                 Some(req) => Err(SendError::NotSent(Box::new(req))),
                 None => Err(SendError::Failed(FailureCause::Transport)),
             },

@@ -62,7 +62,7 @@ pub enum HopError {
 
 /// Checks the `Via` header values of an incoming request: none may name `own`, and there may be fewer
 /// than `max_hops` entries (so this gateway's own hop is at most the `max_hops`-th).
-pub fn check<'a>(
+pub(crate) fn check<'a>(
     via_values: impl IntoIterator<Item = &'a [u8]>,
     own: &InstanceId,
     max_hops: u32,

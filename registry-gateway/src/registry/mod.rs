@@ -4,6 +4,7 @@
 //! (registrations, heartbeats) and the proxy (selection, outcomes) and never does IO.
 
 mod address;
+mod attempt;
 mod change;
 mod events;
 mod name;
@@ -13,6 +14,7 @@ mod service;
 mod sync;
 
 pub use address::{InvalidAddress, ReplicaAddress};
+pub use attempt::AttemptRecord;
 pub use change::{Change, Removal, ReplicaRecord};
 pub use events::RegistryEvent;
 pub use name::{InvalidName, ServiceName, RESERVED_NAMES};
@@ -497,6 +499,11 @@ impl Registry {
 
     /// Records the outcome of one attempt: counters, breaker, and eviction when the threshold is reached.
     pub fn record(&self, pick: &Pick, outcome: Outcome, now: Instant) {
+        // Not the replica's doing: neither charged nor credited, and a probe it held is given back.
+        if let Outcome::ClientFault(_) = outcome {
+            self.abandon(pick);
+            return;
+        }
         let r = &pick.replica;
         if pick.probe {
             self.share(|| Change::ProbeDone {

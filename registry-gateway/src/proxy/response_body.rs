@@ -1,0 +1,132 @@
+//! The replica's response body on its way to the client: its attempt's outcome is recorded when the body
+//! ends (a truncated or stalled body is the replica's failure even though the client already has the
+//! head), its connection is pooled again at the end, and a client that goes away charges nobody.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_web::body::{BodySize, MessageBody};
+use actix_web::web::Bytes;
+use hyper::body::{Body, Incoming};
+use tokio::time::Sleep;
+
+use super::upstream::Conn;
+use crate::policy::{FailureCause, Outcome};
+use crate::registry::AttemptRecord;
+
+/// Why a response body ended before its end.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct UpstreamBodyError(FailureCause);
+
+/// The replica's response body, streamed to the client.
+pub(crate) struct ResponseBody {
+    incoming: Incoming,
+    size: BodySize,
+    conn: Option<(Conn, usize)>,
+    /// The attempt, while its outcome waits for the end of the body (`None` once recorded).
+    record: Option<AttemptRecord>,
+    read_timeout: Duration,
+    /// Armed while waiting for the replica's next bytes.
+    stall: Option<Pin<Box<Sleep>>>,
+    waiting: bool,
+}
+
+impl ResponseBody {
+    /// Wraps `incoming`; `conn` returns to the pool (holding at most `max_idle`) once the body ends, and
+    /// `record` (when given) gets the attempt's outcome then.
+    pub(crate) fn new(
+        incoming: Incoming,
+        size: BodySize,
+        conn: Conn,
+        max_idle: usize,
+        record: Option<AttemptRecord>,
+        read_timeout: Duration,
+    ) -> Self {
+        let mut body = ResponseBody {
+            incoming,
+            size,
+            conn: Some((conn, max_idle)),
+            record,
+            read_timeout,
+            stall: None,
+            waiting: false,
+        };
+        // actix never polls an empty body: the exchange is complete now.
+        if body.incoming.is_end_stream() || matches!(size, BodySize::None | BodySize::Sized(0)) {
+            body.complete();
+        }
+        body
+    }
+
+    fn complete(&mut self) {
+        if let Some(mut r) = self.record.take() {
+            r.finish(Outcome::Success);
+        }
+        if let Some((conn, max_idle)) = self.conn.take() {
+            conn.checkin(max_idle);
+        }
+    }
+
+    fn fail(&mut self, cause: FailureCause) -> Poll<Option<Result<Bytes, UpstreamBodyError>>> {
+        self.conn = None;
+        if let Some(mut r) = self.record.take() {
+            r.finish(Outcome::Failure(cause));
+        }
+        Poll::Ready(Some(Err(UpstreamBodyError(cause))))
+    }
+}
+
+impl MessageBody for ResponseBody {
+    type Error = UpstreamBodyError;
+
+    fn size(&self) -> BodySize {
+        self.size
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, UpstreamBodyError>>> {
+        let this = self.get_mut();
+        loop {
+            match Pin::new(&mut this.incoming).poll_frame(cx) {
+                Poll::Pending => {
+                    // Only time spent waiting on the replica counts, never a slow client's.
+                    let timeout = this.read_timeout;
+                    let stall = match &mut this.stall {
+                        Some(s) if !this.waiting => {
+                            s.as_mut().reset(tokio::time::Instant::now() + timeout);
+                            s
+                        }
+                        Some(s) => s,
+                        None => this.stall.insert(Box::pin(tokio::time::sleep(timeout))),
+                    };
+                    this.waiting = true;
+                    if stall.as_mut().poll(cx).is_ready() {
+                        return this.fail(FailureCause::ReadTimeout);
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(None) => {
+                    this.complete();
+                    return Poll::Ready(None);
+                }
+                // Cut short: closed before its length or its last chunk, or reset.
+                Poll::Ready(Some(Err(_))) => return this.fail(FailureCause::Truncated),
+                Poll::Ready(Some(Ok(frame))) => {
+                    this.waiting = false;
+                    if let Ok(data) = frame.into_data() {
+                        if this.incoming.is_end_stream() {
+                            this.complete();
+                        }
+                        return Poll::Ready(Some(Ok(data)));
+                    }
+                    // Trailers cannot be carried by an HTTP/1.1 response from actix: dropped.
+                }
+            }
+        }
+    }
+}
