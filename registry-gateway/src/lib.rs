@@ -16,6 +16,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod head_limits;
 pub mod policy;
 pub mod proxy;
 pub mod registry;

@@ -108,6 +108,10 @@ impl Gateway {
                 request_timeout: config.upstream.request_timeout,
                 instance_id: instance_id.clone(),
                 max_hops: config.proxy.max_hops,
+                trusted_proxies: crate::proxy::TrustedProxies::parse(
+                    &config.forwarded.trusted_proxies,
+                )
+                .map_err(std::io::Error::other)?,
             },
             grpc_stopped,
         ));

@@ -3,6 +3,7 @@
 //!
 //! gRPC cannot go through actix-web (no HTTP/2 trailers), so it has its own listener on the tokio runtime.
 
+mod client_body;
 mod convert;
 mod proxy;
 mod registry_api;
@@ -48,6 +49,8 @@ pub struct GrpcSettings {
     pub instance_id: crate::proxy::InstanceId,
     /// Most `Via` entries a call may carry.
     pub max_hops: u32,
+    /// Peers whose `X-Forwarded-For` is kept and appended to.
+    pub trusted_proxies: crate::proxy::TrustedProxies,
 }
 
 pub(crate) struct GrpcState {

@@ -4,7 +4,6 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Uri};
@@ -13,22 +12,35 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use uuid::Uuid;
 
+use super::client_body::{ClientBody, ClientBroke};
 use super::status::{self, code};
 use super::{GrpcBody, GrpcState};
 use crate::clock;
-use crate::policy::{FailureCause, Outcome};
-use crate::registry::{Pick, Protocol, Registry, Replica, Service};
+use crate::policy::{attribute, ClientFault, FailureCause, Outcome};
+use crate::registry::{AttemptRecord, Protocol, Replica, Service};
 
 /// Header that names the registry service explicitly, bypassing routing by gRPC service name.
 pub const ROUTE_HEADER: &str = "x-registry-service";
 
 /// Proxies one call. Never fails: errors are gRPC statuses.
-pub(crate) async fn forward(
-    mut req: Request<Incoming>,
-    state: Arc<GrpcState>,
-) -> Response<GrpcBody> {
-    let started = Instant::now();
+pub(crate) async fn forward(req: Request<Incoming>, state: Arc<GrpcState>) -> Response<GrpcBody> {
+    let started = clock::now();
     let registry = &state.registry;
+    if let Err(e) = crate::proxy::via::check(
+        req.headers()
+            .get_all(http::header::VIA)
+            .iter()
+            .map(|v| v.as_bytes()),
+        &state.settings.instance_id,
+        state.settings.max_hops,
+    ) {
+        return status::error_response(code::FAILED_PRECONDITION, &e.to_string());
+    }
+    let broke = ClientBroke::default();
+    let mut req = req.map(|b| ClientBody::new(b, broke.clone()));
+    if let Ok(via) = HeaderValue::from_str(&state.settings.instance_id.via_entry()) {
+        req.headers_mut().append(http::header::VIA, via);
+    }
     let grpc_service = req
         .uri()
         .path()
@@ -88,11 +100,15 @@ pub(crate) async fn forward(
         .get::<std::net::SocketAddr>()
         .map(|a| a.ip());
     if let Some(ip) = peer {
-        let xff = match req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-        {
+        // Only a trusted proxy in front may say who the client is (forwarded.trusted_proxies).
+        let prev = match state.settings.trusted_proxies.trusts(peer) {
+            true => req
+                .headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok()),
+            false => None,
+        };
+        let xff = match prev {
             Some(prev) => format!("{prev}, {ip}"),
             None => ip.to_string(),
         };
@@ -138,7 +154,7 @@ pub(crate) async fn forward(
         };
         *req.uri_mut() = uri;
         let remaining = match deadline {
-            Some(d) => match d.checked_sub(started.elapsed()) {
+            Some(d) => match d.checked_sub(clock::now().saturating_duration_since(started)) {
                 Some(r) if !r.is_zero() => {
                     req.headers_mut()
                         .insert("grpc-timeout", status::format_timeout(r));
@@ -155,7 +171,7 @@ pub(crate) async fn forward(
             None => None,
         };
         let wait = remaining.unwrap_or(state.settings.request_timeout);
-        let record = AttemptRecord::new(Arc::clone(registry), pick);
+        let mut record = AttemptRecord::new(Arc::clone(registry), pick);
         let result = tokio::time::timeout(wait, sender.try_send_request(req)).await;
         match result {
             Err(_) => {
@@ -173,10 +189,20 @@ pub(crate) async fn forward(
                 record.finish(Outcome::Failure(FailureCause::Timeout));
                 return status::error_response(c, msg);
             }
-            Ok(Ok(resp)) => return observe(resp, record),
+            Ok(Ok(resp)) => return observe(resp, record, broke),
             Ok(Err(mut e)) => {
-                state.connections.forget(&authority);
-                record.finish(Outcome::Failure(FailureCause::Transport));
+                let client = broke.get().then_some(ClientFault::Aborted);
+                let outcome = attribute(client, FailureCause::Transport);
+                if outcome.is_failure() {
+                    state.connections.forget(&authority);
+                }
+                record.finish(outcome);
+                if client.is_some() {
+                    return status::error_response(
+                        code::CANCELLED,
+                        "the client's request stream broke",
+                    );
+                }
                 match e.take_message() {
                     // The connection died before the call left: it moves on, untouched.
                     Some(back) => {
@@ -209,7 +235,11 @@ pub(crate) async fn forward(
 
 /// Classifies the response as soon as its status is known: a non-200 HTTP status or a trailers-only
 /// `grpc-status` now, otherwise the trailers at the end of the body.
-fn observe(resp: Response<Incoming>, guard: AttemptRecord) -> Response<GrpcBody> {
+fn observe(
+    resp: Response<Incoming>,
+    mut guard: AttemptRecord,
+    broke: ClientBroke,
+) -> Response<GrpcBody> {
     let (parts, body) = resp.into_parts();
     if parts.status != http::StatusCode::OK {
         let outcome = if parts.status.is_server_error() {
@@ -227,47 +257,26 @@ fn observe(resp: Response<Incoming>, guard: AttemptRecord) -> Response<GrpcBody>
     let body = ObservedBody {
         inner: body,
         guard: Some(guard),
+        broke,
     };
     Response::from_parts(parts, body.boxed_unsync())
-}
-
-/// Records one attempt's outcome exactly once; a call dropped without one gives back its probe.
-struct AttemptRecord {
-    registry: Arc<Registry>,
-    pick: Option<Pick>,
-}
-
-impl AttemptRecord {
-    fn new(registry: Arc<Registry>, pick: Pick) -> Self {
-        AttemptRecord {
-            registry,
-            pick: Some(pick),
-        }
-    }
-
-    fn finish(mut self, outcome: Outcome) {
-        self.finish_mut(outcome);
-    }
-
-    fn finish_mut(&mut self, outcome: Outcome) {
-        if let Some(pick) = self.pick.take() {
-            self.registry.record(&pick, outcome, clock::now());
-        }
-    }
-}
-
-impl Drop for AttemptRecord {
-    fn drop(&mut self) {
-        if let Some(pick) = self.pick.take() {
-            self.registry.abandon(&pick);
-        }
-    }
 }
 
 /// The replica's response body, passed through frame by frame; its trailers decide the outcome.
 struct ObservedBody {
     inner: Incoming,
     guard: Option<AttemptRecord>,
+    broke: ClientBroke,
+}
+
+impl ObservedBody {
+    /// Records a broken stream: the client's fault when its own request stream broke first.
+    fn broken(&mut self) {
+        if let Some(mut g) = self.guard.take() {
+            let client = self.broke.get().then_some(ClientFault::Aborted);
+            g.finish(attribute(client, FailureCause::Transport));
+        }
+    }
 }
 
 impl Body for ObservedBody {
@@ -288,22 +297,18 @@ impl Body for ObservedBody {
                         None => Outcome::Failure(FailureCause::Transport),
                     };
                     if let Some(mut g) = this.guard.take() {
-                        g.finish_mut(outcome);
+                        g.finish(outcome);
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                if let Some(mut g) = this.guard.take() {
-                    g.finish_mut(Outcome::Failure(FailureCause::Transport));
-                }
+                this.broken();
                 Poll::Ready(Some(Err(e.into())))
             }
             Poll::Ready(None) => {
                 // A gRPC response must end with trailers carrying grpc-status.
-                if let Some(mut g) = this.guard.take() {
-                    g.finish_mut(Outcome::Failure(FailureCause::Transport));
-                }
+                this.broken();
                 Poll::Ready(None)
             }
         }

@@ -10,8 +10,10 @@ use super::GrpcBody;
 
 /// gRPC status codes the gateway produces itself.
 pub(crate) mod code {
+    pub(crate) const CANCELLED: i32 = 1;
     pub(crate) const DEADLINE_EXCEEDED: i32 = 4;
     pub(crate) const NOT_FOUND: i32 = 5;
+    pub(crate) const FAILED_PRECONDITION: i32 = 9;
     pub(crate) const UNAVAILABLE: i32 = 14;
 }
 

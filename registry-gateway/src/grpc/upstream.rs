@@ -3,16 +3,16 @@
 use std::time::Duration;
 
 use dashmap::DashMap;
-use hyper::body::Incoming;
 use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+use super::client_body::ClientBody;
 use crate::policy::FailureCause;
 
 /// The connections of this gateway, by replica authority.
 #[derive(Default)]
 pub(crate) struct Connections {
-    conns: DashMap<String, SendRequest<Incoming>>,
+    conns: DashMap<String, SendRequest<ClientBody>>,
 }
 
 impl Connections {
@@ -21,7 +21,7 @@ impl Connections {
         &self,
         authority: &str,
         connect_timeout: Duration,
-    ) -> Result<SendRequest<Incoming>, FailureCause> {
+    ) -> Result<SendRequest<ClientBody>, FailureCause> {
         // Never hold the map's guard across an await: clone the sender out.
         let existing = self.conns.get(authority).map(|s| s.clone());
         if let Some(mut sender) = existing {

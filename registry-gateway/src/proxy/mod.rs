@@ -6,7 +6,7 @@ mod request_body;
 mod response_body;
 pub mod route;
 mod upstream;
-mod via;
+pub(crate) mod via;
 
 pub use forwarded::{Cidr, TrustedProxies};
 pub use via::{HopError, InstanceId};
