@@ -412,3 +412,32 @@ async fn client_and_bidirectional_streams_pass_through_and_health_and_explicit_r
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_already_passed_through_this_gateway_is_refused_as_a_loop() {
+    let gw = gateway("proxy: { instance_id: gw-loop, max_hops: 3 }\n");
+    let _reps = replicas(&gw, 1, &[]).await;
+    let mut echo = EchoClient::new(channel(&gw.grpc_url).await);
+    // A call carrying this gateway's own Via entry: refused, never forwarded.
+    let mut req = tonic::Request::new(say("loop"));
+    req.metadata_mut()
+        .insert("via", "1.1 other, 1.1 gw-loop".parse().unwrap());
+    let err = echo.say(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("loop"), "{}", err.message());
+    // Too many hops through other gateways: refused too.
+    let mut req = tonic::Request::new(say("far"));
+    req.metadata_mut()
+        .insert("via", "1.1 a, 1.1 b, 1.1 c".parse().unwrap());
+    let err = echo.say(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    // Two earlier hops are fine, and the replica stays untouched by the refused calls.
+    let mut req = tonic::Request::new(say("near"));
+    req.metadata_mut()
+        .insert("via", "1.1 a, 1.1 b".parse().unwrap());
+    assert_eq!(echo.say(req).await.unwrap().into_inner().message, "near");
+    let c = Client::new();
+    let reps = grpc_replicas(&c, &gw.url, "echo").await;
+    assert_eq!(reps[0]["requests"], 1, "{reps:?}");
+    assert_eq!(reps[0]["failures"], 0, "{reps:?}");
+}
