@@ -141,3 +141,22 @@ pub async fn register(client: &Client, gw: &str, service: &str, address: &str) -
     );
     r.json()["id"].as_str().expect("id").to_owned()
 }
+
+/// The registry's view of the replica at `address` in `service` (`GET /registry/{service}`), or `None` when
+/// it is not registered (or the service is unknown).
+pub async fn replica_view(
+    client: &Client,
+    gw: &str,
+    service: &str,
+    address: &str,
+) -> Option<serde_json::Value> {
+    let r = client.get(&format!("{gw}/registry/{service}")).await;
+    if !r.status.is_success() {
+        return None;
+    }
+    r.json()["replicas"]
+        .as_array()?
+        .iter()
+        .find(|r| r["address"] == address)
+        .cloned()
+}
