@@ -300,6 +300,17 @@ impl RawResponse {
         })
     }
 
+    /// The status line and the body (lossy text, at most 300 bytes), for failure messages.
+    pub fn summary(&self) -> String {
+        let body = String::from_utf8_lossy(&self.body[..self.body.len().min(300)]).into_owned();
+        format!(
+            "{} ({:?}, {} body bytes) {body}",
+            self.status_line,
+            self.end,
+            self.body.len()
+        )
+    }
+
     /// Whether the server said it closes the connection after this response.
     pub fn closes(&self) -> bool {
         self.header("connection")
@@ -621,6 +632,28 @@ async fn hold_until_peer_closes(wire: &mut Wire) -> io::Result<()> {
             return Ok(());
         }
     }
+}
+
+/// Polls `check` every 20 ms until it holds (`true`) or `deadline` passes (`false`).
+pub async fn poll_until(deadline: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if check() {
+            return true;
+        }
+        if start.elapsed() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls `check` every 20 ms until it holds, or panics with `what` after `deadline`.
+pub async fn wait_until(deadline: Duration, what: &str, check: impl FnMut() -> bool) {
+    assert!(
+        poll_until(deadline, check).await,
+        "timed out after {deadline:?} waiting for: {what}"
+    );
 }
 
 #[cfg(test)]
