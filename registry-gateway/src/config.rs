@@ -500,7 +500,11 @@ impl Config {
             }
         }
         for (field, n, min) in [
-            ("limits.max_header_bytes", self.limits.max_header_bytes, 1024),
+            (
+                "limits.max_header_bytes",
+                self.limits.max_header_bytes,
+                1024,
+            ),
             ("limits.max_uri_bytes", self.limits.max_uri_bytes, 256),
             ("limits.max_connections", self.limits.max_connections, 1),
         ] {

@@ -15,11 +15,10 @@ const POLICY: &str =
 
 /// Waits until the registry shows a failure recorded against `address`; panics with the counters if not.
 async fn charged(c: &Client, gw: &Proc, service: &str, address: &str) -> Health {
-    let mut last = None;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        last = Some(health(c, &gw.url, service, address).await);
-        if let Some(Some(h)) = &last {
+        let last = health(c, &gw.url, service, address).await;
+        if let Some(h) = &last {
             if is_charged(h) {
                 return h.clone();
             }

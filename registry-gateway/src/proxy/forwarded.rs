@@ -44,7 +44,9 @@ impl Cidr {
         };
         match (self.net, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
@@ -105,7 +107,14 @@ mod tests {
 
     #[test]
     fn bad_networks_are_refused() {
-        for bad in ["", "127.0.0.1/33", "::1/129", "localhost", "10.0.0.0/x", "1.2.3/8"] {
+        for bad in [
+            "",
+            "127.0.0.1/33",
+            "::1/129",
+            "localhost",
+            "10.0.0.0/x",
+            "1.2.3/8",
+        ] {
             assert!(bad.parse::<Cidr>().is_err(), "{bad}");
         }
     }

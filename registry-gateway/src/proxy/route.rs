@@ -127,7 +127,10 @@ mod tests {
 
     fn ok(service: &str, tail: &str) -> Result<(&'static str, String), RouteError> {
         // leak: test-only convenience to compare borrowed service names
-        Ok((Box::leak(service.to_owned().into_boxed_str()), tail.to_owned()))
+        Ok((
+            Box::leak(service.to_owned().into_boxed_str()),
+            tail.to_owned(),
+        ))
     }
 
     #[test]
@@ -156,7 +159,10 @@ mod tests {
         assert_eq!(r("/svc/a/.%2e/b"), ok("svc", "/b"));
         // names that merely contain dots are ordinary segments
         assert_eq!(r("/svc/.well-known/x"), ok("svc", "/.well-known/x"));
-        assert_eq!(r("/svc/a.../..b/%2e%2e%2e"), ok("svc", "/a.../..b/%2e%2e%2e"));
+        assert_eq!(
+            r("/svc/a.../..b/%2e%2e%2e"),
+            ok("svc", "/a.../..b/%2e%2e%2e")
+        );
         assert_eq!(r("/svc/%2f/x"), ok("svc", "/%2f/x"));
     }
 
