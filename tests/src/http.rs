@@ -141,3 +141,53 @@ pub async fn register(client: &Client, gw: &str, service: &str, address: &str) -
     );
     r.json()["id"].as_str().expect("id").to_owned()
 }
+
+/// The registry's view of the replica at `address` in `service` (`GET /registry/{service}`), or `None` when
+/// it is not registered (or the service is unknown).
+pub async fn replica_view(
+    client: &Client,
+    gw: &str,
+    service: &str,
+    address: &str,
+) -> Option<serde_json::Value> {
+    let r = client.get(&format!("{gw}/registry/{service}")).await;
+    if !r.status.is_success() {
+        return None;
+    }
+    r.json()["replicas"]
+        .as_array()?
+        .iter()
+        .find(|r| r["address"] == address)
+        .cloned()
+}
+
+/// A replica's counters as `GET /registry/{service}` reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// Breaker state: `closed`, `open` or `half_open`.
+    pub state: String,
+    /// Failures since the last success.
+    pub consecutive_failures: u64,
+    /// Failures ever recorded.
+    pub failures: u64,
+    /// Requests ever sent to it.
+    pub requests: u64,
+}
+
+impl Health {
+    /// Closed, with no failure ever recorded.
+    pub fn is_clean(&self) -> bool {
+        self.state == "closed" && self.consecutive_failures == 0 && self.failures == 0
+    }
+}
+
+/// The counters of the replica at `address` in `service`, or `None` when it is not registered.
+pub async fn health(client: &Client, gw: &str, service: &str, address: &str) -> Option<Health> {
+    let v = replica_view(client, gw, service, address).await?;
+    Some(Health {
+        state: v["state"].as_str().unwrap_or("?").to_owned(),
+        consecutive_failures: v["consecutive_failures"].as_u64().unwrap_or(u64::MAX),
+        failures: v["failures"].as_u64().unwrap_or(u64::MAX),
+        requests: v["requests"].as_u64().unwrap_or(u64::MAX),
+    })
+}

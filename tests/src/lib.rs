@@ -5,6 +5,7 @@
 
 pub mod http;
 pub mod process;
+pub mod raw;
 pub mod traffic;
 
 pub use http::{Client, Response};
