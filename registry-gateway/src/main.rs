@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use registry_gateway::config::ConfigError;
 use registry_gateway::{Config, Gateway};
 
 /// mimalloc: the proxy path allocates small, short-lived buffers on every request; measured in bench/proxy.sh.
@@ -77,6 +78,12 @@ fn main() -> ExitCode {
 async fn run(config: Config) -> ExitCode {
     let gateway = match Gateway::start(config).await {
         Ok(g) => g,
+        // A config the gateway refuses only once its listeners are known (a static replica that is one
+        // of them): exit like any other config error.
+        Err(e) if e.get_ref().is_some_and(|inner| inner.is::<ConfigError>()) => {
+            eprintln!("registry-gateway: {e}");
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("registry-gateway: cannot start: {e}");
             return ExitCode::FAILURE;

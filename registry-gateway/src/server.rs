@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use actix_web::{web, App, HttpServer};
 
-use crate::admin::{self, AdminSettings, RegistrationToken};
+use crate::admin::{self, AdminSettings, ApiTokens};
 use crate::clock;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::grpc::{self, GrpcSettings};
 use crate::proxy::{self, InstanceId, Proxy, ProxySettings};
-use crate::registry::Registry;
+use crate::registry::{is_local_ip, Listener, OwnListeners, Registry};
 use crate::store::{RedisSettings, Shared, StoreKind};
 
 /// A started gateway.
@@ -26,17 +26,41 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Binds the listener and starts serving on the current tokio runtime.
+    /// Binds the listeners and starts serving on the current tokio runtime.
+    ///
+    /// A static replica (`services:`) that is one of the gateway's own listeners is refused with an
+    /// [`std::io::ErrorKind::InvalidInput`] error wrapping a [`ConfigError`] that names `services.<name>`.
     pub async fn start(config: Config) -> std::io::Result<Gateway> {
         let registry = Arc::new(Registry::new(config.registry_policy()));
         let instance_id = match &config.proxy.instance_id {
             Some(id) => InstanceId::parse(id).map_err(std::io::Error::other)?,
             None => InstanceId::random(),
         };
+
+        let listener = std::net::TcpListener::bind(config.listen)?;
+        let http_addr = listener.local_addr()?;
+        let grpc_listener = std::net::TcpListener::bind(config.grpc_listen)?;
+        grpc_listener.set_nonblocking(true)?;
+        let grpc_addr = grpc_listener.local_addr()?;
+        let own_listeners = OwnListeners::new(own_listeners(http_addr, grpc_addr));
+
         let now = clock::now();
         for (service, address) in config.static_replicas() {
+            own_listeners.check(&address, is_local_ip).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    ConfigError::Invalid {
+                        field: format!("services.{service}"),
+                        message: e.to_string(),
+                    },
+                )
+            })?;
             registry.add_static(service, address, now);
         }
+        let tokens = ApiTokens::new(
+            config.auth.registration_token.clone(),
+            config.auth.read_token.clone(),
+        );
         let shared = match StoreKind::parse(&config.store).map_err(std::io::Error::other)? {
             StoreKind::Memory => Shared::memory(),
             StoreKind::Redis(url) => Shared::redis(
@@ -57,18 +81,13 @@ impl Gateway {
                 .map_err(std::io::Error::other)?,
         });
         let admin_settings = web::Data::new(AdminSettings {
-            token: config
-                .auth
-                .registration_token
-                .clone()
-                .map(RegistrationToken::new),
+            tokens: tokens.clone(),
             registration_body_max: config.limits.registration_body_max,
+            own_listeners: own_listeners.clone(),
         });
         let registry_data = web::Data::new(Arc::clone(&registry));
         let shared_data = web::Data::new(shared.clone());
 
-        let listener = std::net::TcpListener::bind(config.listen)?;
-        let http_addr = listener.local_addr()?;
         let workers = config.worker_threads();
         let server = HttpServer::new(move || {
             App::new()
@@ -88,20 +107,14 @@ impl Gateway {
         .listen(listener)?
         .run();
 
-        let grpc_listener = std::net::TcpListener::bind(config.grpc_listen)?;
-        grpc_listener.set_nonblocking(true)?;
-        let grpc_addr = grpc_listener.local_addr()?;
         let grpc_listener = tokio::net::TcpListener::from_std(grpc_listener)?;
         let (grpc_stop, grpc_stopped) = tokio::sync::watch::channel(false);
         let grpc = tokio::spawn(grpc::serve(
             grpc_listener,
             Arc::clone(&registry),
             shared.clone(),
-            config
-                .auth
-                .registration_token
-                .clone()
-                .map(RegistrationToken::new),
+            tokens,
+            own_listeners,
             GrpcSettings {
                 max_attempts: config.retry.max_attempts,
                 connect_timeout: config.upstream.connect_timeout,
@@ -159,6 +172,20 @@ impl Gateway {
         self.sweeper.abort();
         server.await.map_err(std::io::Error::other)?
     }
+}
+
+/// Every listener, for the own-address check.
+fn own_listeners(http: SocketAddr, grpc: SocketAddr) -> Vec<Listener> {
+    vec![
+        Listener {
+            kind: "HTTP",
+            addr: http,
+        },
+        Listener {
+            kind: "gRPC",
+            addr: grpc,
+        },
+    ]
 }
 
 /// Removes replicas whose lease ran out, several times per TTL so removal is at most a fraction late.

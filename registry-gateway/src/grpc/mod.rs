@@ -3,7 +3,7 @@
 //!
 //! gRPC cannot go through actix-web (no HTTP/2 trailers), so it has its own listener on the tokio runtime.
 
-mod convert;
+pub(crate) mod convert;
 mod proxy;
 mod registry_api;
 mod status;
@@ -27,8 +27,8 @@ use tonic::codegen::Service as _;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 
-use crate::admin::RegistrationToken;
-use crate::registry::Registry;
+use crate::admin::ApiTokens;
+use crate::registry::{OwnListeners, Registry};
 use crate::store::Shared;
 
 /// Every response body the listener sends.
@@ -60,11 +60,14 @@ pub(crate) struct GrpcState {
 }
 
 /// Serves gRPC on `listener` until `shutdown` turns true, then lets open calls finish.
+///
+/// `tokens` guard the registration API as on HTTP; registering one of `own_listeners` is refused.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     registry: Arc<Registry>,
     shared: Shared,
-    token: Option<RegistrationToken>,
+    tokens: ApiTokens,
+    own_listeners: OwnListeners,
     settings: GrpcSettings,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -81,7 +84,11 @@ pub async fn serve(
         shared,
         settings,
         connections: upstream::Connections::default(),
-        registry_server: RegistryServer::new(registry_api::RegistryApi { registry, token }),
+        registry_server: RegistryServer::new(registry_api::RegistryApi {
+            registry,
+            tokens,
+            own_listeners,
+        }),
         health_server,
     });
     let mut connections = tokio::task::JoinSet::new();
