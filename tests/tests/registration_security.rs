@@ -1,10 +1,10 @@
 //! Hardening of the registration API end to end: JSON content type, bearer parsing, protected reads,
-//! refusing port 0 and the gateway's own listeners.
+//! a separate admin listener, refusing port 0 and the gateway's own listeners, warnings.
 
 use std::time::Duration;
 
 use e2e::process::{free_port, gateway_command, gateway_command_on};
-use e2e::{gateway, Client};
+use e2e::{demo, gateway, Client, Proc};
 use http::{Method, StatusCode};
 use registry_proto::registry::v1::{self as pb, registry_client::RegistryClient};
 use serde_json::json;
@@ -33,6 +33,22 @@ fn grpc_req<T>(msg: T, authorization: Option<&str>) -> tonic::Request<T> {
 
 fn register_body(service: &str, address: &str) -> String {
     json!({ "service": service, "address": address }).to_string()
+}
+
+/// Starts a gateway (two workers) with `extra` flags.
+fn gateway_with(listen: &str, yaml: &str, extra: &[&str]) -> Proc {
+    let (mut cmd, file) = gateway_command_on(listen, &format!("workers: 2\n{yaml}"));
+    cmd.args(extra);
+    Proc::spawn(cmd, vec![file])
+}
+
+/// `http://127.0.0.1:PORT` of the admin listener, from the `listening on` line.
+fn admin_url(gw: &mut Proc) -> String {
+    gw.wait_for_line("listening on http://", Duration::from_secs(5))
+        .split_whitespace()
+        .find_map(|t| t.strip_prefix("admin="))
+        .expect("admin= in the listening line")
+        .to_owned()
 }
 
 /// Asserts a JSON error: status, code, and (when given) the field.
@@ -428,4 +444,167 @@ async fn reads_need_the_read_or_registration_token_once_a_token_is_set() {
         StatusCode::OK
     );
     assert_eq!(grpc_reads(&gw.grpc_url, None).await, (Ok(()), Ok(())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_admin_listen_the_api_moves_off_the_proxy_listener() {
+    let mut gw = gateway_with("127.0.0.1:0", "", &["--admin-listen", "127.0.0.1:0"]);
+    let admin = admin_url(&mut gw);
+    assert_ne!(admin, gw.url);
+    let backend = demo("a", &[]);
+    let c = Client::new();
+
+    // The API answers on the admin listener.
+    let r = c
+        .request(
+            Method::POST,
+            &format!("{admin}/register"),
+            &[JSON],
+            register_body("orders", &backend.url),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    let listed = c.get(&format!("{admin}/registry/orders")).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(listed.json()["replicas"][0]["id"], id.as_str());
+
+    // The main listener proxies, and the API paths there are just unknown services.
+    assert_eq!(
+        c.get(&format!("{}/orders/hello", gw.url)).await.status,
+        StatusCode::OK
+    );
+    let on_main = c
+        .request(
+            Method::POST,
+            &format!("{}/register", gw.url),
+            &[JSON],
+            register_body("users", &backend.url),
+        )
+        .await;
+    assert_error(&on_main, StatusCode::NOT_FOUND, "unknown_service", None);
+    for path in [
+        "/registry",
+        "/registry/orders",
+        &format!("/registry/orders/{id}"),
+    ] {
+        let r = c.get(&format!("{}{path}", gw.url)).await;
+        assert_error(&r, StatusCode::NOT_FOUND, "unknown_service", None);
+    }
+    let hb = c
+        .put(&format!("{}/registry/orders/{id}/heartbeat", gw.url))
+        .await;
+    assert_error(&hb, StatusCode::NOT_FOUND, "unknown_service", None);
+    // Health on both; the admin listener proxies nothing.
+    for base in [&gw.url, &admin] {
+        assert_eq!(
+            c.get(&format!("{base}/healthz")).await.status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            c.get(&format!("{base}/readyz")).await.status,
+            StatusCode::OK
+        );
+    }
+    let r = c.get(&format!("{admin}/orders/hello")).await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found", None);
+
+    // The admin listener is one of the gateway's own addresses.
+    let r = c
+        .request(
+            Method::POST,
+            &format!("{admin}/register"),
+            &[JSON],
+            register_body("orders", &admin),
+        )
+        .await;
+    assert_error(
+        &r,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        Some("address"),
+    );
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("own admin listener"));
+
+    // Heartbeat and deregistration on the admin listener.
+    assert_eq!(
+        c.put(&format!("{admin}/registry/orders/{id}/heartbeat"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        c.delete(&format!("{admin}/registry/orders/{id}"))
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        c.get(&format!("{}/orders/hello", gw.url)).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    // SIGTERM stops both listeners and the process exits cleanly.
+    assert_eq!(
+        gw.terminate(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        gw.output()
+    );
+    let admin_addr = admin.trim_start_matches("http://");
+    assert!(std::net::TcpStream::connect(admin_addr).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_listen_from_the_config_file_works_too() {
+    let port = free_port();
+    let mut gw = gateway_with(
+        "127.0.0.1:0",
+        &format!("admin_listen: 127.0.0.1:{port}\n"),
+        &[],
+    );
+    assert_eq!(admin_url(&mut gw), format!("http://127.0.0.1:{port}"));
+    let c = Client::new();
+    let r = c
+        .request(
+            Method::POST,
+            &format!("http://127.0.0.1:{port}/register"),
+            &[JSON],
+            register_body("orders", "http://127.0.0.1:9"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+}
+
+const UNAUTHENTICATED_WARNING: &str = "registration is unauthenticated";
+
+#[test]
+fn open_registration_off_loopback_is_warned_about() {
+    let mut exposed = gateway_with("0.0.0.0:0", "", &[]);
+    let line = exposed.wait_for_line(UNAUTHENTICATED_WARNING, Duration::from_secs(5));
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("HTTP listener 0.0.0.0:"), "{line}");
+    // Only the listeners off loopback are named (gRPC is on 127.0.0.1 here).
+    assert_eq!(exposed.lines_with(UNAUTHENTICATED_WARNING).len(), 1);
+
+    // A token, loopback, or the API moved to a loopback admin listener: no warning.
+    let quiet = [
+        gateway_with("0.0.0.0:0", "auth: { registration_token: t }\n", &[]),
+        gateway_with("127.0.0.1:0", "", &[]),
+        gateway_with("0.0.0.0:0", "", &["--admin-listen", "127.0.0.1:0"]),
+    ];
+    for gw in &quiet {
+        assert!(
+            gw.lines_with(UNAUTHENTICATED_WARNING).is_empty(),
+            "{}",
+            gw.output()
+        );
+    }
+    // A non-loopback admin listener is named.
+    let mut admin = gateway_with("127.0.0.1:0", "", &["--admin-listen", "0.0.0.0:0"]);
+    let line = admin.wait_for_line(UNAUTHENTICATED_WARNING, Duration::from_secs(5));
+    assert!(line.contains("admin listener 0.0.0.0:"), "{line}");
 }
