@@ -30,10 +30,11 @@ pub struct Gateway {
 impl Gateway {
     /// Binds the listeners and starts serving on the current tokio runtime.
     ///
+    /// Raises the open-files limit first, and lowers `limits.max_connections` to fit it if needed.
     /// A static replica (`services:`) that is one of the gateway's own listeners is refused with an
     /// [`std::io::ErrorKind::InvalidInput`] error wrapping a [`ConfigError`] that names `services.<name>`.
     pub async fn start(config: Config) -> std::io::Result<Gateway> {
-        let max_connections = config.limits.max_connections;
+        let max_connections = fit_max_connections(&config);
         let registry = Arc::new(Registry::new(config.registry_policy()));
         let instance_id = match &config.proxy.instance_id {
             Some(id) => InstanceId::parse(id).map_err(std::io::Error::other)?,
@@ -173,6 +174,7 @@ impl Gateway {
                 request_timeout: config.upstream.request_timeout,
                 instance_id: instance_id.clone(),
                 max_hops: config.proxy.max_hops,
+                max_connections,
             },
             grpc_stopped,
         ));
@@ -302,6 +304,68 @@ fn exposed_registration(open: bool, registration: &[Listener]) -> Vec<Listener> 
         .collect()
 }
 
+/// File descriptors kept aside for listeners, upstream pools, Redis, logs.
+const RESERVED_FDS: u64 = 256;
+
+/// The most connections that fit `nofile` open files: two descriptors per connection (the client's and
+/// its upstream) plus [`RESERVED_FDS`]; `configured` when it fits or the limit is unknown; at least 1.
+fn effective_max_connections(configured: usize, nofile: Option<u64>) -> usize {
+    let Some(limit) = nofile else {
+        return configured;
+    };
+    let need = (configured as u64)
+        .saturating_mul(2)
+        .saturating_add(RESERVED_FDS);
+    if need <= limit {
+        return configured;
+    }
+    let fits = limit.saturating_sub(RESERVED_FDS) / 2;
+    usize::try_from(fits).unwrap_or(usize::MAX).max(1)
+}
+
+/// Raises the soft open-files limit to the hard one, and returns `limits.max_connections` lowered to
+/// fit it (with a warning naming the key) when it does not.
+fn fit_max_connections(config: &Config) -> usize {
+    let configured = config.limits.max_connections;
+    let nofile = raise_nofile_limit();
+    let effective = effective_max_connections(configured, nofile);
+    if effective < configured {
+        tracing::warn!(
+            configured,
+            effective,
+            "limits.max_connections = {configured} needs {} open files (2 per connection + {RESERVED_FDS}) \
+             but RLIMIT_NOFILE is {}: using {effective}; raise the hard limit (ulimit -Hn) or lower \
+             limits.max_connections",
+            (configured as u64).saturating_mul(2).saturating_add(RESERVED_FDS),
+            nofile.unwrap_or(0),
+        );
+    }
+    effective
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the soft limit now in force, if known.
+fn raise_nofile_limit() -> Option<u64> {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(soft) => Some(soft),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise the open-files limit (RLIMIT_NOFILE)");
+            current_nofile_limit()
+        }
+    }
+}
+
+#[cfg(unix)]
+fn current_nofile_limit() -> Option<u64> {
+    rlimit::getrlimit(rlimit::Resource::NOFILE)
+        .ok()
+        .map(|(soft, _)| soft)
+}
+
+#[cfg(not(unix))]
+fn current_nofile_limit() -> Option<u64> {
+    None
+}
+
 /// Removes replicas whose lease ran out, several times per TTL so removal is at most a fraction late.
 async fn sweep_leases(registry: Arc<Registry>, ttl: Duration, shared: Shared) {
     let period = (ttl / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
@@ -321,6 +385,25 @@ mod tests {
 
     fn sa(s: &str) -> SocketAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn max_connections_fit_the_open_files_limit() {
+        // 4096 connections need 2 * 4096 + 256 = 8448 descriptors.
+        assert_eq!(effective_max_connections(4096, Some(8448)), 4096);
+        assert_eq!(effective_max_connections(4096, Some(1_048_576)), 4096);
+        assert_eq!(effective_max_connections(4096, Some(8447)), 4095);
+        assert_eq!(effective_max_connections(4096, Some(1024)), 384);
+        assert_eq!(effective_max_connections(4096, Some(512)), 128);
+        // Never 0, even under a tiny limit.
+        assert_eq!(effective_max_connections(4096, Some(100)), 1);
+        assert_eq!(effective_max_connections(4096, Some(0)), 1);
+        // Unknown or unlimited: as configured.
+        assert_eq!(effective_max_connections(4096, None), 4096);
+        assert_eq!(
+            effective_max_connections(usize::MAX, Some(u64::MAX)),
+            usize::MAX
+        );
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Hardening of the registration API end to end: JSON content type, bearer parsing, protected reads,
-//! a separate admin listener, refusing port 0 and the gateway's own listeners, warnings.
+//! a separate admin listener, refusing port 0 and the gateway's own listeners, warnings, connection caps.
 
+use std::process::Command;
 use std::time::Duration;
 
+use bytes::Bytes;
 use e2e::process::{free_port, gateway_command, gateway_command_on};
 use e2e::{demo, gateway, Client, Proc};
 use http::{Method, StatusCode};
@@ -607,4 +609,116 @@ fn open_registration_off_loopback_is_warned_about() {
     let mut admin = gateway_with("127.0.0.1:0", "", &["--admin-listen", "0.0.0.0:0"]);
     let line = admin.wait_for_line(UNAUTHENTICATED_WARNING, Duration::from_secs(5));
     assert!(line.contains("admin listener 0.0.0.0:"), "{line}");
+}
+
+/// The gateway command run under `ulimit -Sn soft -Hn hard`, with `yaml`.
+fn gateway_under_nofile(soft: u32, hard: u32, yaml: &str) -> Proc {
+    let (cmd, file) = gateway_command(&format!("workers: 2\n{yaml}"));
+    let mut wrapper = Command::new("sh");
+    wrapper
+        .arg("-c")
+        .arg(format!(
+            "ulimit -Sn {soft} && ulimit -Hn {hard} && exec \"$0\" \"$@\""
+        ))
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapper.env(k, v),
+            None => wrapper.env_remove(k),
+        };
+    }
+    Proc::spawn(wrapper, vec![file])
+}
+
+#[test]
+fn the_open_files_limit_is_raised_and_max_connections_lowered_to_fit() {
+    // Soft 300 is raised to the hard 512; 4096 connections do not fit: (512 - 256) / 2 = 128 do.
+    let mut gw = gateway_under_nofile(300, 512, "");
+    let line = gw.wait_for_line("limits.max_connections", Duration::from_secs(5));
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("RLIMIT_NOFILE is 512: using 128"), "{line}");
+    let listening = gw.wait_for_line("max_connections=", Duration::from_secs(5));
+    assert!(listening.contains("max_connections=128"), "{listening}");
+    // Enough room: no warning.
+    let roomy = gateway_under_nofile(1024, 4096, "limits: { max_connections: 100 }\n");
+    assert!(
+        roomy.lines_with("limits.max_connections").is_empty(),
+        "{}",
+        roomy.output()
+    );
+}
+
+type H2Send = hyper::client::conn::http2::SendRequest<http_body_util::Full<Bytes>>;
+
+/// One HTTP/2 connection to `addr`, with its driver task.
+async fn h2_connect(addr: &str) -> (H2Send, tokio::task::JoinHandle<()>) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    (send, driver)
+}
+
+/// `grpc.health.v1.Health/Check` for the whole server over `send`: true when SERVING.
+async fn health_check(send: &mut H2Send, addr: &str) -> bool {
+    use http_body_util::BodyExt;
+    // An empty HealthCheckRequest: one uncompressed frame of length 0.
+    let req = http::Request::post(format!("http://{addr}/grpc.health.v1.Health/Check"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(Bytes::from_static(&[
+            0, 0, 0, 0, 0,
+        ])))
+        .unwrap();
+    send.ready().await.unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    let ok = resp.status() == StatusCode::OK;
+    let body = resp.into_body().collect().await.unwrap();
+    let status = body
+        .trailers()
+        .and_then(|t| t.get("grpc-status"))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    ok && status.as_deref() == Some("0")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grpc_listener_stops_accepting_at_max_connections_until_one_closes() {
+    let gw = gateway("limits: { max_connections: 2 }\n");
+    let addr = gw.grpc_addr();
+    let (mut first, first_driver) = h2_connect(&addr).await;
+    let (mut second, _second_driver) = h2_connect(&addr).await;
+    assert!(health_check(&mut first, &addr).await);
+    assert!(health_check(&mut second, &addr).await);
+
+    // A third connection waits in the backlog: no answer while both slots are taken.
+    let third = tokio::spawn({
+        let addr = addr.clone();
+        async move {
+            let (mut send, _driver) = h2_connect(&addr).await;
+            health_check(&mut send, &addr).await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(!third.is_finished(), "a third connection was served");
+    assert!(
+        health_check(&mut second, &addr).await,
+        "open connections still work"
+    );
+
+    // Closing one lets it in.
+    drop(first);
+    first_driver.abort();
+    let served = tokio::time::timeout(Duration::from_secs(10), third)
+        .await
+        .expect("the third connection is served once a slot frees")
+        .unwrap();
+    assert!(served);
 }

@@ -48,6 +48,8 @@ pub struct GrpcSettings {
     pub instance_id: crate::proxy::InstanceId,
     /// Most `Via` entries a call may carry.
     pub max_hops: u32,
+    /// Open client connections at most; past it, new ones wait in the listen backlog (at least 1).
+    pub max_connections: usize,
 }
 
 pub(crate) struct GrpcState {
@@ -79,6 +81,8 @@ pub async fn serve(
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
     let health_server = HealthServer::new(HealthService::from_health_reporter(reporter));
+    // One permit per open client connection: with none left, stop accepting until one closes.
+    let permits = Arc::new(tokio::sync::Semaphore::new(settings.max_connections.max(1)));
     let state = Arc::new(GrpcState {
         registry: Arc::clone(&registry),
         shared,
@@ -93,6 +97,14 @@ pub async fn serve(
     });
     let mut connections = tokio::task::JoinSet::new();
     loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(p) => p,
+                // Never closed: stop serving if it somehow were.
+                Err(_) => break,
+            },
+            _ = shutdown.changed() => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -108,6 +120,8 @@ pub async fn serve(
         let state = Arc::clone(&state);
         let mut stop = shutdown.clone();
         connections.spawn(async move {
+            // Held until the connection ends.
+            let _permit = permit;
             let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert::<SocketAddr>(peer);
                 dispatch(req, Arc::clone(&state))
