@@ -46,7 +46,7 @@ for p in $B1 $B2; do
   pids+=($!)
   wait_http "http://127.0.0.1:$p/ping"
   for gw in "$GW_mem" "$GW_red"; do
-    curl -s -o /dev/null -X POST "$gw/register" -d "{\"service\":\"svc\",\"address\":\"http://127.0.0.1:$p\"}"
+    curl -s -o /dev/null -X POST -H "content-type: application/json" "$gw/register" -d "{\"service\":\"svc\",\"address\":\"http://127.0.0.1:$p\"}"
   done
 done
 
@@ -79,7 +79,7 @@ GOOD=$(free_port)
 "$BIN/demo-http" --name good --port "$GOOD" > "$WORK/good.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$GOOD/ping"
-curl -s -o /dev/null -X POST "$GW_ga/register" -d "{\"service\":\"prop\",\"address\":\"http://127.0.0.1:$GOOD\"}"
+curl -s -o /dev/null -X POST -H "content-type: application/json" "$GW_ga/register" -d "{\"service\":\"prop\",\"address\":\"http://127.0.0.1:$GOOD\"}"
 lags=()
 stamp() { grep -m1 -F "$1" "$2" | cut -c12-26 | awk -F: '{printf "%.6f\n", $1*3600 + $2*60 + $3}'; }
 for t in $(seq "$TRIALS"); do
@@ -87,7 +87,7 @@ for t in $(seq "$TRIALS"); do
   "$BIN/demo-http" --name "t$t" --port "$P" > "$WORK/t$t.log" 2>&1 &
   tp=$!
   wait_http "http://127.0.0.1:$P/ping"
-  curl -s -o /dev/null -X POST "$GW_ga/register" -d "{\"service\":\"prop\",\"address\":\"http://127.0.0.1:$P\"}"
+  curl -s -o /dev/null -X POST -H "content-type: application/json" "$GW_ga/register" -d "{\"service\":\"prop\",\"address\":\"http://127.0.0.1:$P\"}"
   for _ in $(seq 100); do curl -s "$GW_gb/registry/prop" | grep -q ":$P\"" && break; sleep 0.02; done
   kill -9 "$tp"; wait "$tp" 2>/dev/null || true
   for _ in $(seq 20); do curl -s -o /dev/null "$GW_ga/prop/ping"; done

@@ -178,9 +178,10 @@ pub struct UpstreamSection {
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSection {
     /// When set, register, heartbeat and deregister need `Authorization: Bearer <token>`, and reads of the
-    /// registry need a token too (`read_token` when set, else this one).
+    /// registry need a token too (this one, or `read_token`).
     pub registration_token: Option<String>,
-    /// A read-only token for `GET /registry*` (Prometheus, dashboards). Only used with `registration_token`.
+    /// A read-only token for `GET /registry*` (Prometheus, dashboards). When set (even alone), reads need
+    /// it or the registration token.
     pub read_token: Option<String>,
 }
 

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use registry_gateway::config::ConfigError;
 use registry_gateway::{Config, Gateway};
 
 /// mimalloc: the proxy path allocates small, short-lived buffers on every request; measured in bench/proxy.sh.
@@ -17,6 +18,10 @@ struct Args {
     /// Address of the HTTP listener (proxy and admin API), overriding the config's `listen`.
     #[arg(long, value_name = "ADDR")]
     listen: Option<std::net::SocketAddr>,
+    /// Address of a separate listener for the admin and registration API, overriding the config's
+    /// `admin_listen`; `listen` then serves only proxied traffic and the health endpoints.
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<std::net::SocketAddr>,
     /// Address of the gRPC listener (h2c), overriding the config's `grpc_listen`.
     #[arg(long, value_name = "ADDR")]
     grpc_listen: Option<std::net::SocketAddr>,
@@ -48,6 +53,9 @@ fn main() -> ExitCode {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
+    if let Some(listen) = args.admin_listen {
+        config.admin_listen = Some(listen);
+    }
     if let Some(listen) = args.grpc_listen {
         config.grpc_listen = listen;
     }
@@ -77,13 +85,23 @@ fn main() -> ExitCode {
 async fn run(config: Config) -> ExitCode {
     let gateway = match Gateway::start(config).await {
         Ok(g) => g,
+        // A config the gateway refuses only once its listeners are known (a static replica that is one
+        // of them): exit like any other config error.
+        Err(e) if e.get_ref().is_some_and(|inner| inner.is::<ConfigError>()) => {
+            eprintln!("registry-gateway: {e}");
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("registry-gateway: cannot start: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let admin = gateway
+        .admin_addr()
+        .map(|a| format!(" admin=http://{a}"))
+        .unwrap_or_default();
     println!(
-        "registry-gateway listening on http://{} grpc=http://{}",
+        "registry-gateway listening on http://{} grpc=http://{}{admin}",
         gateway.http_addr(),
         gateway.grpc_addr()
     );

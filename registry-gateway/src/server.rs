@@ -6,37 +6,81 @@ use std::time::Duration;
 
 use actix_web::{web, App, HttpServer};
 
-use crate::admin::{self, AdminSettings, RegistrationToken};
+use crate::admin::{self, AdminSettings, ApiTokens};
 use crate::clock;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::grpc::{self, GrpcSettings};
+use crate::head_limits::HeadLimits;
 use crate::proxy::{self, InstanceId, Proxy, ProxySettings};
-use crate::registry::Registry;
+use crate::registry::{is_local_ip, Listener, OwnListeners, Registry};
 use crate::store::{RedisSettings, Shared, StoreKind};
 
 /// A started gateway.
 pub struct Gateway {
     http_addr: SocketAddr,
     grpc_addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     registry: Arc<Registry>,
     server: actix_web::dev::Server,
+    admin_server: Option<actix_web::dev::Server>,
     sweeper: tokio::task::JoinHandle<()>,
     grpc: tokio::task::JoinHandle<()>,
     grpc_stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Gateway {
-    /// Binds the listener and starts serving on the current tokio runtime.
+    /// Binds the listeners and starts serving on the current tokio runtime.
+    ///
+    /// Raises the open-files limit first, and lowers `limits.max_connections` to fit it if needed.
+    /// A static replica (`services:`) that is one of the gateway's own listeners is refused with an
+    /// [`std::io::ErrorKind::InvalidInput`] error wrapping a [`ConfigError`] that names `services.<name>`.
     pub async fn start(config: Config) -> std::io::Result<Gateway> {
+        let max_connections = fit_max_connections(&config);
         let registry = Arc::new(Registry::new(config.registry_policy()));
         let instance_id = match &config.proxy.instance_id {
             Some(id) => InstanceId::parse(id).map_err(std::io::Error::other)?,
             None => InstanceId::random(),
         };
+
+        let listener = std::net::TcpListener::bind(config.listen)?;
+        let http_addr = listener.local_addr()?;
+        let admin_listener = config
+            .admin_listen
+            .map(std::net::TcpListener::bind)
+            .transpose()?;
+        let admin_addr = admin_listener
+            .as_ref()
+            .map(std::net::TcpListener::local_addr)
+            .transpose()?;
+        let grpc_listener = std::net::TcpListener::bind(config.grpc_listen)?;
+        grpc_listener.set_nonblocking(true)?;
+        let grpc_addr = grpc_listener.local_addr()?;
+        let own_listeners = OwnListeners::new(own_listeners(http_addr, grpc_addr, admin_addr));
+
         let now = clock::now();
         for (service, address) in config.static_replicas() {
+            own_listeners.check(&address, is_local_ip).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    ConfigError::Invalid {
+                        field: format!("services.{service}"),
+                        message: e.to_string(),
+                    },
+                )
+            })?;
             registry.add_static(service, address, now);
         }
+        let tokens = ApiTokens::new(
+            config.auth.registration_token.clone(),
+            config.auth.read_token.clone(),
+        );
+        let registration_on = registration_listeners(http_addr, grpc_addr, admin_addr);
+        for l in exposed_registration(tokens.registration_is_open(), &registration_on) {
+            tracing::warn!(listener = %l.addr, kind = l.kind,
+                "registration is unauthenticated (no auth.registration_token) and the {} listener {} is \
+                 not on a loopback address: anyone who reaches it can register replicas", l.kind, l.addr);
+        }
+
         let shared = match StoreKind::parse(&config.store).map_err(std::io::Error::other)? {
             StoreKind::Memory => Shared::memory(),
             StoreKind::Redis(url) => Shared::redis(
@@ -57,30 +101,42 @@ impl Gateway {
                 .map_err(std::io::Error::other)?,
         ));
         let admin_settings = web::Data::new(AdminSettings {
-            token: config
-                .auth
-                .registration_token
-                .clone()
-                .map(RegistrationToken::new),
+            tokens: tokens.clone(),
             registration_body_max: config.limits.registration_body_max,
+            own_listeners: own_listeners.clone(),
         });
         let registry_data = web::Data::new(Arc::clone(&registry));
         let shared_data = web::Data::new(shared.clone());
 
-        let listener = std::net::TcpListener::bind(config.listen)?;
-        let http_addr = listener.local_addr()?;
         let workers = config.worker_threads();
+        // With a separate admin listener, the main one proxies every path but the health endpoints.
+        let api_here = admin_listener.is_none();
+        let main_data = (
+            admin_settings.clone(),
+            registry_data.clone(),
+            shared_data.clone(),
+        );
+        let head_limits = HeadLimits {
+            max_uri_bytes: config.limits.max_uri_bytes,
+            max_header_bytes: config.limits.max_header_bytes,
+        };
         let server = HttpServer::new(move || {
+            let (admin_settings, registry_data, shared_data) = main_data.clone();
             App::new()
+                .wrap(head_limits)
                 .app_data(proxy.clone())
-                .app_data(admin_settings.clone())
-                .app_data(registry_data.clone())
-                .app_data(shared_data.clone())
-                .configure(admin::configure)
+                .app_data(admin_settings)
+                .app_data(registry_data)
+                .app_data(shared_data)
+                .configure(if api_here {
+                    admin::configure
+                } else {
+                    admin::configure_health
+                })
                 .default_service(web::to(proxy::handle))
         })
         .workers(workers)
-        .max_connections(config.limits.max_connections.div_ceil(workers).max(1))
+        .max_connections(max_connections.div_ceil(workers).max(1))
         .client_request_timeout(config.client.header_timeout)
         .disable_signals()
         .shutdown_timeout(10)
@@ -88,20 +144,37 @@ impl Gateway {
         .listen(listener)?
         .run();
 
-        let grpc_listener = std::net::TcpListener::bind(config.grpc_listen)?;
-        grpc_listener.set_nonblocking(true)?;
-        let grpc_addr = grpc_listener.local_addr()?;
+        let admin_server = match admin_listener {
+            None => None,
+            Some(listener) => Some(
+                HttpServer::new(move || {
+                    App::new()
+                        .wrap(head_limits)
+                        .app_data(admin_settings.clone())
+                        .app_data(registry_data.clone())
+                        .app_data(shared_data.clone())
+                        .configure(admin::configure_admin_listener)
+                })
+                // Registrations and heartbeats are small and rare next to proxied traffic.
+                .workers(1)
+                .max_connections(max_connections)
+                .client_request_timeout(config.client.header_timeout)
+                .disable_signals()
+                .shutdown_timeout(10)
+                .backlog(1024)
+                .listen(listener)?
+                .run(),
+            ),
+        };
+
         let grpc_listener = tokio::net::TcpListener::from_std(grpc_listener)?;
         let (grpc_stop, grpc_stopped) = tokio::sync::watch::channel(false);
         let grpc = tokio::spawn(grpc::serve(
             grpc_listener,
             Arc::clone(&registry),
             shared.clone(),
-            config
-                .auth
-                .registration_token
-                .clone()
-                .map(RegistrationToken::new),
+            tokens,
+            own_listeners,
             GrpcSettings {
                 max_attempts: config.retry.max_attempts,
                 connect_timeout: config.upstream.connect_timeout,
@@ -112,6 +185,7 @@ impl Gateway {
                     &config.forwarded.trusted_proxies,
                 )
                 .map_err(std::io::Error::other)?,
+                max_connections,
             },
             grpc_stopped,
         ));
@@ -121,12 +195,16 @@ impl Gateway {
             config.lease.ttl,
             shared,
         ));
-        tracing::info!(%http_addr, %grpc_addr, workers, %instance_id, "registry-gateway listening");
+        let admin = admin_addr.map_or_else(|| "-".to_owned(), |a| a.to_string());
+        tracing::info!(%http_addr, %grpc_addr, %admin, workers, max_connections, %instance_id,
+            "registry-gateway listening");
         Ok(Gateway {
             http_addr,
             grpc_addr,
+            admin_addr,
             registry,
             server,
+            admin_server,
             sweeper,
             grpc,
             grpc_stop,
@@ -143,26 +221,160 @@ impl Gateway {
         self.grpc_addr
     }
 
+    /// The admin listener's address, when `admin_listen` is set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
     /// The registry.
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
     }
 
-    /// Serves until `shutdown` completes, then drains in-flight requests (up to 10 s) and returns.
+    /// Serves until `shutdown` completes, then drains in-flight requests (up to 10 s) on every listener
+    /// and returns.
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
         let handle = self.server.handle();
+        let admin_handle = self.admin_server.as_ref().map(|s| s.handle());
         let server = tokio::spawn(self.server);
+        let admin_server = self.admin_server.map(tokio::spawn);
         shutdown.await;
         tracing::info!("shutting down: draining in-flight requests");
         let _ = self.grpc_stop.send(true);
-        handle.stop(true).await;
+        let stop_admin = async {
+            if let Some(h) = admin_handle {
+                h.stop(true).await;
+            }
+        };
+        tokio::join!(handle.stop(true), stop_admin);
         let _ = self.grpc.await;
         self.sweeper.abort();
+        if let Some(admin) = admin_server {
+            admin.await.map_err(std::io::Error::other)??;
+        }
         server.await.map_err(std::io::Error::other)?
     }
+}
+
+/// Every listener, for the own-address check.
+fn own_listeners(http: SocketAddr, grpc: SocketAddr, admin: Option<SocketAddr>) -> Vec<Listener> {
+    let mut all = vec![
+        Listener {
+            kind: "HTTP",
+            addr: http,
+        },
+        Listener {
+            kind: "gRPC",
+            addr: grpc,
+        },
+    ];
+    all.extend(admin.map(|addr| Listener {
+        kind: "admin",
+        addr,
+    }));
+    all
+}
+
+/// The listeners that serve the registration API: the admin one when set (else the HTTP one), and gRPC.
+fn registration_listeners(
+    http: SocketAddr,
+    grpc: SocketAddr,
+    admin: Option<SocketAddr>,
+) -> Vec<Listener> {
+    let http = match admin {
+        Some(addr) => Listener {
+            kind: "admin",
+            addr,
+        },
+        None => Listener {
+            kind: "HTTP",
+            addr: http,
+        },
+    };
+    vec![
+        http,
+        Listener {
+            kind: "gRPC",
+            addr: grpc,
+        },
+    ]
+}
+
+/// The registration listeners worth a warning: registration is open and they are not on loopback.
+fn exposed_registration(open: bool, registration: &[Listener]) -> Vec<Listener> {
+    if !open {
+        return Vec::new();
+    }
+    registration
+        .iter()
+        .copied()
+        .filter(|l| !l.addr.ip().to_canonical().is_loopback())
+        .collect()
+}
+
+/// File descriptors kept aside for listeners, upstream pools, Redis, logs.
+const RESERVED_FDS: u64 = 256;
+
+/// The most connections that fit `nofile` open files: two descriptors per connection (the client's and
+/// its upstream) plus [`RESERVED_FDS`]; `configured` when it fits or the limit is unknown; at least 1.
+fn effective_max_connections(configured: usize, nofile: Option<u64>) -> usize {
+    let Some(limit) = nofile else {
+        return configured;
+    };
+    let need = (configured as u64)
+        .saturating_mul(2)
+        .saturating_add(RESERVED_FDS);
+    if need <= limit {
+        return configured;
+    }
+    let fits = limit.saturating_sub(RESERVED_FDS) / 2;
+    usize::try_from(fits).unwrap_or(usize::MAX).max(1)
+}
+
+/// Raises the soft open-files limit to the hard one, and returns `limits.max_connections` lowered to
+/// fit it (with a warning naming the key) when it does not.
+fn fit_max_connections(config: &Config) -> usize {
+    let configured = config.limits.max_connections;
+    let nofile = raise_nofile_limit();
+    let effective = effective_max_connections(configured, nofile);
+    if effective < configured {
+        tracing::warn!(
+            configured,
+            effective,
+            "limits.max_connections = {configured} needs {} open files (2 per connection + {RESERVED_FDS}) \
+             but RLIMIT_NOFILE is {}: using {effective}; raise the hard limit (ulimit -Hn) or lower \
+             limits.max_connections",
+            (configured as u64).saturating_mul(2).saturating_add(RESERVED_FDS),
+            nofile.unwrap_or(0),
+        );
+    }
+    effective
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the soft limit now in force, if known.
+fn raise_nofile_limit() -> Option<u64> {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(soft) => Some(soft),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise the open-files limit (RLIMIT_NOFILE)");
+            current_nofile_limit()
+        }
+    }
+}
+
+#[cfg(unix)]
+fn current_nofile_limit() -> Option<u64> {
+    rlimit::getrlimit(rlimit::Resource::NOFILE)
+        .ok()
+        .map(|(soft, _)| soft)
+}
+
+#[cfg(not(unix))]
+fn current_nofile_limit() -> Option<u64> {
+    None
 }
 
 /// Removes replicas whose lease ran out, several times per TTL so removal is at most a fraction late.
@@ -175,5 +387,85 @@ async fn sweep_leases(registry: Arc<Registry>, ttl: Duration, shared: Shared) {
         // While the shared store is unreachable, renewals made through other gateways cannot arrive:
         // keep the last known registry instead of expiring it.
         registry.sweep_leases(clock::now(), shared.leases_expire());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn max_connections_fit_the_open_files_limit() {
+        // 4096 connections need 2 * 4096 + 256 = 8448 descriptors.
+        assert_eq!(effective_max_connections(4096, Some(8448)), 4096);
+        assert_eq!(effective_max_connections(4096, Some(1_048_576)), 4096);
+        assert_eq!(effective_max_connections(4096, Some(8447)), 4095);
+        assert_eq!(effective_max_connections(4096, Some(1024)), 384);
+        assert_eq!(effective_max_connections(4096, Some(512)), 128);
+        // Never 0, even under a tiny limit.
+        assert_eq!(effective_max_connections(4096, Some(100)), 1);
+        assert_eq!(effective_max_connections(4096, Some(0)), 1);
+        // Unknown or unlimited: as configured.
+        assert_eq!(effective_max_connections(4096, None), 4096);
+        assert_eq!(
+            effective_max_connections(usize::MAX, Some(u64::MAX)),
+            usize::MAX
+        );
+    }
+
+    #[test]
+    fn registration_is_served_by_the_admin_listener_when_there_is_one() {
+        let (http, grpc, admin) = (sa("0.0.0.0:80"), sa("127.0.0.1:50050"), sa("127.0.0.1:81"));
+        let kinds = |l: Vec<Listener>| l.iter().map(|l| (l.kind, l.addr)).collect::<Vec<_>>();
+        assert_eq!(
+            kinds(registration_listeners(http, grpc, None)),
+            [("HTTP", http), ("gRPC", grpc)]
+        );
+        assert_eq!(
+            kinds(registration_listeners(http, grpc, Some(admin))),
+            [("admin", admin), ("gRPC", grpc)]
+        );
+        assert_eq!(
+            kinds(own_listeners(http, grpc, Some(admin))),
+            [("HTTP", http), ("gRPC", grpc), ("admin", admin)]
+        );
+    }
+
+    #[test]
+    fn open_registration_off_loopback_is_flagged() {
+        let on = |addrs: &[&str]| {
+            addrs
+                .iter()
+                .map(|a| Listener {
+                    kind: "HTTP",
+                    addr: sa(a),
+                })
+                .collect::<Vec<_>>()
+        };
+        let flagged = |open, addrs: &[&str]| {
+            exposed_registration(open, &on(addrs))
+                .iter()
+                .map(|l| l.addr.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert!(flagged(true, &["127.0.0.1:8080", "[::1]:50050", "127.0.0.2:1"]).is_empty());
+        assert_eq!(
+            flagged(true, &["0.0.0.0:8080", "127.0.0.1:50050"]),
+            ["0.0.0.0:8080"]
+        );
+        assert_eq!(
+            flagged(true, &["[::]:1", "10.0.0.5:2"]),
+            ["[::]:1", "10.0.0.5:2"]
+        );
+        assert_eq!(
+            flagged(true, &["[::ffff:127.0.0.1]:1"]),
+            Vec::<String>::new()
+        );
+        // With a registration token nothing is flagged.
+        assert!(flagged(false, &["0.0.0.0:8080"]).is_empty());
     }
 }

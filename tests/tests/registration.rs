@@ -280,6 +280,7 @@ async fn every_bad_input_gets_its_status_and_a_json_error() {
         Ok::<_, std::io::Error>(http_body::Frame::data(bytes::Bytes::from(vec![b' '; 1024])))
     }));
     let req = http::Request::post(&reg)
+        .header("content-type", "application/json")
         .body(e2e::http::body(http_body_util::StreamBody::new(stream)))
         .unwrap();
     assert_eq!(c.send(req).await.status(), StatusCode::PAYLOAD_TOO_LARGE);
@@ -382,9 +383,14 @@ async fn registration_token_guards_register_heartbeat_and_deregister() {
     );
     let del = format!("{}/registry/orders/{id}", gw.url);
     assert_eq!(c.delete(&del).await.status, StatusCode::UNAUTHORIZED);
-    // Reading the registry needs no token.
+    // Reading the registry needs the token too once one is set.
+    let unauthorized = c.get(&format!("{}/registry", gw.url)).await;
+    assert_eq!(unauthorized.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(unauthorized.header("www-authenticate"), Some("Bearer"));
     assert_eq!(
-        c.get(&format!("{}/registry", gw.url)).await.status,
+        c.request(Method::GET, &format!("{}/registry", gw.url), &auth, "")
+            .await
+            .status,
         StatusCode::OK
     );
     assert_eq!(

@@ -5,21 +5,26 @@ use actix_web::web::{self, BytesMut};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 
+use super::auth::authorization;
+use super::content_type::require_json;
 use super::dto::{RegisterRequest, RegisterResponse, RegistryDto, ReplicaDto, ServiceDto};
 use super::AdminSettings;
 use crate::clock;
 use crate::error::GatewayError;
-use crate::registry::{Registration, Registry, RegistryError, Service};
+use crate::registry::{is_local_ip, Registration, Registry, RegistryError, Service};
 use crate::store::Shared;
 
 type Reg = web::Data<std::sync::Arc<Registry>>;
 type Settings = web::Data<AdminSettings>;
 
+/// Register, heartbeat, deregister: the registration token, when one is set.
 fn authorize(req: &HttpRequest, settings: &AdminSettings) -> Result<(), GatewayError> {
-    match &settings.token {
-        Some(token) => token.check(req),
-        None => Ok(()),
-    }
+    settings.tokens.check_write(authorization(req))
+}
+
+/// Reads of the registry: open while no token is configured, else the read or registration token.
+fn authorize_read(req: &HttpRequest, settings: &AdminSettings) -> Result<(), GatewayError> {
+    settings.tokens.check_read(authorization(req))
 }
 
 /// Reads the whole body, refusing more than `limit` bytes without reading them all.
@@ -47,7 +52,8 @@ async fn read_limited(
     Ok(buf)
 }
 
-fn parse_registration(body: &[u8]) -> Result<Registration, GatewayError> {
+/// Parses and validates a `POST /register` body (no IO: the own-listener check is the caller's).
+pub(crate) fn parse_registration(body: &[u8]) -> Result<Registration, GatewayError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let req: RegisterRequest = match serde_path_to_error::deserialize(&mut de) {
         Ok(r) => r,
@@ -85,8 +91,20 @@ pub(crate) async fn register(
     settings: Settings,
 ) -> Result<HttpResponse, GatewayError> {
     authorize(&req, &settings)?;
+    require_json(
+        req.headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.as_bytes()),
+    )?;
     let body = read_limited(&req, payload, settings.registration_body_max).await?;
     let registration = parse_registration(&body)?;
+    settings
+        .own_listeners
+        .check(&registration.address, is_local_ip)
+        .map_err(|e| GatewayError::InvalidField {
+            field: "address".into(),
+            message: e.to_string(),
+        })?;
     let out = registry.register(registration, clock::now());
     let policy = registry.policy();
     let r = &out.replica;
@@ -154,23 +172,32 @@ fn service_dto(svc: &Service) -> ServiceDto {
 }
 
 /// `GET /registry`: every service and replica.
-pub(crate) async fn registry(registry: Reg, shared: web::Data<Shared>) -> HttpResponse {
+pub(crate) async fn registry(
+    req: HttpRequest,
+    registry: Reg,
+    shared: web::Data<Shared>,
+    settings: Settings,
+) -> Result<HttpResponse, GatewayError> {
+    authorize_read(&req, &settings)?;
     let services = registry
         .services()
         .iter()
         .map(|s| (s.name().to_string(), service_dto(s)))
         .collect();
-    HttpResponse::Ok().json(RegistryDto {
+    Ok(HttpResponse::Ok().json(RegistryDto {
         store: shared.status(),
         services,
-    })
+    }))
 }
 
 /// `GET /registry/{service}`.
 pub(crate) async fn service(
+    req: HttpRequest,
     path: web::Path<String>,
     registry: Reg,
+    settings: Settings,
 ) -> Result<HttpResponse, GatewayError> {
+    authorize_read(&req, &settings)?;
     let name = path.into_inner();
     let svc = registry
         .service(&name)
@@ -180,9 +207,12 @@ pub(crate) async fn service(
 
 /// `GET /registry/{service}/{id}`.
 pub(crate) async fn replica(
+    req: HttpRequest,
     path: web::Path<(String, String)>,
     registry: Reg,
+    settings: Settings,
 ) -> Result<HttpResponse, GatewayError> {
+    authorize_read(&req, &settings)?;
     let (service, id) = path.into_inner();
     let unknown = || RegistryError::UnknownReplica {
         service: service.clone(),
@@ -222,7 +252,7 @@ pub(crate) async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse,
     })
 }
 
-/// Any other path under `/registry/`.
+/// Any other path under `/registry/`, and every unknown path on the admin listener.
 pub(crate) async fn not_found(req: HttpRequest) -> Result<HttpResponse, GatewayError> {
     Err(GatewayError::NoRoute(req.path().to_owned()))
 }

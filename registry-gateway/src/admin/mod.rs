@@ -1,24 +1,50 @@
 //! Admin HTTP API (actix-web): register, heartbeat, deregister, inspect the registry, health.
 
 mod auth;
+mod content_type;
 pub(crate) mod dto;
-mod handlers;
+pub(crate) mod handlers;
 
 use actix_web::web;
 
-pub use auth::RegistrationToken;
+pub use auth::{ApiTokens, RegistrationToken};
+
+use crate::registry::OwnListeners;
 
 /// Admin API settings.
 #[derive(Debug, Clone)]
 pub struct AdminSettings {
-    /// Bearer token required by register, heartbeat and deregister, when set.
-    pub token: Option<RegistrationToken>,
+    /// Bearer tokens: the registration token for writes, the read token (or the registration token)
+    /// for reads of the registry.
+    pub tokens: ApiTokens,
     /// Largest accepted `POST /register` body.
     pub registration_body_max: usize,
+    /// The gateway's own listeners: registering one of them as a replica is refused.
+    pub own_listeners: OwnListeners,
 }
 
-/// Mounts the admin routes. Every other path goes to the proxy (mounted by the caller as default service).
+/// Mounts the admin and registration API and the health endpoints, on a listener that also proxies:
+/// every other path goes to the proxy (mounted by the caller as default service).
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    configure_api(cfg);
+    configure_health(cfg);
+}
+
+/// Mounts everything for a listener that serves only the admin API (`admin_listen`): the API, the
+/// health endpoints, and a JSON 404 for every other path.
+pub fn configure_admin_listener(cfg: &mut web::ServiceConfig) {
+    configure(cfg);
+    cfg.default_service(web::to(handlers::not_found));
+}
+
+/// Mounts `/healthz` and `/readyz` (on every HTTP listener).
+pub fn configure_health(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/healthz").to(handlers::healthz))
+        .service(web::resource("/readyz").to(handlers::readyz));
+}
+
+/// Mounts the registration API and the registry reads: `/register`, `/registry...`.
+fn configure_api(cfg: &mut web::ServiceConfig) {
     // The templated routes sit in a scope: a proxied request is then turned away by one prefix
     // comparison instead of being matched against each route's regular expression.
     cfg.service(
@@ -50,7 +76,5 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .default_service(web::to(handlers::method_not_allowed)),
             )
             .default_service(web::to(handlers::not_found)),
-    )
-    .service(web::resource("/healthz").to(handlers::healthz))
-    .service(web::resource("/readyz").to(handlers::readyz));
+    );
 }

@@ -4,7 +4,7 @@
 //! gRPC cannot go through actix-web (no HTTP/2 trailers), so it has its own listener on the tokio runtime.
 
 mod client_body;
-mod convert;
+pub(crate) mod convert;
 mod proxy;
 mod registry_api;
 mod status;
@@ -28,8 +28,8 @@ use tonic::codegen::Service as _;
 use tonic_health::pb::health_server::HealthServer;
 use tonic_health::server::{HealthReporter, HealthService};
 
-use crate::admin::RegistrationToken;
-use crate::registry::Registry;
+use crate::admin::ApiTokens;
+use crate::registry::{OwnListeners, Registry};
 use crate::store::Shared;
 
 /// Every response body the listener sends.
@@ -51,6 +51,8 @@ pub struct GrpcSettings {
     pub max_hops: u32,
     /// Peers whose `X-Forwarded-For` is kept and appended to.
     pub trusted_proxies: crate::proxy::TrustedProxies,
+    /// Open client connections at most; past it, new ones wait in the listen backlog (at least 1).
+    pub max_connections: usize,
 }
 
 pub(crate) struct GrpcState {
@@ -63,11 +65,14 @@ pub(crate) struct GrpcState {
 }
 
 /// Serves gRPC on `listener` until `shutdown` turns true, then lets open calls finish.
+///
+/// `tokens` guard the registration API as on HTTP; registering one of `own_listeners` is refused.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     registry: Arc<Registry>,
     shared: Shared,
-    token: Option<RegistrationToken>,
+    tokens: ApiTokens,
+    own_listeners: OwnListeners,
     settings: GrpcSettings,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -79,16 +84,30 @@ pub async fn serve(
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
     let health_server = HealthServer::new(HealthService::from_health_reporter(reporter));
+    // One permit per open client connection: with none left, stop accepting until one closes.
+    let permits = Arc::new(tokio::sync::Semaphore::new(settings.max_connections.max(1)));
     let state = Arc::new(GrpcState {
         registry: Arc::clone(&registry),
         shared,
         settings,
         connections: upstream::Connections::default(),
-        registry_server: RegistryServer::new(registry_api::RegistryApi { registry, token }),
+        registry_server: RegistryServer::new(registry_api::RegistryApi {
+            registry,
+            tokens,
+            own_listeners,
+        }),
         health_server,
     });
     let mut connections = tokio::task::JoinSet::new();
     loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(p) => p,
+                // Never closed: stop serving if it somehow were.
+                Err(_) => break,
+            },
+            _ = shutdown.changed() => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -104,6 +123,8 @@ pub async fn serve(
         let state = Arc::clone(&state);
         let mut stop = shutdown.clone();
         connections.spawn(async move {
+            // Held until the connection ends.
+            let _permit = permit;
             let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert::<SocketAddr>(peer);
                 dispatch(req, Arc::clone(&state))

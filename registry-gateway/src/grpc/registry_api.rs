@@ -9,28 +9,42 @@ use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use crate::admin::RegistrationToken;
+use crate::admin::ApiTokens;
 use crate::clock;
-use crate::registry::{Registry, RegistryError, RegistryEvent};
+use crate::error::GatewayError;
+use crate::registry::{is_local_ip, OwnListeners, Registry, RegistryError, RegistryEvent};
 
 /// Serves `registry.v1.Registry` on the shared registry.
 pub(crate) struct RegistryApi {
     pub(crate) registry: Arc<Registry>,
-    pub(crate) token: Option<RegistrationToken>,
+    pub(crate) tokens: ApiTokens,
+    /// The gateway's own listeners: registering one of them is refused.
+    pub(crate) own_listeners: OwnListeners,
+}
+
+fn authorization<T>(req: &Request<T>) -> Option<&str> {
+    req.metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+}
+
+fn unauthenticated(_: GatewayError) -> Status {
+    Status::unauthenticated("missing or invalid bearer token")
 }
 
 impl RegistryApi {
+    /// Register, heartbeat, deregister: the registration token, when one is set.
     fn authorize<T>(&self, req: &Request<T>) -> Result<(), Status> {
-        match &self.token {
-            None => Ok(()),
-            Some(t) => t
-                .check_value(
-                    req.metadata()
-                        .get("authorization")
-                        .and_then(|v| v.to_str().ok()),
-                )
-                .map_err(|_| Status::unauthenticated("missing or invalid bearer token")),
-        }
+        self.tokens
+            .check_write(authorization(req))
+            .map_err(unauthenticated)
+    }
+
+    /// `ListServices` and `Watch`: the same rule as `GET /registry`.
+    fn authorize_read<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        self.tokens
+            .check_read(authorization(req))
+            .map_err(unauthenticated)
     }
 }
 
@@ -51,6 +65,9 @@ impl pb::registry_server::Registry for RegistryApi {
     ) -> Result<Response<pb::RegisterResponse>, Status> {
         self.authorize(&req)?;
         let reg = convert::registration(req.into_inner())?;
+        self.own_listeners
+            .check(&reg.address, is_local_ip)
+            .map_err(|e| Status::invalid_argument(format!("address: {e}")))?;
         let out = self.registry.register(reg, clock::now());
         let p = self.registry.policy();
         Ok(Response::new(pb::RegisterResponse {
@@ -92,8 +109,9 @@ impl pb::registry_server::Registry for RegistryApi {
 
     async fn list_services(
         &self,
-        _req: Request<pb::ListServicesRequest>,
+        req: Request<pb::ListServicesRequest>,
     ) -> Result<Response<pb::ListServicesResponse>, Status> {
+        self.authorize_read(&req)?;
         Ok(Response::new(convert::services(
             &self.registry.services(),
             clock::now(),
@@ -102,10 +120,8 @@ impl pb::registry_server::Registry for RegistryApi {
 
     type WatchStream = EventStream;
 
-    async fn watch(
-        &self,
-        _req: Request<pb::WatchRequest>,
-    ) -> Result<Response<EventStream>, Status> {
+    async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<EventStream>, Status> {
+        self.authorize_read(&req)?;
         // Subscribe before taking the snapshot, so that no change falls between the two.
         let rx = self.registry.subscribe();
         let registry = Arc::clone(&self.registry);

@@ -9,6 +9,8 @@ pub struct ReplicaAddress {
     url: String,
     /// `host:port` as sent in `Host` and used to connect.
     authority: String,
+    /// The port, never 0.
+    port: u16,
 }
 
 /// Why an address was refused. The message is shown to the client.
@@ -38,6 +40,9 @@ pub enum InvalidAddress {
     /// A path or query: the gateway forwards the client's own path.
     #[error("address must not have a path or query: requests keep the client's path")]
     Path,
+    /// Port 0: nothing can be reached there.
+    #[error("address port must not be 0: register the port the replica listens on")]
+    PortZero,
 }
 
 impl ReplicaAddress {
@@ -71,10 +76,14 @@ impl ReplicaAddress {
             None if has_explicit_port(s) => 80,
             None => return Err(InvalidAddress::NoPort),
         };
+        if port == 0 {
+            return Err(InvalidAddress::PortZero);
+        }
         let authority = format!("{host}:{port}");
         Ok(ReplicaAddress {
             url: format!("http://{authority}"),
             authority,
+            port,
         })
     }
 
@@ -86,6 +95,18 @@ impl ReplicaAddress {
     /// `host:port`.
     pub fn authority(&self) -> &str {
         &self.authority
+    }
+
+    /// The host as written in the URL, lowercase: a name, an IPv4 address, or `[IPv6]` in brackets.
+    pub fn host(&self) -> &str {
+        self.authority
+            .rsplit_once(':')
+            .map_or(self.authority.as_str(), |(host, _)| host)
+    }
+
+    /// The port (never 0).
+    pub fn port(&self) -> u16 {
+        self.port
     }
 }
 
@@ -128,6 +149,28 @@ mod tests {
     }
 
     #[test]
+    fn splits_host_and_port() {
+        for (input, host, port) in [
+            ("http://127.0.0.1:9001", "127.0.0.1", 9001),
+            ("http://[::1]:9001", "[::1]", 9001),
+            ("http://Orders.Local:80/", "orders.local", 80),
+            ("http://localhost:1", "localhost", 1),
+        ] {
+            let a = ReplicaAddress::parse(input).unwrap();
+            assert_eq!((a.host(), a.port()), (host, port), "{input}");
+        }
+    }
+
+    #[test]
+    fn port_zero_is_refused_with_a_clear_message() {
+        let e = ReplicaAddress::parse("http://127.0.0.1:0").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "address port must not be 0: register the port the replica listens on"
+        );
+    }
+
+    #[test]
     fn refuses_everything_else() {
         use InvalidAddress::*;
         let cases: &[(&str, InvalidAddress)] = &[
@@ -138,6 +181,10 @@ mod tests {
             ("http://127.0.0.1:9001/#x", Fragment),
             ("http://127.0.0.1:9001/api", Path),
             ("http://127.0.0.1:9001/?a=1", Path),
+            ("http://127.0.0.1:0", PortZero),
+            ("http://127.0.0.1:00", PortZero),
+            ("http://[::1]:0", PortZero),
+            ("http://orders.local:0/", PortZero),
         ];
         for (input, want) in cases {
             assert_eq!(&ReplicaAddress::parse(input).unwrap_err(), want, "{input}");

@@ -10,6 +10,7 @@ mod events;
 mod name;
 mod protocol;
 mod replica;
+mod self_address;
 mod service;
 mod sync;
 
@@ -20,6 +21,7 @@ pub use events::RegistryEvent;
 pub use name::{InvalidName, ServiceName, RESERVED_NAMES};
 pub use protocol::{validate_grpc_service, InvalidGrpcService, Protocol};
 pub use replica::{History, Metadata, Origin, Replica, ReplicaView};
+pub use self_address::{is_local_ip, Listener, OwnAddress, OwnListeners};
 pub use service::Service;
 
 use std::collections::HashMap;
