@@ -47,7 +47,7 @@ async fn read_limited(
     Ok(buf)
 }
 
-fn parse_registration(body: &[u8]) -> Result<Registration, GatewayError> {
+pub(crate) fn parse_registration(body: &[u8]) -> Result<Registration, GatewayError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let req: RegisterRequest = match serde_path_to_error::deserialize(&mut de) {
         Ok(r) => r,

@@ -2,7 +2,7 @@
 
 mod auth;
 pub(crate) mod dto;
-mod handlers;
+pub(crate) mod handlers;
 
 use actix_web::web;
 

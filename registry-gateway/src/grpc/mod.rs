@@ -3,7 +3,7 @@
 //!
 //! gRPC cannot go through actix-web (no HTTP/2 trailers), so it has its own listener on the tokio runtime.
 
-mod convert;
+pub(crate) mod convert;
 mod proxy;
 mod registry_api;
 mod status;
