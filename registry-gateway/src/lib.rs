@@ -23,5 +23,8 @@ pub mod registry;
 pub mod server;
 pub mod store;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 pub use config::Config;
 pub use server::Gateway;

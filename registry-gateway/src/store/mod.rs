@@ -4,7 +4,7 @@
 //! only replicates changes in the background, so it is never on the proxy path (the one exception, a
 //! half-open probe claim, happens once per open timeout per replica).
 
-mod message;
+pub(crate) mod message;
 mod redis_store;
 
 use std::sync::Arc;
