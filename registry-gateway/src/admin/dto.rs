@@ -5,10 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::GatewayError;
-use crate::registry::{
-    validate_grpc_service, Metadata, Protocol, Registration, ReplicaAddress, ReplicaView,
-    ServiceName,
-};
+use crate::registry::{Metadata, Protocol, Registration, ReplicaAddress, ReplicaView, ServiceName};
 
 /// `POST /register` body.
 #[derive(Debug, Deserialize)]
@@ -22,9 +19,6 @@ pub(crate) struct RegisterRequest {
     #[serde(default)]
     metadata: BTreeMap<String, String>,
 }
-
-const MAX_METADATA_ENTRIES: usize = 64;
-const MAX_METADATA_LEN: usize = 1024;
 
 fn field(field: &str, message: impl Into<String>) -> GatewayError {
     GatewayError::InvalidField {
@@ -51,44 +45,9 @@ impl TryFrom<RegisterRequest> for Registration {
                 ))
             }
         };
-        check_grpc_services(protocol, &r.grpc_services).map_err(|m| field("grpc_services", m))?;
-        if r.metadata.len() > MAX_METADATA_ENTRIES {
-            return Err(field(
-                "metadata",
-                format!("at most {MAX_METADATA_ENTRIES} entries"),
-            ));
-        }
-        if r.metadata
-            .iter()
-            .any(|(k, v)| k.is_empty() || k.len() > MAX_METADATA_LEN || v.len() > MAX_METADATA_LEN)
-        {
-            return Err(field(
-                "metadata",
-                format!("keys must be non-empty; keys and values at most {MAX_METADATA_LEN} bytes"),
-            ));
-        }
-        Ok(Registration {
-            service,
-            address,
-            protocol,
-            grpc_services: r.grpc_services,
-            metadata: r.metadata as Metadata,
-        })
+        Registration::validated(service, address, protocol, r.grpc_services, r.metadata)
+            .map_err(|e| field(e.field, e.message))
     }
-}
-
-/// gRPC service names: only for gRPC replicas, each valid, at most 64.
-pub(crate) fn check_grpc_services(protocol: Protocol, names: &[String]) -> Result<(), String> {
-    if protocol == Protocol::Http && !names.is_empty() {
-        return Err("only gRPC replicas serve gRPC services: set protocol \"grpc\"".into());
-    }
-    if names.len() > 64 {
-        return Err("at most 64 entries".into());
-    }
-    for n in names {
-        validate_grpc_service(n).map_err(|e| e.to_string())?;
-    }
-    Ok(())
 }
 
 /// `POST /register` answer.

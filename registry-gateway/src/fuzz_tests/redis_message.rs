@@ -14,7 +14,9 @@ use super::inputs::{
     bytes, json_value, metadata_like, mostly_valid_address, text, valid_address,
     valid_grpc_service, valid_service,
 };
-use crate::registry::{ReplicaAddress, ServiceName};
+use crate::registry::{
+    Protocol, Registration, ReplicaAddress, ServiceName, MAX_METADATA_ENTRIES, MAX_METADATA_LEN,
+};
 use crate::store::message::{Event, Message, StoredReplica};
 
 fn uuid() -> impl Strategy<Value = Uuid> {
@@ -54,7 +56,12 @@ fn valid_stored_replica() -> impl Strategy<Value = StoredReplica> {
             Just((String::from("http"), Vec::new())),
             vec(valid_grpc_service(), 0..3).prop_map(|g| (String::from("grpc"), g)),
         ],
-        metadata_like(),
+        metadata_like().prop_filter("metadata the registration rules admit", |m| {
+            m.len() <= MAX_METADATA_ENTRIES
+                && m.iter().all(|(k, v)| {
+                    !k.is_empty() && k.len() <= MAX_METADATA_LEN && v.len() <= MAX_METADATA_LEN
+                })
+        }),
     )
         .prop_map(
             |(id, service, address, (protocol, grpc_services), metadata)| StoredReplica {
@@ -163,9 +170,24 @@ fn check_message(payload: &str) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// `record()` admits what the registry's own validators admit, and nothing else.
+/// `record()` admits what the registration rules admit (the same as a client registering), and nothing
+/// else.
 fn check_record(r: &StoredReplica) -> Result<(), TestCaseError> {
-    let valid = ServiceName::parse(&r.service).is_ok() && ReplicaAddress::parse(&r.address).is_ok();
+    let protocol = match r.protocol.as_str() {
+        "http" => Some(Protocol::Http),
+        "grpc" => Some(Protocol::Grpc),
+        _ => None,
+    };
+    let valid = match (
+        ServiceName::parse(&r.service),
+        ReplicaAddress::parse(&r.address),
+        protocol,
+    ) {
+        (Ok(s), Ok(a), Some(p)) => {
+            Registration::validated(s, a, p, r.grpc_services.clone(), r.metadata.clone()).is_ok()
+        }
+        _ => false,
+    };
     let Some(rec) = r.record() else {
         prop_assert!(!valid, "valid but refused: {:?}", r);
         return Ok(());

@@ -5,7 +5,6 @@ use std::time::Instant;
 use registry_proto::registry::v1 as pb;
 use tonic::Status;
 
-use crate::admin::dto::check_grpc_services;
 use crate::policy::BreakerState;
 use crate::registry::{Protocol, Registration, Replica, ReplicaAddress, Service, ServiceName};
 
@@ -22,17 +21,14 @@ pub(crate) fn registration(r: pb::RegisterRequest) -> Result<Registration, Statu
         Ok(pb::Protocol::Grpc) => Protocol::Grpc,
         Err(_) => return Err(invalid("protocol", format!("unknown value {}", r.protocol))),
     };
-    check_grpc_services(protocol, &r.grpc_services).map_err(|m| invalid("grpc_services", m))?;
-    if r.metadata.len() > 64 {
-        return Err(invalid("metadata", "at most 64 entries"));
-    }
-    Ok(Registration {
+    Registration::validated(
         service,
         address,
         protocol,
-        grpc_services: r.grpc_services,
-        metadata: r.metadata.into_iter().collect(),
-    })
+        r.grpc_services,
+        r.metadata.into_iter().collect(),
+    )
+    .map_err(|e| invalid(e.field, e.message))
 }
 
 fn protocol(p: Protocol) -> pb::Protocol {

@@ -9,6 +9,7 @@ mod change;
 mod events;
 mod name;
 mod protocol;
+mod registration;
 mod replica;
 mod self_address;
 mod service;
@@ -20,6 +21,9 @@ pub use change::{Change, Removal, ReplicaRecord};
 pub use events::RegistryEvent;
 pub use name::{InvalidName, ServiceName, RESERVED_NAMES};
 pub use protocol::{validate_grpc_service, InvalidGrpcService, Protocol};
+pub use registration::{
+    InvalidRegistration, MAX_GRPC_SERVICES, MAX_METADATA_ENTRIES, MAX_METADATA_LEN,
+};
 pub use replica::{History, Metadata, Origin, Replica, ReplicaView};
 pub use self_address::{is_local_ip, Listener, OwnAddress, OwnListeners};
 pub use service::Service;

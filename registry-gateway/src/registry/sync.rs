@@ -14,6 +14,9 @@ impl Registry {
     /// present with the same id; replaces a local replica of the same address that has another id (the
     /// shared id wins, and the replica's SDK adopts it at its next heartbeat).
     pub fn apply_registered(&self, rec: ReplicaRecord, lease_left: Duration, now: Instant) {
+        // A peer cannot grant a longer lease than this gateway would (and a huge value from the wire
+        // must not overflow the clock).
+        let lease_left = lease_left.min(self.policy.lease_ttl);
         let svc = self.service_entry(&rec.service);
         let renewed_at = (now + lease_left)
             .checked_sub(self.policy.lease_ttl)
@@ -104,6 +107,8 @@ impl Registry {
     /// A peer opened the breaker of `address` for `open_for` from now. Returns whether any local breaker
     /// was admitting requests before.
     pub fn apply_opened(&self, address: &ReplicaAddress, open_for: Duration, now: Instant) -> bool {
+        // A peer cannot keep a breaker open longer than this gateway's own open timeout would.
+        let open_for = open_for.min(self.policy.breaker.open_timeout);
         let mut changed = false;
         self.each_with_address(address, |r| {
             let was = r.lock().breaker.force_open(now + open_for, now);

@@ -378,3 +378,30 @@ fn a_peer_id_replaces_a_local_id_for_the_same_address() {
         "the SDK re-registers and adopts the shared id"
     );
 }
+
+#[test]
+fn a_peer_cannot_stretch_a_lease_or_an_open_breaker_beyond_this_gateways_settings() {
+    let t0 = Instant::now();
+    let r = Registry::new(policy());
+    let rec = ReplicaRecord {
+        id: Uuid::new_v4(),
+        service: ServiceName::parse("orders").unwrap(),
+        address: ReplicaAddress::parse("http://127.0.0.1:9001").unwrap(),
+        protocol: Protocol::Http,
+        grpc_services: Vec::new(),
+        metadata: Metadata::new(),
+    };
+    // u64::MAX milliseconds from the wire: no overflow, and the lease is this gateway's TTL at most
+    let ttl = policy().lease_ttl;
+    r.apply_registered(rec.clone(), Duration::from_millis(u64::MAX), t0);
+    assert_eq!(r.sweep(t0 + ttl - Duration::from_millis(1)), 0);
+    let svc = r.service("orders").unwrap();
+    // opened "forever" by a peer: admits a probe after this gateway's own open timeout
+    assert!(r.apply_opened(&rec.address, Duration::from_millis(u64::MAX), t0));
+    let open = policy().breaker.open_timeout;
+    assert!(r
+        .pick(&svc, &[], t0 + open - Duration::from_millis(1), any)
+        .is_none());
+    assert!(r.pick(&svc, &[], t0 + open, any).is_some());
+    assert_eq!(r.sweep(t0 + ttl), 1, "the lease ran out after one TTL");
+}

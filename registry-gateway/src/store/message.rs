@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::registry::{Protocol, ReplicaAddress, ReplicaRecord, ServiceName};
+use crate::registry::{Protocol, Registration, ReplicaAddress, ReplicaRecord, ServiceName};
 
 /// One message on the `rgw:events` channel. `gw` is the sender; a gateway ignores its own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,16 +64,28 @@ impl From<&ReplicaRecord> for StoredReplica {
 impl StoredReplica {
     /// Validated back into the registry's types (what another gateway wrote is checked like any input).
     pub(crate) fn record(&self) -> Option<ReplicaRecord> {
+        // What a peer wrote obeys the same rules as what a client registers: nothing in Redis can
+        // put a replica into the registry that the registration API would refuse.
+        let protocol = match self.protocol.as_str() {
+            "grpc" => Protocol::Grpc,
+            "http" => Protocol::Http,
+            _ => return None,
+        };
+        let reg = Registration::validated(
+            ServiceName::parse(&self.service).ok()?,
+            ReplicaAddress::parse(&self.address).ok()?,
+            protocol,
+            self.grpc_services.clone(),
+            self.metadata.clone(),
+        )
+        .ok()?;
         Some(ReplicaRecord {
             id: self.id,
-            service: ServiceName::parse(&self.service).ok()?,
-            address: ReplicaAddress::parse(&self.address).ok()?,
-            protocol: match self.protocol.as_str() {
-                "grpc" => Protocol::Grpc,
-                _ => Protocol::Http,
-            },
-            grpc_services: self.grpc_services.clone(),
-            metadata: self.metadata.clone(),
+            service: reg.service,
+            address: reg.address,
+            protocol: reg.protocol,
+            grpc_services: reg.grpc_services,
+            metadata: reg.metadata,
         })
     }
 
