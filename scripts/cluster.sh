@@ -45,7 +45,9 @@ infra+=($!)
 for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
 gateway() { # name http grpc
+  # nginx in front (127.0.0.1) is the one peer whose X-Forwarded-* headers the gateways keep.
   GATEWAY_LISTEN="127.0.0.1:$2" GATEWAY_GRPC_LISTEN="127.0.0.1:$3" GATEWAY_STORE="redis://127.0.0.1:$REDIS_PORT/0" \
+    GATEWAY_FORWARDED_TRUSTED_PROXIES='[127.0.0.1/32]' \
     setsid "$BIN/registry-gateway" --config config/demo.yaml > "$LOGDIR/gateway-$1.log" 2>&1 &
   infra+=($!)
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$2/healthz" >/dev/null 2>&1 && break; sleep 0.1; done

@@ -10,7 +10,11 @@ use http::StatusCode;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_nginx_any_gateway_routes_what_any_gateway_registered() {
     let redis = Redis::start();
-    let yaml = format!("store: {}\nredis: {{ resync_interval: 1s }}\n", redis.url());
+    // nginx (on 127.0.0.1) is the trusted proxy in front: its X-Forwarded-* headers are kept.
+    let yaml = format!(
+        "store: {}\nredis: {{ resync_interval: 1s }}\nforwarded: {{ trusted_proxies: [127.0.0.1/32] }}\n",
+        redis.url()
+    );
     let (a, b) = (gateway(&yaml), gateway(&yaml));
     let lb = nginx(&[&a.addr, &b.addr]);
     let (r1, r2) = (demo("r1", &[]), demo("r2", &[]));
@@ -48,4 +52,23 @@ async fn through_nginx_any_gateway_routes_what_any_gateway_registered() {
     }
     let r = c.get(&format!("{}/orders/hello", lb.url)).await;
     assert_eq!(r.status, StatusCode::OK);
+    // The client's address as nginx saw it reaches the replica: nginx appended it, the gateway kept
+    // nginx's header (trusted) and appended nginx's own address.
+    let r = c
+        .request(
+            http::Method::GET,
+            &format!("{}/orders/headers", lb.url),
+            &[("x-forwarded-for", "127.7.7.7")],
+            "",
+        )
+        .await;
+    let headers = r.json()["headers"].clone();
+    let xff: Vec<&str> = headers
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p[0] == "x-forwarded-for")
+        .filter_map(|p| p[1].as_str())
+        .collect();
+    assert_eq!(xff, ["127.7.7.7, 127.0.0.1, 127.0.0.1"], "{headers}");
 }
