@@ -12,6 +12,8 @@ pub struct FaultConfig {
     pub fail_rate: f64,
     /// Added to every request.
     pub latency: Duration,
+    /// A repeating pattern of outcomes: `f` fails, anything else succeeds (empty: none).
+    pub pattern: Vec<bool>,
 }
 
 /// Decides per request; shared by all workers.
@@ -36,6 +38,9 @@ impl Faults {
         if self.config.fail_every > 0 && n % self.config.fail_every == 0 {
             return true;
         }
+        if !self.config.pattern.is_empty() {
+            return self.config.pattern[((n - 1) % self.config.pattern.len() as u64) as usize];
+        }
         self.config.fail_rate > 0.0 && fastrand::f64() < self.config.fail_rate
     }
 
@@ -58,6 +63,10 @@ pub struct FaultArgs {
     /// Add this many milliseconds to every request.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// A repeating pattern of outcomes, one letter per request: `f` fails, `s` succeeds
+    /// (e.g. `ffs`: two of three fail, never three in a row).
+    #[arg(long, default_value = "")]
+    pub fail_pattern: String,
 }
 
 impl FaultArgs {
@@ -71,6 +80,7 @@ impl FaultArgs {
             fail_every: self.fail_every,
             fail_rate: self.fail_rate,
             latency: Duration::from_millis(self.latency_ms),
+            pattern: self.fail_pattern.chars().map(|c| c == 'f').collect(),
         })
     }
 }
@@ -99,6 +109,17 @@ mod tests {
         });
         let seq: Vec<bool> = (0..6).map(|_| f.should_fail()).collect();
         assert_eq!(seq, [false, false, true, false, false, true]);
+    }
+
+    #[test]
+    fn a_pattern_repeats() {
+        let f = Faults::new(FaultConfig {
+            pattern: vec![true, true, false],
+            ..Default::default()
+        });
+        let seq: Vec<bool> = (0..7).map(|_| f.should_fail()).collect();
+        // f f s f f s f: two of three fail, never three in a row
+        assert_eq!(seq, [true, true, false, true, true, false, true]);
     }
 
     #[test]

@@ -117,6 +117,15 @@ pub struct BreakerSection {
     /// How long an open breaker refuses requests before a half-open probe. Default 10s.
     #[serde(with = "duration")]
     pub open_timeout: Duration,
+    /// Also open when failures / requests in the current window reach this (0 < ratio ≤ 1). Default: off.
+    pub failure_ratio: Option<f64>,
+    /// Requests a window needs before its ratio is judged. Default 3.
+    pub min_requests: u32,
+    /// While closed, the ratio's counts restart every window. Default 5s.
+    #[serde(with = "duration")]
+    pub window: Duration,
+    /// Half-open: requests let through at once; that many successes close the breaker. Default 1.
+    pub half_open_probes: u32,
 }
 
 /// `eviction:`
@@ -278,6 +287,10 @@ impl Default for BreakerSection {
         BreakerSection {
             failure_threshold: 3,
             open_timeout: Duration::from_secs(10),
+            failure_ratio: None,
+            min_requests: 3,
+            window: Duration::from_secs(5),
+            half_open_probes: 1,
         }
     }
 }
@@ -340,6 +353,10 @@ pub const KEYS: &[&str] = &[
     "workers",
     "breaker.failure_threshold",
     "breaker.open_timeout",
+    "breaker.failure_ratio",
+    "breaker.min_requests",
+    "breaker.window",
+    "breaker.half_open_probes",
     "eviction.failure_threshold",
     "eviction.probation_memory",
     "lease.ttl",
@@ -451,6 +468,26 @@ impl Config {
         }
         if self.breaker.open_timeout.is_zero() {
             return Err(invalid("breaker.open_timeout", "must be longer than 0s"));
+        }
+        if let Some(r) = self.breaker.failure_ratio {
+            if !(r > 0.0 && r <= 1.0) {
+                return Err(invalid(
+                    "breaker.failure_ratio",
+                    "must be a number above 0 and at most 1, such as 0.6",
+                ));
+            }
+        }
+        if self.breaker.min_requests == 0 {
+            return Err(invalid("breaker.min_requests", "must be at least 1"));
+        }
+        if self.breaker.window.is_zero() {
+            return Err(invalid("breaker.window", "must be longer than 0s"));
+        }
+        if !(1..=100).contains(&self.breaker.half_open_probes) {
+            return Err(invalid(
+                "breaker.half_open_probes",
+                "must be between 1 and 100",
+            ));
         }
         if self.eviction.failure_threshold < self.breaker.failure_threshold {
             return Err(invalid(
@@ -586,6 +623,10 @@ impl Config {
                 open_timeout: self.breaker.open_timeout,
                 // A probe is an ordinary request: it cannot take longer than connect + response timeouts.
                 probe_timeout: self.upstream.connect_timeout + self.upstream.request_timeout,
+                failure_ratio: self.breaker.failure_ratio,
+                min_requests: self.breaker.min_requests,
+                window: self.breaker.window,
+                half_open_probes: self.breaker.half_open_probes,
             },
             eviction: EvictionPolicy {
                 failure_threshold: self.eviction.failure_threshold,

@@ -103,7 +103,8 @@ fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_megabytes_stream_up_and_down_without_being_held_in_memory() {
-    let gw = gateway("");
+    // Registered by hand (no heartbeats): a lease long enough for 200 MiB on a loaded machine.
+    let gw = gateway("lease: { ttl: 10m, heartbeat_interval: 1m }\n");
     let backend = demo("big", &[]);
     let c = Client::new();
     register(&c, &gw.url, "files", &backend.url).await;

@@ -1,9 +1,11 @@
-//! Per-replica circuit breaker: closed → open after N consecutive failures → half-open single probe.
+//! Per-replica circuit breaker: closed → open after N consecutive failures or a failure ratio over a
+//! window (gobreaker's `ReadyToTrip`), whichever comes first → half-open with up to N probes at once; N
+//! successes close it, any failure reopens it.
 
 use std::time::{Duration, Instant};
 
 /// Breaker thresholds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BreakerConfig {
     /// Consecutive failures that open a closed breaker.
     pub failure_threshold: u32,
@@ -12,6 +14,97 @@ pub struct BreakerConfig {
     /// How long a half-open probe may stay unanswered before another probe is allowed
     /// (a probe whose client went away never reports).
     pub probe_timeout: Duration,
+    /// Trip when failures / requests in the current window reach this ratio (`None`: off).
+    pub failure_ratio: Option<f64>,
+    /// Requests the window needs before the ratio is judged.
+    pub min_requests: u32,
+    /// While closed, the ratio's counts restart every window (gobreaker's `Interval`).
+    pub window: Duration,
+    /// Half-open: requests let through at once; that many successes close the breaker.
+    pub half_open_probes: u32,
+}
+
+impl BreakerConfig {
+    /// Consecutive failures only, one probe: the rule most gateways start from.
+    pub fn consecutive(
+        failure_threshold: u32,
+        open_timeout: Duration,
+        probe_timeout: Duration,
+    ) -> Self {
+        BreakerConfig {
+            failure_threshold,
+            open_timeout,
+            probe_timeout,
+            failure_ratio: None,
+            min_requests: 3,
+            window: Duration::from_secs(5),
+            half_open_probes: 1,
+        }
+    }
+}
+
+/// Why a closed breaker opened.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OpenCause {
+    /// `n` consecutive failures.
+    Consecutive(u32),
+    /// `failures` of `requests` in the window failed.
+    Ratio {
+        /// Failures in the window.
+        failures: u32,
+        /// Requests in the window.
+        requests: u32,
+    },
+}
+
+impl std::fmt::Display for OpenCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenCause::Consecutive(n) => write!(f, "{n} consecutive failures"),
+            OpenCause::Ratio { failures, requests } => write!(
+                f,
+                "{failures} of {requests} requests failed ({}%)",
+                (u64::from(*failures) * 100) / u64::from((*requests).max(1))
+            ),
+        }
+    }
+}
+
+/// The closed breaker's counts over its current window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Window {
+    start: Option<Instant>,
+    requests: u32,
+    failures: u32,
+}
+
+impl Window {
+    /// Counts one outcome at `now`, restarting the counts when the window is over.
+    fn count(&mut self, failed: bool, now: Instant, length: Duration) {
+        match self.start {
+            Some(start) if now < start + length => {}
+            _ => {
+                *self = Window {
+                    start: Some(now),
+                    requests: 0,
+                    failures: 0,
+                }
+            }
+        }
+        self.requests = self.requests.saturating_add(1);
+        self.failures = self.failures.saturating_add(u32::from(failed));
+    }
+
+    /// Whether the counts trip the ratio rule.
+    fn trips(&self, cfg: &BreakerConfig) -> bool {
+        match cfg.failure_ratio {
+            Some(ratio) => {
+                self.requests >= cfg.min_requests.max(1)
+                    && f64::from(self.failures) >= ratio * f64::from(self.requests)
+            }
+            None => false,
+        }
+    }
 }
 
 /// The state a breaker shows to operators.
@@ -56,15 +149,24 @@ pub enum Admission {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Inner {
     Closed,
-    Open { until: Instant },
-    HalfOpen { probe_since: Option<Instant> },
+    Open {
+        until: Instant,
+    },
+    /// `in_flight` probes admitted and unanswered (the last admitted at `since`), `succeeded` answered well.
+    HalfOpen {
+        in_flight: u32,
+        succeeded: u32,
+        since: Option<Instant>,
+    },
 }
 
-/// A consecutive-failures circuit breaker. Pure: every call takes `now`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A circuit breaker. Pure: every call takes `now`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Breaker {
     inner: Inner,
     consecutive_failures: u32,
+    window: Window,
+    open_cause: Option<OpenCause>,
 }
 
 impl Default for Breaker {
@@ -72,6 +174,8 @@ impl Default for Breaker {
         Breaker {
             inner: Inner::Closed,
             consecutive_failures: 0,
+            window: Window::default(),
+            open_cause: None,
         }
     }
 }
@@ -85,7 +189,19 @@ impl Breaker {
                 until: now + cfg.open_timeout,
             },
             consecutive_failures,
+            window: Window::default(),
+            open_cause: Some(OpenCause::Consecutive(consecutive_failures)),
         }
+    }
+
+    /// Why the breaker last opened on its own counts (`None` if it never did, or a peer opened it).
+    pub fn open_cause(&self) -> Option<OpenCause> {
+        self.open_cause
+    }
+
+    /// The closed breaker's window counts: (requests, failures).
+    pub fn window_counts(&self) -> (u32, u32) {
+        (self.window.requests, self.window.failures)
     }
 
     /// Consecutive failures since the last success.
@@ -105,28 +221,34 @@ impl Breaker {
 
     /// Whether [`Breaker::try_admit`] would admit a request at `now`. Does not change anything.
     pub fn can_admit(&self, now: Instant, cfg: &BreakerConfig) -> bool {
-        match self.inner {
-            Inner::Closed => true,
-            Inner::Open { until } => now >= until,
-            Inner::HalfOpen { probe_since: None } => true,
-            Inner::HalfOpen {
-                probe_since: Some(since),
-            } => now >= since + cfg.probe_timeout,
-        }
+        self.admits_in(now, cfg).is_zero()
     }
 
     /// How long from `now` until the breaker admits a request (zero when it does now).
     pub fn admits_in(&self, now: Instant, cfg: &BreakerConfig) -> Duration {
         match self.inner {
-            Inner::Closed | Inner::HalfOpen { probe_since: None } => Duration::ZERO,
+            Inner::Closed => Duration::ZERO,
             Inner::Open { until } => until.saturating_duration_since(now),
             Inner::HalfOpen {
-                probe_since: Some(since),
-            } => (since + cfg.probe_timeout).saturating_duration_since(now),
+                in_flight,
+                succeeded,
+                since,
+            } => {
+                if in_flight + succeeded < cfg.half_open_probes.max(1) {
+                    return Duration::ZERO;
+                }
+                match since {
+                    // Every slot is taken by a probe in flight: the oldest may be lost.
+                    Some(since) if in_flight > 0 => {
+                        (since + cfg.probe_timeout).saturating_duration_since(now)
+                    }
+                    _ => Duration::ZERO,
+                }
+            }
         }
     }
 
-    /// Admits a request at `now` if the breaker allows it; in half-open, claims the single probe.
+    /// Admits a request at `now` if the breaker allows it; in half-open, claims a probe slot.
     pub fn try_admit(&mut self, now: Instant, cfg: &BreakerConfig) -> Admission {
         if !self.can_admit(now, cfg) {
             return Admission::Rejected;
@@ -138,16 +260,31 @@ impl Breaker {
             },
             Inner::Open { .. } => {
                 self.inner = Inner::HalfOpen {
-                    probe_since: Some(now),
+                    in_flight: 1,
+                    succeeded: 0,
+                    since: Some(now),
                 };
                 Admission::Admitted {
                     probe: true,
                     transition: Some(Transition::HalfOpened),
                 }
             }
-            Inner::HalfOpen { .. } => {
+            Inner::HalfOpen {
+                in_flight,
+                succeeded,
+                since,
+            } => {
+                // Slots held past the probe timeout are lost probes: they are taken back.
+                let stale = since.is_some_and(|s| now >= s + cfg.probe_timeout);
+                let in_flight = if stale && in_flight + succeeded >= cfg.half_open_probes.max(1) {
+                    0
+                } else {
+                    in_flight
+                };
                 self.inner = Inner::HalfOpen {
-                    probe_since: Some(now),
+                    in_flight: in_flight + 1,
+                    succeeded,
+                    since: Some(now),
                 };
                 Admission::Admitted {
                     probe: true,
@@ -168,25 +305,41 @@ impl Breaker {
         was_admitting
     }
 
-    /// Closes the breaker because another gateway's probe succeeded. Returns whether it was not closed.
+    /// Closes the breaker because another gateway's probes succeeded. Returns whether it was not closed.
     pub fn force_close(&mut self) -> bool {
         let changed = self.inner != Inner::Closed;
         self.inner = Inner::Closed;
         self.consecutive_failures = 0;
+        self.window = Window::default();
         changed
     }
 
-    /// Another gateway holds the half-open probe: hold ours back as if it were in flight since `now`.
-    pub fn defer_probe(&mut self, now: Instant) {
+    /// Peers hold every half-open probe slot: hold ours back as if they were in flight since `now`.
+    pub fn defer_probe(&mut self, now: Instant, cfg: &BreakerConfig) {
+        let succeeded = match self.inner {
+            Inner::HalfOpen { succeeded, .. } => succeeded,
+            _ => 0,
+        };
         self.inner = Inner::HalfOpen {
-            probe_since: Some(now),
+            in_flight: cfg.half_open_probes.max(1).saturating_sub(succeeded),
+            succeeded,
+            since: Some(now),
         };
     }
 
     /// Gives back a probe whose request ended without an outcome (the client went away).
     pub fn release_probe(&mut self) {
-        if let Inner::HalfOpen { .. } = self.inner {
-            self.inner = Inner::HalfOpen { probe_since: None };
+        if let Inner::HalfOpen {
+            in_flight,
+            succeeded,
+            since,
+        } = self.inner
+        {
+            self.inner = Inner::HalfOpen {
+                in_flight: in_flight.saturating_sub(1),
+                succeeded,
+                since,
+            };
         }
     }
 
@@ -200,21 +353,49 @@ impl Breaker {
         if !failed {
             self.consecutive_failures = 0;
             return match self.inner {
-                Inner::HalfOpen { .. } => {
-                    self.inner = Inner::Closed;
-                    Some(Transition::Closed)
+                Inner::HalfOpen {
+                    in_flight,
+                    succeeded,
+                    since,
+                } => {
+                    let succeeded = succeeded + 1;
+                    if succeeded >= cfg.half_open_probes.max(1) {
+                        self.inner = Inner::Closed;
+                        self.window = Window::default();
+                        Some(Transition::Closed)
+                    } else {
+                        self.inner = Inner::HalfOpen {
+                            in_flight: in_flight.saturating_sub(1),
+                            succeeded,
+                            since,
+                        };
+                        None
+                    }
+                }
+                Inner::Closed => {
+                    self.window.count(false, now, cfg.window);
+                    None
                 }
                 // A success from a request admitted before the breaker opened proves little: only the
-                // probe closes an open breaker.
-                Inner::Closed | Inner::Open { .. } => None,
+                // probes close an open breaker.
+                Inner::Open { .. } => None,
             };
         }
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         match self.inner {
-            Inner::Closed if self.consecutive_failures >= cfg.failure_threshold => {
-                self.inner = Inner::Open {
-                    until: now + cfg.open_timeout,
+            Inner::Closed => {
+                self.window.count(true, now, cfg.window);
+                let cause = if self.consecutive_failures >= cfg.failure_threshold {
+                    OpenCause::Consecutive(self.consecutive_failures)
+                } else if self.window.trips(cfg) {
+                    OpenCause::Ratio {
+                        failures: self.window.failures,
+                        requests: self.window.requests,
+                    }
+                } else {
+                    return None;
                 };
+                self.open(cause, now, cfg);
                 Some(Transition::Opened)
             }
             Inner::HalfOpen { .. } => {
@@ -223,8 +404,40 @@ impl Breaker {
                 };
                 Some(Transition::Reopened)
             }
-            Inner::Closed | Inner::Open { .. } => None,
+            Inner::Open { .. } => None,
         }
+    }
+
+    /// Opens the closed breaker with the window's counts shared by every gateway (Redis): the ratio is
+    /// judged on the fleet's counts, not this gateway's share. Returns the transition, if any.
+    pub fn apply_shared_window(
+        &mut self,
+        requests: u32,
+        failures: u32,
+        now: Instant,
+        cfg: &BreakerConfig,
+    ) -> Option<Transition> {
+        if self.inner != Inner::Closed {
+            return None;
+        }
+        let shared = Window {
+            start: self.window.start,
+            requests,
+            failures,
+        };
+        if !shared.trips(cfg) {
+            return None;
+        }
+        self.open(OpenCause::Ratio { failures, requests }, now, cfg);
+        Some(Transition::Opened)
+    }
+
+    fn open(&mut self, cause: OpenCause, now: Instant, cfg: &BreakerConfig) {
+        self.inner = Inner::Open {
+            until: now + cfg.open_timeout,
+        };
+        self.open_cause = Some(cause);
+        self.window = Window::default();
     }
 }
 
@@ -236,6 +449,21 @@ mod tests {
         failure_threshold: 3,
         open_timeout: Duration::from_secs(10),
         probe_timeout: Duration::from_secs(30),
+        failure_ratio: None,
+        min_requests: 3,
+        window: Duration::from_secs(5),
+        half_open_probes: 1,
+    };
+
+    /// The seed's gobreaker settings: ratio 0.6 over at least 3 requests, 5 s windows, 3 probes.
+    const GOBREAKER: BreakerConfig = BreakerConfig {
+        failure_threshold: 1_000,
+        open_timeout: Duration::from_secs(10),
+        probe_timeout: Duration::from_secs(30),
+        failure_ratio: Some(0.6),
+        min_requests: 3,
+        window: Duration::from_secs(5),
+        half_open_probes: 3,
     };
 
     fn secs(t0: Instant, s: u64) -> Instant {
@@ -377,7 +605,7 @@ mod tests {
         for _ in 0..3 {
             b.record(true, secs(t0, 10), &CFG);
         }
-        b.defer_probe(secs(t0, 20));
+        b.defer_probe(secs(t0, 20), &CFG);
         assert_eq!(admit(&mut b, secs(t0, 49)), Admission::Rejected);
         assert!(matches!(
             admit(&mut b, secs(t0, 50)),
@@ -393,5 +621,181 @@ mod tests {
         assert_eq!(b.consecutive_failures(), 5);
         assert!(!b.can_admit(secs(t0, 9), &CFG));
         assert!(b.can_admit(secs(t0, 10), &CFG));
+    }
+
+    #[test]
+    fn the_ratio_trips_at_the_third_request_with_two_failures() {
+        let t0 = Instant::now();
+        let mut b = Breaker::default();
+        // ok, fail: 1 of 2 (below min_requests) -> closed
+        assert_eq!(b.record(false, t0, &GOBREAKER), None);
+        assert_eq!(b.record(true, secs(t0, 1), &GOBREAKER), None);
+        // ok resets the consecutive run, not the window: 1 of 3 = 33% -> closed
+        assert_eq!(b.record(false, secs(t0, 1), &GOBREAKER), None);
+        // fail: 2 of 4 = 50% -> closed; fail: 3 of 5 = 60% -> open, never 3 in a row
+        assert_eq!(b.record(true, secs(t0, 2), &GOBREAKER), None);
+        assert_eq!(b.consecutive_failures(), 1);
+        assert_eq!(
+            b.record(true, secs(t0, 2), &GOBREAKER),
+            Some(Transition::Opened)
+        );
+        assert_eq!(b.consecutive_failures(), 2);
+        assert_eq!(
+            b.open_cause(),
+            Some(OpenCause::Ratio {
+                failures: 3,
+                requests: 5
+            })
+        );
+        assert_eq!(
+            b.open_cause().unwrap().to_string(),
+            "3 of 5 requests failed (60%)"
+        );
+        // straight away: fail, fail after ok -> 2 of 3 = 67% trips at the third request
+        let mut b = Breaker::default();
+        assert_eq!(b.record(false, t0, &GOBREAKER), None);
+        assert_eq!(b.record(true, t0, &GOBREAKER), None);
+        assert_eq!(b.record(true, t0, &GOBREAKER), Some(Transition::Opened));
+    }
+
+    #[test]
+    fn the_ratio_counts_restart_every_window() {
+        let t0 = Instant::now();
+        let mut b = Breaker::default();
+        // t=0..4s: ok, ok, fail (1 of 3)
+        b.record(false, t0, &GOBREAKER);
+        b.record(false, secs(t0, 1), &GOBREAKER);
+        b.record(true, secs(t0, 4), &GOBREAKER);
+        assert_eq!(b.window_counts(), (3, 1));
+        // t=5s: a new window starts with this failure: 1 of 1, below min_requests
+        assert_eq!(b.record(true, secs(t0, 5), &GOBREAKER), None);
+        assert_eq!(b.window_counts(), (1, 1));
+        // ok, then fail: 2 of 3 in the new window -> open
+        b.record(false, secs(t0, 6), &GOBREAKER);
+        assert_eq!(
+            b.record(true, secs(t0, 7), &GOBREAKER),
+            Some(Transition::Opened)
+        );
+        // off by default: consecutive failures only
+        let mut b = Breaker::default();
+        for _ in 0..10 {
+            b.record(false, t0, &CFG);
+            b.record(true, t0, &CFG);
+        }
+        assert_eq!(b.state(t0), BreakerState::Closed);
+    }
+
+    #[test]
+    fn consecutive_failures_still_trip_first_when_they_come_first() {
+        let t0 = Instant::now();
+        let cfg = BreakerConfig {
+            failure_threshold: 3,
+            min_requests: 10,
+            ..GOBREAKER
+        };
+        let mut b = Breaker::default();
+        b.record(true, t0, &cfg);
+        b.record(true, t0, &cfg);
+        assert_eq!(b.record(true, t0, &cfg), Some(Transition::Opened));
+        assert_eq!(b.open_cause(), Some(OpenCause::Consecutive(3)));
+    }
+
+    #[test]
+    fn three_probes_close_it_and_any_failure_among_them_reopens_it() {
+        let t0 = Instant::now();
+        let mut b = Breaker::default();
+        b.record(false, t0, &GOBREAKER);
+        b.record(true, t0, &GOBREAKER);
+        b.record(true, t0, &GOBREAKER);
+        // t=10s: three probes at once, the fourth waits
+        let first = b.try_admit(secs(t0, 10), &GOBREAKER);
+        assert_eq!(
+            first,
+            Admission::Admitted {
+                probe: true,
+                transition: Some(Transition::HalfOpened)
+            }
+        );
+        let probe = Admission::Admitted {
+            probe: true,
+            transition: None,
+        };
+        assert_eq!(b.try_admit(secs(t0, 10), &GOBREAKER), probe);
+        assert_eq!(b.try_admit(secs(t0, 10), &GOBREAKER), probe);
+        assert_eq!(b.try_admit(secs(t0, 10), &GOBREAKER), Admission::Rejected);
+        // two succeed: still half-open, and their slots stay used
+        assert_eq!(b.record(false, secs(t0, 11), &GOBREAKER), None);
+        assert_eq!(b.record(false, secs(t0, 11), &GOBREAKER), None);
+        assert_eq!(b.state(secs(t0, 11)), BreakerState::HalfOpen);
+        assert_eq!(b.try_admit(secs(t0, 11), &GOBREAKER), Admission::Rejected);
+        // the third succeeds: closed
+        assert_eq!(
+            b.record(false, secs(t0, 12), &GOBREAKER),
+            Some(Transition::Closed)
+        );
+        assert_eq!(b.try_admit(secs(t0, 12), &GOBREAKER), PLAIN);
+
+        // again, and this time the second probe fails: open for a full timeout
+        let mut b = Breaker::default();
+        b.record(true, t0, &GOBREAKER);
+        b.record(true, t0, &GOBREAKER);
+        b.record(true, t0, &GOBREAKER);
+        for _ in 0..3 {
+            b.try_admit(secs(t0, 10), &GOBREAKER);
+        }
+        assert_eq!(b.record(false, secs(t0, 11), &GOBREAKER), None);
+        assert_eq!(
+            b.record(true, secs(t0, 11), &GOBREAKER),
+            Some(Transition::Reopened)
+        );
+        assert_eq!(b.try_admit(secs(t0, 20), &GOBREAKER), Admission::Rejected);
+        // the third probe's late success does not close it
+        assert_eq!(b.record(false, secs(t0, 12), &GOBREAKER), None);
+        assert_eq!(b.state(secs(t0, 12)), BreakerState::Open);
+    }
+
+    #[test]
+    fn a_released_probe_frees_its_slot_and_lost_ones_are_retaken_after_probe_timeout() {
+        let t0 = Instant::now();
+        let mut b = Breaker::default();
+        for _ in 0..3 {
+            b.record(true, t0, &GOBREAKER);
+        }
+        for _ in 0..3 {
+            b.try_admit(secs(t0, 10), &GOBREAKER);
+        }
+        assert_eq!(b.try_admit(secs(t0, 10), &GOBREAKER), Admission::Rejected);
+        b.release_probe();
+        assert!(matches!(
+            b.try_admit(secs(t0, 11), &GOBREAKER),
+            Admission::Admitted { probe: true, .. }
+        ));
+        // nobody answers: at t = 11 + 30 the slots are taken back
+        assert_eq!(b.try_admit(secs(t0, 40), &GOBREAKER), Admission::Rejected);
+        assert!(matches!(
+            b.try_admit(secs(t0, 41), &GOBREAKER),
+            Admission::Admitted { probe: true, .. }
+        ));
+    }
+
+    #[test]
+    fn the_fleets_window_counts_trip_the_ratio_too() {
+        let t0 = Instant::now();
+        let mut b = Breaker::default();
+        b.record(true, t0, &GOBREAKER); // 1 of 1 here
+                                        // every gateway together: 4 of 6 failed
+        assert_eq!(b.apply_shared_window(6, 3, t0, &GOBREAKER), None);
+        assert_eq!(
+            b.apply_shared_window(6, 4, t0, &GOBREAKER),
+            Some(Transition::Opened)
+        );
+        assert_eq!(
+            b.apply_shared_window(9, 9, t0, &GOBREAKER),
+            None,
+            "already open"
+        );
+        // without a ratio rule, shared counts change nothing
+        let mut b = Breaker::default();
+        assert_eq!(b.apply_shared_window(10, 10, t0, &CFG), None);
     }
 }

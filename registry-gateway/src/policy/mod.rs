@@ -11,7 +11,7 @@ pub mod retry;
 pub mod selection;
 pub mod upload;
 
-pub use breaker::{Admission, Breaker, BreakerConfig, BreakerState, Transition};
+pub use breaker::{Admission, Breaker, BreakerConfig, BreakerState, OpenCause, Transition};
 pub use eviction::{EvictionPolicy, EvictionReason};
 pub use lease::Lease;
 pub use outcome::{attribute, ClientFault, FailureCause, Fault, Outcome};

@@ -46,12 +46,22 @@ pub enum Change {
         /// Why.
         why: Removal,
     },
-    /// An attempt on this replica failed (`true`), or succeeded after failures (`false`).
+    /// An attempt on this replica failed (`true`) or succeeded. Shared when it matters to peers: a
+    /// failure, a success that ends a run of failures (`streak`), or any attempt while a failure-ratio
+    /// rule is on (the window's counts are shared).
     Attempt {
         /// The replica's address.
         address: ReplicaAddress,
         /// Whether it failed.
         failed: bool,
+        /// Whether it changes the shared count of consecutive failures (a failure, or a success after
+        /// failures).
+        streak: bool,
+    },
+    /// A half-open probe sent from here succeeded (with several probes, they close it together).
+    ProbeSucceeded {
+        /// The replica's address.
+        address: ReplicaAddress,
     },
     /// Its breaker opened here, for this long.
     Opened {

@@ -36,7 +36,8 @@ use dashmap::DashMap;
 use uuid::Uuid;
 
 use crate::policy::{
-    Admission, Breaker, BreakerConfig, EvictionPolicy, EvictionReason, Lease, Outcome, Transition,
+    Admission, Breaker, BreakerConfig, EvictionPolicy, EvictionReason, Lease, OpenCause, Outcome,
+    Transition,
 };
 use replica::ReplicaState;
 
@@ -488,7 +489,7 @@ impl Registry {
     }
 
     fn transitioned(&self, r: &Arc<Replica>, t: Transition, now: Instant) {
-        log_transition(r, t);
+        log_transition(r, t, self.policy.breaker.half_open_probes);
         match t {
             Transition::Opened | Transition::Reopened => self.share(|| Change::Opened {
                 address: r.address().clone(),
@@ -530,11 +531,19 @@ impl Registry {
             let t = st.breaker.record(failed, now, &self.policy.breaker);
             (t, st.breaker.consecutive_failures(), before)
         };
-        // Peers add failures up; a success only matters to them when it ends a run of failures.
-        if failed || before > 0 {
+        // Peers add failures up; a success only matters to them when it ends a run of failures, or
+        // when a failure-ratio rule counts every request.
+        let streak = failed || before > 0;
+        if streak || self.policy.breaker.failure_ratio.is_some() {
             self.share(|| Change::Attempt {
                 address: r.address().clone(),
                 failed,
+                streak,
+            });
+        }
+        if pick.probe && !failed && transition.is_none() {
+            self.share(|| Change::ProbeSucceeded {
+                address: r.address().clone(),
             });
         }
         if let Some(t) = transition {
@@ -595,12 +604,20 @@ impl Registry {
     }
 }
 
-fn log_transition(r: &Replica, t: Transition) {
+fn log_transition(r: &Replica, t: Transition, probes: u32) {
     let addr = r.address();
     let svc = r.service();
     match t {
         Transition::Opened => {
-            tracing::warn!(service = %svc, replica = %addr, "[CIRCUIT] {addr} OPEN (threshold reached)")
+            let cause = r.lock().breaker.open_cause().map_or_else(
+                || "threshold reached".to_owned(),
+                |c| match c {
+                    // Unchanged wording: operators' alerts and our tests match on it.
+                    OpenCause::Consecutive(_) => "threshold reached".to_owned(),
+                    OpenCause::Ratio { .. } => format!("failure ratio reached: {c}"),
+                },
+            );
+            tracing::warn!(service = %svc, replica = %addr, "[CIRCUIT] {addr} OPEN ({cause})")
         }
         Transition::Reopened => {
             tracing::warn!(service = %svc, replica = %addr, "[CIRCUIT] {addr} OPEN (half-open probe failed)")
@@ -609,7 +626,11 @@ fn log_transition(r: &Replica, t: Transition) {
             tracing::info!(service = %svc, replica = %addr, "[CIRCUIT] {addr} HALF-OPEN (probing)")
         }
         Transition::Closed => {
-            tracing::info!(service = %svc, replica = %addr, "[CIRCUIT] {addr} CLOSED (probe succeeded)")
+            if probes > 1 {
+                tracing::info!(service = %svc, replica = %addr, "[CIRCUIT] {addr} CLOSED ({probes} probes succeeded)")
+            } else {
+                tracing::info!(service = %svc, replica = %addr, "[CIRCUIT] {addr} CLOSED (probe succeeded)")
+            }
         }
     }
 }

@@ -157,9 +157,57 @@ impl Registry {
         opened
     }
 
+    /// Every gateway's failure-ratio window for `address` together: opens the breaker here when the
+    /// fleet's counts trip the ratio. Returns whether it opened here (the caller tells the peers).
+    pub fn apply_shared_window(
+        &self,
+        address: &ReplicaAddress,
+        requests: u32,
+        failures: u32,
+        now: Instant,
+    ) -> bool {
+        let cfg = self.policy.breaker;
+        let mut opened = false;
+        self.each_with_address(address, |r| {
+            let t = r
+                .lock()
+                .breaker
+                .apply_shared_window(requests, failures, now, &cfg);
+            if t.is_some() {
+                opened = true;
+                tracing::warn!(replica = %address, requests, failures,
+                    "[CIRCUIT] {address} OPEN ({failures} of {requests} requests failed across gateways)");
+                self.emit(RegistryEvent::StateChanged(Arc::clone(r), crate::policy::BreakerState::Open));
+            }
+        });
+        opened
+    }
+
+    /// Probes of `address` from every gateway together reached `breaker.half_open_probes` successes:
+    /// closes the breaker here. Returns whether it was not closed (the caller tells the peers).
+    pub fn apply_probe_successes(&self, address: &ReplicaAddress, total: u64) -> bool {
+        if total < u64::from(self.policy.breaker.half_open_probes) {
+            return false;
+        }
+        let mut closed = false;
+        self.each_with_address(address, |r| {
+            if r.lock().breaker.force_close() {
+                closed = true;
+                tracing::info!(replica = %address, total,
+                    "[CIRCUIT] {address} CLOSED ({total} probes succeeded across gateways)");
+                self.emit(RegistryEvent::StateChanged(
+                    Arc::clone(r),
+                    crate::policy::BreakerState::Closed,
+                ));
+            }
+        });
+        closed
+    }
+
     /// Another gateway holds the half-open probe of `address`: hold ours back.
     pub fn defer_probe(&self, address: &ReplicaAddress, now: Instant) {
-        self.each_with_address(address, |r| r.lock().breaker.defer_probe(now));
+        let cfg = self.policy.breaker;
+        self.each_with_address(address, |r| r.lock().breaker.defer_probe(now, &cfg));
     }
 
     /// Registered replicas whose ids are not in `keep` and that `known` says a peer once had: they left the

@@ -5,11 +5,7 @@ use crate::policy::{BreakerState, FailureCause};
 
 fn policy() -> RegistryPolicy {
     RegistryPolicy {
-        breaker: BreakerConfig {
-            failure_threshold: 3,
-            open_timeout: Duration::from_secs(10),
-            probe_timeout: Duration::from_secs(30),
-        },
+        breaker: BreakerConfig::consecutive(3, Duration::from_secs(10), Duration::from_secs(30)),
         eviction: EvictionPolicy {
             failure_threshold: 5,
         },
@@ -290,6 +286,7 @@ fn local_changes_are_shared_in_order() {
     let fail = Change::Attempt {
         address: addr.clone(),
         failed: true,
+        streak: true,
     };
     assert_eq!(
         drain(&mut rx),

@@ -150,9 +150,19 @@ pub(crate) mod keys {
         format!("rgw:open:{address}")
     }
 
-    /// `rgw:probe:{address}`: the gateway allowed to send the half-open probe.
+    /// `rgw:probe:{address}`: hash, gateway id → half-open probe slots it holds.
     pub(crate) fn probe(address: &str) -> String {
         format!("rgw:probe:{address}")
+    }
+
+    /// `rgw:probeok:{address}`: half-open probes that succeeded, on every gateway together.
+    pub(crate) fn probe_ok(address: &str) -> String {
+        format!("rgw:probeok:{address}")
+    }
+
+    /// `rgw:window:{address}`: hash `requests`, `failures` of the failure-ratio window, every gateway's.
+    pub(crate) fn window(address: &str) -> String {
+        format!("rgw:window:{address}")
     }
 }
 

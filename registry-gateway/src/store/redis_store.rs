@@ -208,12 +208,29 @@ impl RedisStore {
     async fn write_changes(self: Arc<Self>, mut changes: mpsc::UnboundedReceiver<Change>) {
         let mut batch = Vec::new();
         let mut registered = Vec::new();
+        // Failure-ratio windows: every attempt counts, so a batch's attempts are summed per replica and
+        // written in one pipeline.
+        let mut windows: HashMap<ReplicaAddress, (u32, u32)> = HashMap::new();
         while changes.recv_many(&mut batch, 512).await > 0 {
             // Registrations arrive in storms (a fleet starting, a gateway restarting): consecutive ones
             // go in one pipeline. Everything else keeps its order around them.
             for change in batch.drain(..) {
                 match change {
                     Change::Registered(rec) => registered.push(rec),
+                    Change::Attempt {
+                        address,
+                        failed,
+                        streak,
+                    } => {
+                        if self.registry.policy().breaker.failure_ratio.is_some() {
+                            let w = windows.entry(address.clone()).or_default();
+                            w.0 += 1;
+                            w.1 += u32::from(failed);
+                        }
+                        if streak {
+                            self.count_attempt(&address, failed).await;
+                        }
+                    }
                     other => {
                         self.write_registered(&mut registered).await;
                         self.write_one(other).await;
@@ -221,6 +238,47 @@ impl RedisStore {
                 }
             }
             self.write_registered(&mut registered).await;
+            self.write_windows(&mut windows).await;
+        }
+    }
+
+    /// Adds this batch's attempts to the shared failure-ratio windows; opens the breaker everywhere
+    /// when the fleet's counts trip the ratio.
+    async fn write_windows(&self, windows: &mut HashMap<ReplicaAddress, (u32, u32)>) {
+        if windows.is_empty() {
+            return;
+        }
+        let window_ms = self.registry.policy().breaker.window.as_millis().max(1) as u64;
+        let addresses: Vec<(ReplicaAddress, (u32, u32))> = windows.drain().collect();
+        let mut pipe = redis::pipe();
+        for (address, (requests, failures)) in &addresses {
+            let key = keys::window(address.as_str());
+            pipe.cmd("HINCRBY").arg(&key).arg("requests").arg(*requests);
+            pipe.cmd("HINCRBY").arg(&key).arg("failures").arg(*failures);
+            // The first writer starts the window; it ends for everyone when the key expires.
+            pipe.cmd("PEXPIRE")
+                .arg(&key)
+                .arg(window_ms)
+                .arg("NX")
+                .ignore();
+        }
+        let Some(totals): Option<Vec<i64>> = self.run("count window", &pipe).await else {
+            return;
+        };
+        let now = clock::now();
+        for ((address, _), pair) in addresses.iter().zip(totals.chunks(2)) {
+            let [requests, failures] = pair else { continue };
+            let (requests, failures) = (
+                u32::try_from(*requests).unwrap_or(u32::MAX),
+                u32::try_from(*failures).unwrap_or(u32::MAX),
+            );
+            if self
+                .registry
+                .apply_shared_window(address, requests, failures, now)
+            {
+                self.publish_opened(address, self.registry.policy().breaker.open_timeout)
+                    .await;
+            }
         }
     }
 
@@ -320,7 +378,10 @@ impl RedisStore {
                         lock(&self.pending_removals).push((service.to_string(), id, failures));
                     }
                 }
-                Change::Attempt { address, failed } => self.count_attempt(&address, failed).await,
+                Change::Attempt {
+                    address, failed, ..
+                } => self.count_attempt(&address, failed).await,
+                Change::ProbeSucceeded { address } => self.count_probe_success(&address).await,
                 Change::Opened { address, open_for } => {
                     self.publish_opened(&address, open_for).await;
                 }
@@ -333,20 +394,7 @@ impl RedisStore {
                         })
                         .await;
                 }
-                Change::Closed { address } => {
-                    pipe.cmd("DEL")
-                        .arg(keys::open(address.as_str()))
-                        .arg(keys::fails(address.as_str()))
-                        .ignore();
-                    Self::publish(
-                        &mut pipe,
-                        self.gw,
-                        Event::Closed {
-                            address: address.to_string(),
-                        },
-                    );
-                    let _: Option<()> = self.run("close", &pipe).await;
-                }
+                Change::Closed { address } => self.publish_closed(&address).await,
             }
         }
     }
@@ -383,10 +431,60 @@ impl RedisStore {
         }
     }
 
+    /// Counts a successful half-open probe with every gateway's; closes the breaker everywhere when
+    /// they reach `breaker.half_open_probes` together.
+    async fn count_probe_success(&self, address: &ReplicaAddress) {
+        let key = keys::probe_ok(address.as_str());
+        let ms = self
+            .registry
+            .policy()
+            .breaker
+            .probe_timeout
+            .as_millis()
+            .max(1) as u64;
+        let mut pipe = redis::pipe();
+        pipe.cmd("INCR")
+            .arg(&key)
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(ms)
+            .ignore();
+        let Some((total,)): Option<(u64,)> = self.run("count probe success", &pipe).await else {
+            return;
+        };
+        if self.registry.apply_probe_successes(address, total) {
+            self.publish_closed(address).await;
+        }
+    }
+
+    /// Clears the breaker state of `address` in Redis and tells the peers it closed.
+    async fn publish_closed(&self, address: &ReplicaAddress) {
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL")
+            .arg(keys::open(address.as_str()))
+            .arg(keys::fails(address.as_str()))
+            .arg(keys::probe_ok(address.as_str()))
+            .arg(keys::window(address.as_str()))
+            .ignore();
+        Self::publish(
+            &mut pipe,
+            self.gw,
+            Event::Closed {
+                address: address.to_string(),
+            },
+        );
+        let _: Option<()> = self.run("close", &pipe).await;
+    }
+
     /// Marks the breaker of `address` open in Redis for `open_for` and tells the peers.
     async fn publish_opened(&self, address: &ReplicaAddress, open_for: Duration) {
         let open_ms = open_for.as_millis().max(1) as u64;
         let mut pipe = redis::pipe();
+        // A new open period: earlier probe successes and window counts no longer count.
+        pipe.cmd("DEL")
+            .arg(keys::probe_ok(address.as_str()))
+            .arg(keys::window(address.as_str()))
+            .ignore();
         pipe.cmd("SET")
             .arg(keys::open(address.as_str()))
             .arg(self.gw.to_string())
@@ -413,12 +511,14 @@ impl RedisStore {
             .as_millis()
             .max(1) as u64;
         let gw = self.gw.to_string();
+        let slots = self.registry.policy().breaker.half_open_probes.max(1);
         let claimed: Option<i64> = self
             .run_cmd("claim probe", |mut c| async move {
                 claim_script()
                     .key(key)
                     .arg(gw)
                     .arg(ms)
+                    .arg(slots)
                     .invoke_async(&mut c)
                     .await
             })
@@ -727,26 +827,42 @@ impl Store for RedisStore {
     }
 }
 
-/// Takes the probe lock if it is free or already ours (then renews it). KEYS[1] lock, ARGV[1] gateway
-/// id, ARGV[2] time to live in ms. Returns 1 when this gateway holds the lock afterwards.
+/// Takes one of the `breaker.half_open_probes` probe slots shared by every gateway: when fewer than
+/// ARGV[3] are held, or when this gateway already holds one (its own breaker bounds how many it sends;
+/// this lets it probe again after its local probe timeout). KEYS[1] hash gateway → slots, ARGV[1]
+/// gateway id, ARGV[2] time to live in ms. Returns 1 when a slot is this gateway's afterwards.
 fn claim_script() -> redis::Script {
     redis::Script::new(
-        r"local v = redis.call('GET', KEYS[1])
-          if v == false or v == ARGV[1] then
-            redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+        r"local held, mine = 0, 0
+          local all = redis.call('HGETALL', KEYS[1])
+          for i = 1, #all, 2 do
+            local n = tonumber(all[i + 1]) or 0
+            held = held + n
+            if all[i] == ARGV[1] then mine = n end
+          end
+          if held < tonumber(ARGV[3]) then
+            redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+            redis.call('PEXPIRE', KEYS[1], ARGV[2])
+            return 1
+          end
+          if mine > 0 then
+            redis.call('PEXPIRE', KEYS[1], ARGV[2])
             return 1
           end
           return 0",
     )
 }
 
-/// Releases the probe lock only if this gateway holds it. KEYS[1] lock, ARGV[1] gateway id.
+/// Gives back one of this gateway's probe slots (never another gateway's). KEYS[1] hash, ARGV[1]
+/// gateway id. Returns the slots this gateway still holds.
 fn release_script() -> redis::Script {
     redis::Script::new(
-        r"if redis.call('GET', KEYS[1]) == ARGV[1] then
-            return redis.call('DEL', KEYS[1])
+        r"local n = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+          if n <= 1 then
+            redis.call('HDEL', KEYS[1], ARGV[1])
+            return 0
           end
-          return 0",
+          return redis.call('HINCRBY', KEYS[1], ARGV[1], -1)",
     )
 }
 
@@ -796,16 +912,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_probe_lock_is_held_by_one_gateway_at_a_time() {
+    async fn the_probe_slots_are_shared_by_every_gateway() {
         let server = redis_server();
         let client = redis::Client::open(format!("redis://127.0.0.1:{}/0", server.1)).unwrap();
         let mut c = client.get_multiplexed_async_connection().await.unwrap();
-        let key = "rgw:probe:http://127.0.0.1:9";
-        async fn claim(c: &mut redis::aio::MultiplexedConnection, key: &str, gw: &str) -> i64 {
+        async fn claim(
+            c: &mut redis::aio::MultiplexedConnection,
+            key: &str,
+            gw: &str,
+            slots: u32,
+        ) -> i64 {
             claim_script()
                 .key(key)
                 .arg(gw)
                 .arg(60_000)
+                .arg(slots)
                 .invoke_async(c)
                 .await
                 .unwrap()
@@ -818,15 +939,33 @@ mod tests {
                 .await
                 .unwrap()
         }
-        // A claims; B is refused while A holds it; A may renew its own claim.
-        assert_eq!(claim(&mut c, key, "A").await, 1);
-        assert_eq!(claim(&mut c, key, "B").await, 0);
-        assert_eq!(claim(&mut c, key, "A").await, 1);
-        // B cannot release A's lock; A can; then B gets it and A is refused.
+        // One slot (the default): A claims; B is refused while A holds it; A may claim again.
+        let key = "rgw:probe:http://127.0.0.1:9";
+        assert_eq!(claim(&mut c, key, "A", 1).await, 1);
+        assert_eq!(claim(&mut c, key, "B", 1).await, 0);
+        assert_eq!(claim(&mut c, key, "A", 1).await, 1);
+        // B cannot release A's slot; A can; then B gets it and A is refused.
         assert_eq!(release(&mut c, key, "B").await, 0);
-        assert_eq!(claim(&mut c, key, "B").await, 0);
+        assert_eq!(claim(&mut c, key, "B", 1).await, 0);
+        assert_eq!(release(&mut c, key, "A").await, 0);
+        assert_eq!(claim(&mut c, key, "B", 1).await, 1);
+        assert_eq!(claim(&mut c, key, "A", 1).await, 0);
+
+        // Three slots shared, not three per gateway: A takes two, B one, C none.
+        let key = "rgw:probe:http://127.0.0.1:10";
+        assert_eq!(claim(&mut c, key, "A", 3).await, 1);
+        assert_eq!(claim(&mut c, key, "A", 3).await, 1);
+        assert_eq!(claim(&mut c, key, "B", 3).await, 1);
+        assert_eq!(claim(&mut c, key, "C", 3).await, 0);
+        // A gives one back (one left to it): C takes it.
         assert_eq!(release(&mut c, key, "A").await, 1);
-        assert_eq!(claim(&mut c, key, "B").await, 1);
-        assert_eq!(claim(&mut c, key, "A").await, 0);
+        assert_eq!(claim(&mut c, key, "C", 3).await, 1);
+        assert_eq!(claim(&mut c, key, "D", 3).await, 0);
+        let held: std::collections::BTreeMap<String, i64> = redis::cmd("HGETALL")
+            .arg(key)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(held.values().sum::<i64>(), 3, "{held:?}");
     }
 }
