@@ -32,7 +32,8 @@ use dashmap::DashMap;
 use uuid::Uuid;
 
 use crate::policy::{
-    Admission, Breaker, BreakerConfig, EvictionPolicy, EvictionReason, Lease, Outcome, Transition,
+    Admission, Breaker, BreakerConfig, EvictionPolicy, EvictionReason, Lease, Outcome,
+    RetryBudgetConfig, Transition,
 };
 use replica::ReplicaState;
 
@@ -49,6 +50,8 @@ pub struct RegistryPolicy {
     pub heartbeat_interval: Duration,
     /// How long a replica evicted for failures is remembered, so that it returns on probation.
     pub probation_memory: Duration,
+    /// Each service's retry budget; `None`: retries are not limited beyond the retry rules.
+    pub retry_budget: Option<RetryBudgetConfig>,
 }
 
 /// What `POST /register` asks for, validated.
@@ -191,7 +194,7 @@ impl Registry {
     fn service_entry(&self, name: &ServiceName) -> Arc<Service> {
         self.services
             .entry(name.clone())
-            .or_insert_with(|| Arc::new(Service::new(name.clone())))
+            .or_insert_with(|| Arc::new(Service::new(name.clone(), self.policy.retry_budget)))
             .clone()
     }
 
