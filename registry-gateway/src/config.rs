@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::policy::{BreakerConfig, EvictionPolicy, RetryPolicy};
+use crate::policy::{BreakerConfig, EvictionPolicy, RetryBudgetConfig, RetryPolicy};
 use crate::registry::{RegistryPolicy, ReplicaAddress, ServiceName};
 
 /// A configuration problem, as one sentence naming the field.
@@ -159,6 +159,35 @@ pub struct RetrySection {
     pub max_attempts: u32,
     /// Request bodies up to this size (with a `Content-Length`) are buffered so they can be replayed. Default 64 KiB.
     pub buffer_body_max: usize,
+    /// How many retries a service may get, per gateway.
+    pub budget: RetryBudgetSection,
+}
+
+/// `retry.budget:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryBudgetSection {
+    /// `false` turns the budget off: every retry the retry rules allow is sent. Default true.
+    pub enabled: bool,
+    /// Share of a service's requests of the window that may be retried, 0.0 to 1.0. Default 0.2.
+    pub ratio: f64,
+    /// Retries allowed per second whatever the traffic, so a quiet service still fails over. Default 3.
+    pub min_per_second: u32,
+    /// How long a request or retry counts, whole seconds from 1s to 60s. Default 10s.
+    #[serde(with = "duration")]
+    pub window: Duration,
+}
+
+impl Default for RetryBudgetSection {
+    fn default() -> Self {
+        let d = RetryBudgetConfig::default();
+        RetryBudgetSection {
+            enabled: true,
+            ratio: d.ratio,
+            min_per_second: d.min_per_second,
+            window: d.window,
+        }
+    }
 }
 
 /// `upstream:`
@@ -318,6 +347,7 @@ impl Default for RetrySection {
         RetrySection {
             max_attempts: 3,
             buffer_body_max: 64 * 1024,
+            budget: RetryBudgetSection::default(),
         }
     }
 }
@@ -363,6 +393,10 @@ pub const KEYS: &[&str] = &[
     "lease.heartbeat_interval",
     "retry.max_attempts",
     "retry.buffer_body_max",
+    "retry.budget.enabled",
+    "retry.budget.ratio",
+    "retry.budget.min_per_second",
+    "retry.budget.window",
     "upstream.connect_timeout",
     "upstream.request_timeout",
     "upstream.read_timeout",
@@ -515,6 +549,21 @@ impl Config {
         if !(1..=crate::proxy::MAX_ATTEMPTS as u32).contains(&self.retry.max_attempts) {
             return Err(invalid("retry.max_attempts", "must be between 1 and 10"));
         }
+        // Above 1.0 the budget would allow more retries than requests: that is no budget, say so instead.
+        if !(0.0..=1.0).contains(&self.retry.budget.ratio) {
+            return Err(invalid(
+                "retry.budget.ratio",
+                "must be between 0.0 and 1.0 (the share of requests that may be retried); \
+                 to not limit retries set retry.budget.enabled: false",
+            ));
+        }
+        let window = self.retry.budget.window;
+        if !(1..=60).contains(&window.as_secs()) || window.subsec_nanos() != 0 {
+            return Err(invalid(
+                "retry.budget.window",
+                "must be a whole number of seconds from 1s to 60s",
+            ));
+        }
         if self.upstream.connect_timeout.is_zero() {
             return Err(invalid(
                 "upstream.connect_timeout",
@@ -634,7 +683,18 @@ impl Config {
             lease_ttl: self.lease.ttl,
             heartbeat_interval: self.lease.heartbeat_interval,
             probation_memory: self.eviction.probation_memory,
+            retry_budget: self.retry_budget(),
         }
+    }
+
+    /// The retry budget of each service, `None` when `retry.budget.enabled` is false.
+    pub fn retry_budget(&self) -> Option<RetryBudgetConfig> {
+        let b = &self.retry.budget;
+        b.enabled.then_some(RetryBudgetConfig {
+            ratio: b.ratio,
+            min_per_second: b.min_per_second,
+            window: b.window,
+        })
     }
 
     /// Worker threads: `workers`, or one per core.
@@ -715,6 +775,40 @@ mod tests {
         assert_eq!(c.lease.heartbeat_interval, Duration::from_secs(5));
         assert_eq!(c.retry.max_attempts, 3);
         assert_eq!(c.upstream.connect_timeout, Duration::from_secs(1));
+        assert_eq!(c.retry_budget(), Some(RetryBudgetConfig::default()));
+        assert_eq!(c.retry.budget.ratio, 0.2);
+        assert_eq!(c.retry.budget.min_per_second, 3);
+        assert_eq!(c.retry.budget.window, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn the_retry_budget_is_a_nested_section_and_has_variables() {
+        let c = load_yaml(
+            "retry: { max_attempts: 2, budget: { ratio: 0.5, min_per_second: 0, window: 5s } }\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.retry_budget(),
+            Some(RetryBudgetConfig {
+                ratio: 0.5,
+                min_per_second: 0,
+                window: Duration::from_secs(5),
+            })
+        );
+        let c = load_yaml(
+            "",
+            &[
+                ("GATEWAY_RETRY_BUDGET_RATIO", "1"),
+                ("GATEWAY_RETRY_BUDGET_MIN_PER_SECOND", "7"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.retry.budget.ratio, 1.0);
+        assert_eq!(c.retry.budget.min_per_second, 7);
+        let off = load_yaml("", &[("GATEWAY_RETRY_BUDGET_ENABLED", "false")]).unwrap();
+        assert_eq!(off.retry_budget(), None);
+        assert_eq!(off.registry_policy().retry_budget, None);
     }
 
     #[test]
@@ -781,6 +875,20 @@ mod tests {
                 "lease.heartbeat_interval",
             ),
             ("retry: { max_attempts: 0 }\n", "retry.max_attempts"),
+            ("retry: { budget: { ratio: 1.5 } }\n", "retry.budget.ratio"),
+            ("retry: { budget: { ratio: -0.1 } }\n", "retry.budget.ratio"),
+            ("retry: { budget: { ratio: .nan } }\n", "retry.budget.ratio"),
+            ("retry: { budget: { window: 0s } }\n", "retry.budget.window"),
+            (
+                "retry: { budget: { window: 1500ms } }\n",
+                "retry.budget.window",
+            ),
+            ("retry: { budget: { window: 2m } }\n", "retry.budget.window"),
+            (
+                "retry: { budget: { min_per_second: -1 } }\n",
+                "min_per_second",
+            ),
+            ("retry: { budget: { ratoi: 0.1 } }\n", "ratoi"),
             ("workers: 0\n", "workers"),
             (
                 "services: { Bad_Name: [http://127.0.0.1:1] }\n",

@@ -104,6 +104,8 @@ impl From<ReplicaView> for ReplicaDto {
 #[derive(Debug, Serialize)]
 pub(crate) struct ServiceDto {
     pub(crate) replicas: Vec<ReplicaDto>,
+    /// Retries this gateway did not send because the service's retry budget was spent.
+    pub(crate) retries_refused_by_budget: u64,
 }
 
 /// `GET /registry`.

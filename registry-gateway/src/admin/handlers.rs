@@ -168,6 +168,7 @@ fn service_dto(svc: &Service) -> ServiceDto {
             .iter()
             .map(|r| ReplicaDto::from(r.view(now)))
             .collect(),
+        retries_refused_by_budget: svc.retries_refused(),
     }
 }
 

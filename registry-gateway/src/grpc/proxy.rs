@@ -117,8 +117,10 @@ pub(crate) async fn forward(req: Request<Incoming>, state: Arc<GrpcState>) -> Re
         }
     }
 
+    svc.count_request(clock::now());
     let mut tried: Vec<Uuid> = Vec::new();
     let mut last_failure: Option<FailureCause> = None;
+    let mut over_budget = false;
     let max_attempts = state.settings.max_attempts as usize;
     let mut attempts = 0;
     while attempts < max_attempts {
@@ -129,6 +131,15 @@ pub(crate) async fn forward(req: Request<Incoming>, state: Arc<GrpcState>) -> Re
         // Another gateway holds this replica's half-open probe: skip it.
         if pick.probe && !state.shared.claim_probe(pick.replica.address()).await {
             continue;
+        }
+        // Only calls that never left are retried here, and they still draw on the retry budget, as in
+        // Envoy and Finagle (whose requeues share the retry budget): a connect that times out is often a
+        // replica too busy to accept, and an exempt kind of retry would let a service refusing
+        // connections everywhere see `max_attempts` times the connection attempts.
+        if attempts > 0 && !svc.allow_retry(clock::now()) {
+            registry.abandon(&pick);
+            over_budget = true;
+            break;
         }
         attempts += 1;
         let authority = pick.replica.address().authority().to_owned();
@@ -221,6 +232,10 @@ pub(crate) async fn forward(req: Request<Incoming>, state: Arc<GrpcState>) -> Re
         }
     }
     let message = match last_failure {
+        Some(cause) if over_budget => format!(
+            "no replica of '{}' could take the call; last: {cause}; not retried: over the retry budget",
+            svc.name()
+        ),
         Some(cause) => format!(
             "no replica of '{}' could take the call; last: {cause}",
             svc.name()

@@ -199,6 +199,7 @@ pub async fn handle(
     let peer: Option<IpAddr> = req.peer_addr().map(|a| a.ip());
     let trusted = settings.trusted_proxies.trusts(peer);
     let mut source = prepare_body(&req, payload, settings).await?;
+    svc.count_request(clock::now());
 
     // Attempts never exceed `retry.max_attempts` (at most 10): a fixed array, no allocation.
     // Replicas already tried, or skipped because another gateway holds their half-open probe.
@@ -213,6 +214,12 @@ pub async fn handle(
         excluded += 1;
         if pick.probe && !proxy.shared.claim_probe(pick.replica.address()).await {
             continue;
+        }
+        // The budget is asked when a retry is about to go out, so that one with no replica left to try
+        // costs nothing. Refused: the failed attempt's answer (`last`) goes to the client.
+        if attempts > 0 && !svc.allow_retry(clock::now()) {
+            registry.abandon(&pick);
+            break;
         }
         let Some(body) = source.take() else { break };
         attempts += 1;

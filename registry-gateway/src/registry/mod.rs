@@ -37,7 +37,7 @@ use uuid::Uuid;
 
 use crate::policy::{
     Admission, Breaker, BreakerConfig, EvictionPolicy, EvictionReason, Lease, OpenCause, Outcome,
-    Transition,
+    RetryBudgetConfig, Transition,
 };
 use replica::ReplicaState;
 
@@ -54,6 +54,8 @@ pub struct RegistryPolicy {
     pub heartbeat_interval: Duration,
     /// How long a replica evicted for failures is remembered, so that it returns on probation.
     pub probation_memory: Duration,
+    /// Each service's retry budget; `None`: retries are not limited beyond the retry rules.
+    pub retry_budget: Option<RetryBudgetConfig>,
 }
 
 /// What `POST /register` asks for, validated.
@@ -196,7 +198,7 @@ impl Registry {
     fn service_entry(&self, name: &ServiceName) -> Arc<Service> {
         self.services
             .entry(name.clone())
-            .or_insert_with(|| Arc::new(Service::new(name.clone())))
+            .or_insert_with(|| Arc::new(Service::new(name.clone(), self.policy.retry_budget)))
             .clone()
     }
 

@@ -1,9 +1,12 @@
-//! A service: its replicas, as an immutable snapshot swapped on change, and its round-robin cursor.
+//! A service: its replicas, as an immutable snapshot swapped on change, its round-robin cursor and its
+//! retry budget.
 
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use super::{Replica, ServiceName};
-use crate::policy::RoundRobin;
+use crate::policy::{RefusalLog, RefusalReport, RetryBudget, RetryBudgetConfig, RoundRobin};
 
 /// The replicas of one service.
 #[derive(Debug)]
@@ -12,14 +15,33 @@ pub struct Service {
     /// Copy-on-write: the proxy clones the `Arc` and routes without holding any lock.
     replicas: RwLock<Arc<[Arc<Replica>]>>,
     pub(crate) rr: RoundRobin,
+    /// Shared by the HTTP and the gRPC proxy; `None` when `retry.budget.enabled` is false.
+    budget: Option<Mutex<Budget>>,
+    retries_refused: AtomicU64,
+}
+
+/// The budget and its log limiter, behind one lock held for a few counter updates (no IO, no allocation).
+#[derive(Debug)]
+struct Budget {
+    config: RetryBudgetConfig,
+    budget: RetryBudget,
+    log: RefusalLog,
 }
 
 impl Service {
-    pub(crate) fn new(name: ServiceName) -> Self {
+    pub(crate) fn new(name: ServiceName, budget: Option<RetryBudgetConfig>) -> Self {
         Service {
             name,
             replicas: RwLock::new(Arc::from(Vec::new())),
             rr: RoundRobin::default(),
+            budget: budget.map(|config| {
+                Mutex::new(Budget {
+                    config,
+                    budget: RetryBudget::new(config),
+                    log: RefusalLog::new(Duration::from_secs(1)),
+                })
+            }),
+            retries_refused: AtomicU64::new(0),
         }
     }
 
@@ -36,6 +58,39 @@ impl Service {
             .clone()
     }
 
+    /// Counts one client request at `now` in the retry budget (once per request, whatever its attempts).
+    pub fn count_request(&self, now: Instant) {
+        if let Some(b) = &self.budget {
+            b.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .budget
+                .deposit(now);
+        }
+    }
+
+    /// Whether the retry budget lets one more attempt of a request go out at `now` (it is then counted).
+    /// A refusal is counted, and logged at most once per second.
+    pub fn allow_retry(&self, now: Instant) -> bool {
+        let Some(b) = &self.budget else { return true };
+        let (report, config) = {
+            let mut b = b.lock().unwrap_or_else(|e| e.into_inner());
+            if b.budget.try_withdraw(now) {
+                return true;
+            }
+            (b.log.refused(now), b.config)
+        };
+        self.retries_refused.fetch_add(1, Ordering::Relaxed);
+        if let Some(report) = report {
+            log_refusals(&self.name, report, &config);
+        }
+        false
+    }
+
+    /// Retries the budget refused since start.
+    pub fn retries_refused(&self) -> u64 {
+        self.retries_refused.load(Ordering::Relaxed)
+    }
+
     /// Replaces the replica list with `f(current)`, under the write lock, and returns what `f` returned.
     pub(crate) fn update<R>(&self, f: impl FnOnce(&mut Vec<Arc<Replica>>) -> R) -> R {
         let mut guard = self.replicas.write().unwrap_or_else(|e| e.into_inner());
@@ -43,5 +98,26 @@ impl Service {
         let out = f(&mut list);
         *guard = Arc::from(list);
         out
+    }
+}
+
+fn log_refusals(name: &ServiceName, report: RefusalReport, c: &RetryBudgetConfig) {
+    let budget = format!(
+        "budget: {}% of requests + {}/s over {}s",
+        (c.ratio * 1000.0).round() / 10.0,
+        c.min_per_second,
+        c.window.as_secs()
+    );
+    match report.since {
+        None => tracing::warn!(service = %name,
+            "[RETRY-BUDGET] {name}: retry refused, the failed attempt's answer goes to the client ({budget})"),
+        Some(since) => {
+            let (n, s) = (
+                report.refused,
+                if report.refused == 1 { "y" } else { "ies" },
+            );
+            tracing::warn!(service = %name, refused = n,
+                "[RETRY-BUDGET] {name}: {n} retr{s} refused in the last {:.1}s ({budget})", since.as_secs_f64())
+        }
     }
 }

@@ -12,6 +12,7 @@ fn policy() -> RegistryPolicy {
         lease_ttl: Duration::from_secs(15),
         heartbeat_interval: Duration::from_secs(5),
         probation_memory: Duration::from_secs(600),
+        retry_budget: Some(crate::policy::RetryBudgetConfig::default()),
     }
 }
 
@@ -401,4 +402,36 @@ fn a_peer_cannot_stretch_a_lease_or_an_open_breaker_beyond_this_gateways_setting
         .is_none());
     assert!(r.pick(&svc, &[], t0 + open, any).is_some());
     assert_eq!(r.sweep(t0 + ttl), 1, "the lease ran out after one TTL");
+}
+
+#[test]
+fn each_service_has_its_own_retry_budget_and_counts_refusals() {
+    let t0 = Instant::now();
+    let r = Registry::new(policy());
+    r.register(reg("orders", 9001), t0);
+    r.register(reg("billing", 9002), t0);
+    let (orders, billing) = (r.service("orders").unwrap(), r.service("billing").unwrap());
+    for _ in 0..50 {
+        orders.count_request(t0);
+    }
+    // 20 % of 50, plus the floor of 3/s over 10 s
+    let allowed = (0..100).filter(|_| orders.allow_retry(t0)).count();
+    assert_eq!(allowed, 10 + 30);
+    assert_eq!(orders.retries_refused(), 60);
+    // billing's budget is untouched by orders' traffic: its floor only
+    assert_eq!((0..100).filter(|_| billing.allow_retry(t0)).count(), 30);
+    assert_eq!(billing.retries_refused(), 70);
+}
+
+#[test]
+fn without_a_budget_every_retry_is_allowed() {
+    let t0 = Instant::now();
+    let r = Registry::new(RegistryPolicy {
+        retry_budget: None,
+        ..policy()
+    });
+    r.register(reg("orders", 9001), t0);
+    let orders = r.service("orders").unwrap();
+    assert!((0..1000).all(|_| orders.allow_retry(t0)));
+    assert_eq!(orders.retries_refused(), 0);
 }
