@@ -305,29 +305,39 @@ mod tests {
     }
 
     #[test]
-    fn a_silent_replica_is_never_held_past_one_hold() {
-        // One replica never heartbeats again while the others flap in and out of silence: it is held by
-        // at most one hold (it keeps that hold from ending early), then expires during the cool-down.
+    fn holds_never_chain_even_if_the_whole_fleet_stays_silent() {
+        // The worst case for the rule: at every 1 s sweep for ten minutes the whole fleet is lapsing and
+        // expired (re-registering and going silent again, or never heartbeating at all). Every hold lasts
+        // exactly 30 s and is followed by 15 s of ordinary expiry, so nothing silent is ever held longer.
         let t0 = Instant::now();
         let p = policy();
         let mut s = Preservation::default();
-        let mut held_since_start = Vec::new();
-        let mut t = 0;
-        while t <= 120_000 {
-            // 3 replicas: the silent one lapsing and expired throughout; the two others lapsing too.
-            let v = s.decide(census(3, 3, 1), at(t0, t), &p);
-            if matches!(v, Start { .. } | Hold { .. }) {
-                held_since_start.push(t);
+        let mut holds = Vec::new();
+        let mut evicting_since = None;
+        let mut gaps = Vec::new();
+        for sec in 0..600u64 {
+            match s.decide(census(10, 10, 10), at(t0, sec * 1_000), &p) {
+                Start { until } => {
+                    if let Some(from) = evicting_since.take() {
+                        gaps.push(sec - from);
+                    }
+                    holds.push((sec, until));
+                }
+                Hold { until } => assert_eq!(Some(&until), holds.last().map(|(_, u)| u)),
+                Ended { .. } => {
+                    let (started, _) = holds.last().unwrap();
+                    assert_eq!(sec - started, 30, "a hold lasts exactly preservation_max");
+                    evicting_since = Some(sec);
+                }
+                Evict => assert!(
+                    evicting_since.is_some(),
+                    "expiry as usual only in the cool-down"
+                ),
+                Recovered { .. } => unreachable!("nothing recovers here"),
             }
-            if matches!(v, Ended { .. } | Evict) {
-                // It is evicted here: the sequence ends.
-                break;
-            }
-            t += 1_000;
         }
-        assert_eq!(held_since_start.first(), Some(&0));
-        assert_eq!(held_since_start.last(), Some(&29_000));
-        assert_eq!(t, 30_000, "evicted at the deadline");
+        assert_eq!(holds.len(), 14);
+        assert!(gaps.iter().all(|&g| g == 15), "{gaps:?}");
     }
 
     #[test]

@@ -507,3 +507,21 @@ fn a_resync_leaves_expired_leases_to_the_sweep() {
     assert!(fleet[0].is_removed());
     assert_eq!(r.service("orders").unwrap().replicas().len(), 2);
 }
+
+#[test]
+fn after_a_hold_replicas_still_silent_expire_as_usual_during_the_cool_down() {
+    let t0 = Instant::now();
+    let r = Registry::new(policy());
+    let fleet = register_many(&r, "orders", 6, t0);
+    assert_eq!(r.sweep(at(t0, 15_000)), 0); // held until t=45 s
+                                            // Three heartbeat once at t=32 s, then go silent again: at the deadline their leases have 2 s left.
+    for x in &fleet[3..] {
+        r.heartbeat("orders", &x.id().to_string(), at(t0, 32_000))
+            .unwrap();
+    }
+    assert_eq!(r.sweep(at(t0, 45_000)), 3);
+    // All three run out at t=47 s, inside the cool-down (until t=60 s): evicted at once, no second hold.
+    assert_eq!(r.sweep(at(t0, 46_999)), 0);
+    assert_eq!(r.sweep(at(t0, 47_000)), 3);
+    assert!(r.service("orders").unwrap().replicas().is_empty());
+}
