@@ -141,10 +141,10 @@ async fn ten_replicas_silent_at_once_stay_listed_and_served_for_the_hold_then_go
     let ended =
         gw.lines_with("[PRESERVE] orders: hold ended at its deadline; evicting the 10 of 10");
     assert_eq!(ended.len(), 1, "{}", gw.output());
-    // The hold lasted its 3 s (by the gateway's own log timestamps), not longer than a sweep or two more.
+    // The hold lasted its 3 s (by the gateway's own log timestamps), ended by the first sweep after it.
     let held = log_time(&ended[0]) - log_time(&hold);
     assert!(
-        (3.0..3.5).contains(&held),
+        (3.0..4.5).contains(&held),
         "held {held} s:\n{}",
         gw.output()
     );
