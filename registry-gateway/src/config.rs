@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value};
 
-use crate::policy::{BreakerConfig, EvictionPolicy, RetryBudgetConfig, RetryPolicy};
+use crate::policy::{
+    BreakerConfig, EvictionPolicy, PreservationPolicy, RetryBudgetConfig, RetryPolicy,
+};
 use crate::registry::{RegistryPolicy, ReplicaAddress, ServiceName};
 
 /// A configuration problem, as one sentence naming the field.
@@ -149,6 +151,19 @@ pub struct LeaseSection {
     /// Interval told to replicas at registration. Default 5s.
     #[serde(with = "duration")]
     pub heartbeat_interval: Duration,
+    /// Self-preservation: when more than this share of a service's registered replicas lapse at once,
+    /// their leases are held instead of expired. 0 to 1; 1 turns it off. Default 0.5.
+    pub preservation_ratio: f64,
+    /// Longest such hold. Default (absent): 2 × `ttl`; `0s` turns self-preservation off.
+    #[serde(with = "optional_duration")]
+    pub preservation_max: Option<Duration>,
+}
+
+impl LeaseSection {
+    /// `preservation_max`, or its default of two TTLs.
+    pub fn preservation_max(&self) -> Duration {
+        self.preservation_max.unwrap_or(2 * self.ttl)
+    }
 }
 
 /// `retry:`
@@ -338,6 +353,8 @@ impl Default for LeaseSection {
         LeaseSection {
             ttl: Duration::from_secs(15),
             heartbeat_interval: Duration::from_secs(5),
+            preservation_ratio: 0.5,
+            preservation_max: None,
         }
     }
 }
@@ -391,6 +408,8 @@ pub const KEYS: &[&str] = &[
     "eviction.probation_memory",
     "lease.ttl",
     "lease.heartbeat_interval",
+    "lease.preservation_ratio",
+    "lease.preservation_max",
     "retry.max_attempts",
     "retry.buffer_body_max",
     "retry.budget.enabled",
@@ -546,6 +565,13 @@ impl Config {
                 ),
             ));
         }
+        // Also refuses NaN.
+        if !(0.0..=1.0).contains(&self.lease.preservation_ratio) {
+            return Err(invalid(
+                "lease.preservation_ratio",
+                "must be between 0 and 1 (1 turns self-preservation off)",
+            ));
+        }
         if !(1..=crate::proxy::MAX_ATTEMPTS as u32).contains(&self.retry.max_attempts) {
             return Err(invalid("retry.max_attempts", "must be between 1 and 10"));
         }
@@ -684,6 +710,12 @@ impl Config {
             heartbeat_interval: self.lease.heartbeat_interval,
             probation_memory: self.eviction.probation_memory,
             retry_budget: self.retry_budget(),
+            preservation: PreservationPolicy::new(
+                self.lease.preservation_ratio,
+                self.lease.preservation_max(),
+                self.lease.ttl,
+                self.lease.heartbeat_interval,
+            ),
         }
     }
 
@@ -751,6 +783,25 @@ mod duration {
     }
 }
 
+/// An optional duration: absent (or `null`) is `None`, else a string as in [`duration`].
+mod optional_duration {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(s) => humantime::parse_duration(&s).map(Some).map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "'{s}' is not a duration such as \"10s\" or \"500ms\": {e}"
+                ))
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -779,6 +830,10 @@ mod tests {
         assert_eq!(c.retry.budget.ratio, 0.2);
         assert_eq!(c.retry.budget.min_per_second, 3);
         assert_eq!(c.retry.budget.window, Duration::from_secs(10));
+        assert_eq!(c.lease.preservation_ratio, 0.5);
+        assert_eq!(c.lease.preservation_max(), Duration::from_secs(30));
+        let p = c.registry_policy().preservation;
+        assert_eq!((p.ratio, p.max_hold), (0.5, Duration::from_secs(30)));
     }
 
     #[test]
@@ -809,6 +864,30 @@ mod tests {
         let off = load_yaml("", &[("GATEWAY_RETRY_BUDGET_ENABLED", "false")]).unwrap();
         assert_eq!(off.retry_budget(), None);
         assert_eq!(off.registry_policy().retry_budget, None);
+    }
+
+    #[test]
+    fn preservation_max_defaults_to_two_ttls_and_can_turn_it_off() {
+        let c = load_yaml("lease: { ttl: 1s, heartbeat_interval: 300ms }\n", &[]).unwrap();
+        assert_eq!(c.lease.preservation_max(), Duration::from_secs(2));
+        let c = load_yaml(
+            "lease: { preservation_max: 0s }\n",
+            &[("GATEWAY_LEASE_PRESERVATION_RATIO", "1")],
+        )
+        .unwrap();
+        assert_eq!(c.lease.preservation_max(), Duration::ZERO);
+        assert_eq!(c.lease.preservation_ratio, 1.0);
+        assert!(!c.registry_policy().preservation.enabled());
+        let c = load_yaml(
+            "",
+            &[
+                ("GATEWAY_LEASE_PRESERVATION_MAX", "1m"),
+                ("GATEWAY_LEASE_PRESERVATION_RATIO", "0.25"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.lease.preservation_max(), Duration::from_secs(60));
+        assert_eq!(c.lease.preservation_ratio, 0.25);
     }
 
     #[test]
@@ -889,6 +968,19 @@ mod tests {
                 "min_per_second",
             ),
             ("retry: { budget: { ratoi: 0.1 } }\n", "ratoi"),
+            (
+                "lease: { preservation_ratio: 1.5 }\n",
+                "lease.preservation_ratio",
+            ),
+            (
+                "lease: { preservation_ratio: -0.1 }\n",
+                "lease.preservation_ratio",
+            ),
+            (
+                "lease: { preservation_ratio: .nan }\n",
+                "lease.preservation_ratio",
+            ),
+            ("lease: { preservation_max: soon }\n", "soon"),
             ("workers: 0\n", "workers"),
             (
                 "services: { Bad_Name: [http://127.0.0.1:1] }\n",

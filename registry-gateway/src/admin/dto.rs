@@ -76,13 +76,18 @@ pub(crate) struct ReplicaDto {
     failures: u64,
     last_failure: Option<String>,
     last_heartbeat_ms_ago: Option<u64>,
+    /// Its lease ran out and self-preservation keeps it listed (and routed) until the service's
+    /// `preserving_until_unix_ms`.
+    preserved: bool,
     registered_at_unix_ms: u64,
     metadata: Metadata,
 }
 
-impl From<ReplicaView> for ReplicaDto {
-    fn from(v: ReplicaView) -> Self {
+impl ReplicaDto {
+    /// The view of a replica of a service whose self-preservation hold, if any, is `holding`.
+    pub(crate) fn new(v: ReplicaView, holding: bool) -> Self {
         ReplicaDto {
+            preserved: holding && v.leased && v.lease_expired,
             id: v.id.to_string(),
             address: v.address,
             protocol: v.protocol,
@@ -103,9 +108,18 @@ impl From<ReplicaView> for ReplicaDto {
 /// One service in `GET /registry`.
 #[derive(Debug, Serialize)]
 pub(crate) struct ServiceDto {
+    /// While self-preservation holds the service's expired leases: when the hold ends (wall clock,
+    /// milliseconds since the Unix epoch); `null` otherwise.
+    pub(crate) preserving_until_unix_ms: Option<u64>,
     pub(crate) replicas: Vec<ReplicaDto>,
     /// Retries this gateway did not send because the service's retry budget was spent.
     pub(crate) retries_refused_by_budget: u64,
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn unix_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// `GET /registry`.

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 
 use super::auth::authorization;
 use super::content_type::require_json;
-use super::dto::{RegisterRequest, RegisterResponse, RegistryDto, ReplicaDto, ServiceDto};
+use super::dto::{unix_ms, RegisterRequest, RegisterResponse, RegistryDto, ReplicaDto, ServiceDto};
 use super::AdminSettings;
 use crate::clock;
 use crate::error::GatewayError;
@@ -162,11 +162,13 @@ pub(crate) async fn deregister(
 
 fn service_dto(svc: &Service) -> ServiceDto {
     let now = clock::now();
+    let until = svc.preserving_until();
     ServiceDto {
+        preserving_until_unix_ms: until.map(unix_ms),
         replicas: svc
             .replicas()
             .iter()
-            .map(|r| ReplicaDto::from(r.view(now)))
+            .map(|r| ReplicaDto::new(r.view(now), until.is_some()))
             .collect(),
         retries_refused_by_budget: svc.retries_refused(),
     }
@@ -226,7 +228,8 @@ pub(crate) async fn replica(
         .find(|r| r.id().to_string() == id)
         .cloned()
         .ok_or_else(unknown)?;
-    Ok(HttpResponse::Ok().json(ReplicaDto::from(r.view(clock::now()))))
+    let holding = svc.preserving_until().is_some();
+    Ok(HttpResponse::Ok().json(ReplicaDto::new(r.view(clock::now()), holding)))
 }
 
 /// `GET /healthz`: the process is up.

@@ -17,6 +17,13 @@ pub enum EvictionReason {
     Failures(u32),
     /// No heartbeat arrived for this long.
     LeaseExpired(Duration),
+    /// No heartbeat arrived for `silent`, and self-preservation had held it for `held` (its hold ended).
+    LeaseExpiredAfterHold {
+        /// Time since the last heartbeat.
+        silent: Duration,
+        /// How long the hold lasted.
+        held: Duration,
+    },
     /// It deregistered itself.
     Deregistered,
 }
@@ -36,6 +43,12 @@ impl fmt::Display for EvictionReason {
             EvictionReason::LeaseExpired(d) => {
                 write!(f, "lease expired, no heartbeat for {} ms", d.as_millis())
             }
+            EvictionReason::LeaseExpiredAfterHold { silent, held } => write!(
+                f,
+                "lease expired, no heartbeat for {} ms; held {} ms by self-preservation",
+                silent.as_millis(),
+                held.as_millis()
+            ),
             EvictionReason::Deregistered => f.write_str("deregistered"),
         }
     }
@@ -58,6 +71,14 @@ mod tests {
         assert_eq!(
             EvictionReason::LeaseExpired(Duration::from_millis(15_200)).to_string(),
             "lease expired, no heartbeat for 15200 ms"
+        );
+        assert_eq!(
+            EvictionReason::LeaseExpiredAfterHold {
+                silent: Duration::from_millis(31_400),
+                held: Duration::from_secs(30)
+            }
+            .to_string(),
+            "lease expired, no heartbeat for 31400 ms; held 30000 ms by self-preservation"
         );
     }
 }

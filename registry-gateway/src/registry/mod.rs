@@ -30,14 +30,14 @@ pub use service::Service;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use dashmap::DashMap;
 use uuid::Uuid;
 
 use crate::policy::{
-    Admission, Breaker, BreakerConfig, EvictionPolicy, EvictionReason, Lease, OpenCause, Outcome,
-    RetryBudgetConfig, Transition,
+    Admission, Breaker, BreakerConfig, Census, EvictionPolicy, EvictionReason, Lease, OpenCause,
+    Outcome, PreservationPolicy, RetryBudgetConfig, Transition, Verdict,
 };
 use replica::ReplicaState;
 
@@ -56,6 +56,8 @@ pub struct RegistryPolicy {
     pub probation_memory: Duration,
     /// Each service's retry budget; `None`: retries are not limited beyond the retry rules.
     pub retry_budget: Option<RetryBudgetConfig>,
+    /// When a service's lapsed leases are held instead of expired.
+    pub preservation: PreservationPolicy,
 }
 
 /// What `POST /register` asks for, validated.
@@ -410,7 +412,8 @@ impl Registry {
                 why: match reason {
                     EvictionReason::Deregistered => Removal::Deregistered,
                     EvictionReason::Failures(_) => Removal::Failures,
-                    EvictionReason::LeaseExpired(_) => Removal::LeaseExpired,
+                    EvictionReason::LeaseExpired(_)
+                    | EvictionReason::LeaseExpiredAfterHold { .. } => Removal::LeaseExpired,
                 },
             });
         }
@@ -428,7 +431,7 @@ impl Registry {
                 tracing::warn!(service = %svc.name(), replica = %replica.address(), reason = %reason,
                     "[EVICT] {} from {} ({reason})", replica.address(), svc.name());
             }
-            EvictionReason::LeaseExpired(_) => {
+            EvictionReason::LeaseExpired(_) | EvictionReason::LeaseExpiredAfterHold { .. } => {
                 tracing::warn!(service = %svc.name(), replica = %replica.address(), reason = %reason,
                     "[EVICT] {} from {} ({reason})", replica.address(), svc.name());
             }
@@ -570,8 +573,8 @@ impl Registry {
         }
     }
 
-    /// Removes every registered replica whose lease ran out at `now`, and forgets old tombstones.
-    /// Returns how many replicas were removed.
+    /// Removes every registered replica whose lease ran out at `now` (unless self-preservation holds
+    /// them), and forgets old tombstones. Returns how many replicas were removed.
     pub fn sweep(&self, now: Instant) -> usize {
         self.sweep_leases(now, true)
     }
@@ -579,29 +582,99 @@ impl Registry {
     /// [`Registry::sweep`], with lease expiry suspended when `expire` is false (the shared store is
     /// unreachable: renewals made through other gateways cannot arrive, so the last known registry stays).
     pub fn sweep_leases(&self, now: Instant, expire: bool) -> usize {
-        if !expire {
-            let memory = self.policy.probation_memory;
-            self.tombstones_lock()
-                .retain(|_, t| now.saturating_duration_since(t.evicted_at) < memory);
-            return 0;
-        }
         let mut removed = 0;
-        for svc in self.services() {
-            for r in svc.replicas().iter() {
-                let expired = {
-                    let st = r.lock();
-                    st.lease.is_expired(now).then(|| st.lease.age(now))
-                };
-                if let Some(age) = expired {
-                    if self.remove(&svc, r, EvictionReason::LeaseExpired(age), now) {
-                        removed += 1;
-                    }
-                }
+        if expire {
+            for svc in self.services() {
+                removed += self.sweep_service(&svc, now);
             }
         }
         let memory = self.policy.probation_memory;
         self.tombstones_lock()
             .retain(|_, t| now.saturating_duration_since(t.evicted_at) < memory);
+        removed
+    }
+
+    /// One service's share of the sweep: count its leases, ask the self-preservation policy, apply it.
+    fn sweep_service(&self, svc: &Service, now: Instant) -> usize {
+        let policy = &self.policy.preservation;
+        let mut census = Census {
+            registered: 0,
+            lapsing: 0,
+            expired: 0,
+        };
+        let mut expired = Vec::new();
+        for r in svc.replicas().iter() {
+            let st = r.lock();
+            if !st.lease.expires() {
+                continue;
+            }
+            census.registered += 1;
+            let age = st.lease.age(now);
+            if policy.is_lapsing(age) {
+                census.lapsing += 1;
+            }
+            if st.lease.is_expired(now) {
+                census.expired += 1;
+                expired.push((Arc::clone(r), age));
+            }
+        }
+        let mut slot = svc.preservation();
+        // The common case stays cheap: nothing expired and no hold to look after.
+        if expired.is_empty() && slot.state == crate::policy::Preservation::Idle {
+            return 0;
+        }
+        let verdict = slot.state.decide(census, now, policy);
+        let evict_as = match verdict {
+            Verdict::Evict => None,
+            Verdict::Start { until } => {
+                let until_wall = SystemTime::now() + until.saturating_duration_since(now);
+                slot.until_wall = Some(until_wall);
+                tracing::warn!(service = %svc.name(), lapsing = census.lapsing,
+                    expired = census.expired, registered = census.registered,
+                    "[PRESERVE] {}: {} of {} leases expired at once; holding until {} \
+                     ({} run out, {} due before their next heartbeat; still routed and breaker-protected, \
+                     evicted then unless they heartbeat)",
+                    svc.name(), census.lapsing, census.registered,
+                    humantime::format_rfc3339_millis(until_wall), census.expired,
+                    census.lapsing - census.expired);
+                return 0;
+            }
+            Verdict::Hold { .. } => return 0,
+            Verdict::Recovered { since } => {
+                slot.until_wall = None;
+                tracing::info!(service = %svc.name(),
+                    "[PRESERVE] {}: hold ended after {} ms: every replica heartbeats again",
+                    svc.name(), now.saturating_duration_since(since).as_millis());
+                return 0;
+            }
+            Verdict::Ended {
+                since,
+                cooldown_until,
+            } => {
+                slot.until_wall = None;
+                tracing::warn!(service = %svc.name(), evicting = census.expired,
+                    "[PRESERVE] {}: hold ended at its deadline; evicting the {} of {} replicas whose lease \
+                     is still expired (no new hold for {} ms)",
+                    svc.name(), census.expired, census.registered,
+                    cooldown_until.saturating_duration_since(now).as_millis());
+                Some(now.saturating_duration_since(since))
+            }
+        };
+        drop(slot);
+        let mut removed = 0;
+        for (r, silent) in expired {
+            // A heartbeat that arrived since the count keeps its replica.
+            if !r.lock().lease.is_expired(now) {
+                continue;
+            }
+            let reason = match evict_as {
+                Some(held) => EvictionReason::LeaseExpiredAfterHold { silent, held },
+                None => EvictionReason::LeaseExpired(silent),
+            };
+            if self.remove(svc, &r, reason, now) {
+                removed += 1;
+            }
+        }
         removed
     }
 }

@@ -75,6 +75,8 @@ pub struct ReplicaView {
     pub last_heartbeat_ms_ago: u64,
     /// Whether a lease holds this replica (false for static replicas).
     pub leased: bool,
+    /// Whether its lease has run out (it is then listed only while self-preservation holds it).
+    pub lease_expired: bool,
     /// Wall-clock registration time, milliseconds since the Unix epoch.
     pub registered_at_unix_ms: u64,
     /// Labels.
@@ -222,6 +224,7 @@ impl Replica {
             last_failure: st.last_failure.map(|c| c.to_string()),
             last_heartbeat_ms_ago: st.lease.age(now).as_millis() as u64,
             leased: st.lease.expires(),
+            lease_expired: st.lease.is_expired(now),
             registered_at_unix_ms: self
                 .registered_at
                 .duration_since(SystemTime::UNIX_EPOCH)

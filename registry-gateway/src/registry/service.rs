@@ -1,12 +1,22 @@
-//! A service: its replicas, as an immutable snapshot swapped on change, its round-robin cursor and its
-//! retry budget.
+//! A service: its replicas, as an immutable snapshot swapped on change, its round-robin cursor, its retry
+//! budget and its self-preservation state.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::{Replica, ServiceName};
-use crate::policy::{RefusalLog, RefusalReport, RetryBudget, RetryBudgetConfig, RoundRobin};
+use crate::policy::{
+    Preservation, RefusalLog, RefusalReport, RetryBudget, RetryBudgetConfig, RoundRobin,
+};
+
+/// A service's self-preservation state, and the wall-clock deadline of its hold for operators.
+#[derive(Debug, Default)]
+pub(crate) struct PreservationSlot {
+    pub(crate) state: Preservation,
+    /// Set when a hold starts, so the log line and `GET /registry` show the same instant.
+    pub(crate) until_wall: Option<SystemTime>,
+}
 
 /// The replicas of one service.
 #[derive(Debug)]
@@ -18,6 +28,8 @@ pub struct Service {
     /// Shared by the HTTP and the gRPC proxy; `None` when `retry.budget.enabled` is false.
     budget: Option<Mutex<Budget>>,
     retries_refused: AtomicU64,
+    /// Only the lease sweep changes it.
+    preservation: Mutex<PreservationSlot>,
 }
 
 /// The budget and its log limiter, behind one lock held for a few counter updates (no IO, no allocation).
@@ -42,6 +54,7 @@ impl Service {
                 })
             }),
             retries_refused: AtomicU64::new(0),
+            preservation: Mutex::new(PreservationSlot::default()),
         }
     }
 
@@ -89,6 +102,16 @@ impl Service {
     /// Retries the budget refused since start.
     pub fn retries_refused(&self) -> u64 {
         self.retries_refused.load(Ordering::Relaxed)
+    }
+
+    /// While self-preservation holds this service's expired leases: the hold's wall-clock deadline.
+    pub fn preserving_until(&self) -> Option<SystemTime> {
+        let slot = self.preservation();
+        slot.state.holding_until().and(slot.until_wall)
+    }
+
+    pub(crate) fn preservation(&self) -> MutexGuard<'_, PreservationSlot> {
+        self.preservation.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Replaces the replica list with `f(current)`, under the write lock, and returns what `f` returned.

@@ -211,7 +211,9 @@ impl Registry {
     }
 
     /// Registered replicas whose ids are not in `keep` and that `known` says a peer once had: they left the
-    /// shared store while this gateway was not listening. Removed here, quietly.
+    /// shared store while this gateway was not listening. Removed here, quietly. One whose lease has run
+    /// out here too is left to the lease sweep, which decides whether self-preservation holds it (its key
+    /// left Redis by expiring, not by a deregistration).
     pub fn retain_known(
         &self,
         keep: &std::collections::HashSet<Uuid>,
@@ -224,6 +226,7 @@ impl Registry {
                 if r.origin() == super::Origin::Registered
                     && !keep.contains(&r.id())
                     && known(r.id())
+                    && !r.lock().lease.is_expired(now)
                     && self.remove_as(&svc, r, EvictionReason::Deregistered, now, false)
                 {
                     removed += 1;
