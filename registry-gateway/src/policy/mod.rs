@@ -1,4 +1,4 @@
-//! Pure failure policy: outcome classification, breaker, lease, eviction, selection and retry decisions.
+//! Pure failure policy: outcome classification, breaker, lease, eviction, selection, retry, slow replicas.
 //!
 //! Nothing here does IO or reads a clock: every decision takes `now` and the facts it needs, so unit tests
 //! drive exact sequences. The proxy (IO) produces [`Outcome`]s; the registry feeds them to these types.
@@ -7,6 +7,7 @@ pub mod breaker;
 pub mod eviction;
 pub mod lease;
 pub mod outcome;
+pub mod outlier;
 pub mod retry;
 pub mod selection;
 pub mod upload;
@@ -15,6 +16,7 @@ pub use breaker::{Admission, Breaker, BreakerConfig, BreakerState, Transition};
 pub use eviction::{EvictionPolicy, EvictionReason};
 pub use lease::Lease;
 pub use outcome::{attribute, ClientFault, FailureCause, Fault, Outcome};
+pub use outlier::{OutlierConfig, SlowReason};
 pub use retry::{BodyReplay, RetryDecision, RetryPolicy};
 pub use selection::RoundRobin;
 pub use upload::{HeadTimer, UploadState};
