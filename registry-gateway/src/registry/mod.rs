@@ -7,6 +7,7 @@ mod address;
 mod attempt;
 mod change;
 mod events;
+mod latency;
 mod name;
 mod protocol;
 mod replica;
@@ -20,7 +21,7 @@ pub use change::{Change, Removal, ReplicaRecord};
 pub use events::RegistryEvent;
 pub use name::{InvalidName, ServiceName, RESERVED_NAMES};
 pub use protocol::{validate_grpc_service, InvalidGrpcService, Protocol};
-pub use replica::{History, Metadata, Origin, Replica, ReplicaView};
+pub use replica::{History, Metadata, Origin, Replica, ReplicaView, StateReason};
 pub use self_address::{is_local_ip, Listener, OwnAddress, OwnListeners};
 pub use service::Service;
 
@@ -31,8 +32,10 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use uuid::Uuid;
 
+use crate::policy::outlier::{self, ReplicaLatency, Standing};
 use crate::policy::{
-    Admission, Breaker, BreakerConfig, EvictionPolicy, EvictionReason, Lease, Outcome, Transition,
+    Admission, Breaker, BreakerConfig, BreakerState, EvictionPolicy, EvictionReason, Lease,
+    Outcome, OutlierConfig, SlowReason, Transition,
 };
 use replica::ReplicaState;
 
@@ -49,6 +52,8 @@ pub struct RegistryPolicy {
     pub heartbeat_interval: Duration,
     /// How long a replica evicted for failures is remembered, so that it returns on probation.
     pub probation_memory: Duration,
+    /// Ejection of slow replicas.
+    pub outlier: OutlierConfig,
 }
 
 /// What `POST /register` asks for, validated.
@@ -229,6 +234,7 @@ impl Registry {
                 metadata: Metadata::new(),
                 grpc_services: Vec::new(),
                 last_failure: None,
+                state_reason: None,
             };
             let r = Arc::new(Replica::new(
                 service,
@@ -264,7 +270,7 @@ impl Registry {
             let tomb = tomb.filter(|t| {
                 now.saturating_duration_since(t.evicted_at) < self.policy.probation_memory
             });
-            let (breaker, history) = match tomb {
+            let (breaker, history, state_reason) = match tomb {
                 Some(t) => (
                     Breaker::on_probation(
                         t.history.consecutive_failures,
@@ -272,8 +278,9 @@ impl Registry {
                         &self.policy.breaker,
                     ),
                     t.history,
+                    Some(StateReason::Probation),
                 ),
-                None => (Breaker::default(), History::default()),
+                None => (Breaker::default(), History::default(), None),
             };
             let state = ReplicaState {
                 breaker,
@@ -281,6 +288,7 @@ impl Registry {
                 metadata: reg.metadata.clone(),
                 grpc_services: reg.grpc_services.clone(),
                 last_failure: None,
+                state_reason,
             };
             let r = Arc::new(Replica::new(
                 reg.service.clone(),
@@ -524,7 +532,18 @@ impl Registry {
             }
             let before = st.breaker.consecutive_failures();
             let t = st.breaker.record(failed, now, &self.policy.breaker);
-            (t, st.breaker.consecutive_failures(), before)
+            let consecutive = st.breaker.consecutive_failures();
+            match (t, outcome) {
+                (Some(Transition::Opened), Outcome::Failure(last)) => {
+                    st.state_reason = Some(StateReason::Failures { consecutive, last });
+                }
+                (Some(Transition::Reopened), Outcome::Failure(cause)) => {
+                    st.state_reason = Some(StateReason::ProbeFailed(cause));
+                }
+                (Some(Transition::Closed), _) => st.state_reason = None,
+                _ => {}
+            }
+            (t, consecutive, before)
         };
         // Peers add failures up; a success only matters to them when it ends a run of failures.
         if failed || before > 0 {
@@ -543,6 +562,84 @@ impl Registry {
                 }
             }
         }
+    }
+
+    /// Opens the breaker of `r`, closed until now, because it is slow: logged, shared with peer gateways
+    /// and shown like a failure opening, and probed the same way after `breaker.open_timeout`. A probe that
+    /// succeeds closes it even if it is still slow; the next interval may then open it again. Returns
+    /// whether it opened (not when it was removed or its breaker was no longer closed).
+    pub fn open_as_slow(&self, r: &Arc<Replica>, reason: SlowReason, now: Instant) -> bool {
+        if r.is_removed() {
+            return false;
+        }
+        let open_for = self.policy.breaker.open_timeout;
+        {
+            let mut st = r.lock();
+            // A failure may have opened it since the interval's stats were taken: that reason stands.
+            if st.breaker.state(now) != BreakerState::Closed {
+                return false;
+            }
+            st.breaker.force_open(now + open_for, now);
+            st.state_reason = Some(StateReason::Slow(reason));
+        }
+        let addr = r.address();
+        tracing::warn!(service = %r.service(), replica = %addr, "[CIRCUIT] {addr} OPEN ({reason})");
+        self.share(|| Change::Opened {
+            address: addr.clone(),
+            open_for,
+        });
+        self.emit(RegistryEvent::StateChanged(
+            Arc::clone(r),
+            BreakerState::Open,
+        ));
+        true
+    }
+
+    /// Ends an outlier interval at `now`: drains every replica's latencies, judges each service's replicas
+    /// of one protocol together ([`outlier::find_slow`]) and opens the slow ones. Returns how many opened.
+    pub fn eject_slow(&self, now: Instant) -> usize {
+        let cfg = &self.policy.outlier;
+        let mut opened = 0;
+        for svc in self.services() {
+            let replicas = svc.replicas();
+            // Drained even when nobody can be judged, so that every interval starts afresh.
+            let stats: Vec<(Protocol, ReplicaLatency)> = replicas
+                .iter()
+                .map(|r| {
+                    let counts = r.take_latencies();
+                    let st = r.lock();
+                    let standing = match (st.breaker.state(now), st.state_reason) {
+                        (BreakerState::Closed, _) => Standing::Closed,
+                        (_, Some(StateReason::Slow(_))) => Standing::OpenSlow,
+                        _ => Standing::Open,
+                    };
+                    let latency = ReplicaLatency {
+                        requests: counts.total(),
+                        median: counts.median().unwrap_or_default(),
+                        standing,
+                    };
+                    (r.protocol(), latency)
+                })
+                .collect();
+            if !cfg.enabled || replicas.len() < 2 {
+                continue;
+            }
+            // HTTP and gRPC replicas of one name answer different calls: they are not each other's peers.
+            for protocol in [Protocol::Http, Protocol::Grpc] {
+                let (index, group): (Vec<usize>, Vec<ReplicaLatency>) = stats
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (p, _))| *p == protocol)
+                    .map(|(i, (_, l))| (i, *l))
+                    .unzip();
+                for e in outlier::find_slow(&group, cfg) {
+                    if self.open_as_slow(&replicas[index[e.index]], e.reason, now) {
+                        opened += 1;
+                    }
+                }
+            }
+        }
+        opened
     }
 
     /// Gives back a half-open probe whose request ended without an outcome.

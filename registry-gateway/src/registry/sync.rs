@@ -38,6 +38,7 @@ impl Registry {
                 metadata: rec.metadata.clone(),
                 grpc_services: rec.grpc_services.clone(),
                 last_failure: None,
+                state_reason: None,
             };
             let r = Arc::new(Replica::with_id(
                 rec.id,
@@ -106,7 +107,14 @@ impl Registry {
     pub fn apply_opened(&self, address: &ReplicaAddress, open_for: Duration, now: Instant) -> bool {
         let mut changed = false;
         self.each_with_address(address, |r| {
-            let was = r.lock().breaker.force_open(now + open_for, now);
+            let was = {
+                let mut st = r.lock();
+                let was = st.breaker.force_open(now + open_for, now);
+                if was {
+                    st.state_reason = Some(super::StateReason::Peer);
+                }
+                was
+            };
             if was {
                 changed = true;
                 tracing::warn!(replica = %address, "[CIRCUIT] {address} OPEN (reported by a peer gateway)");
@@ -119,7 +127,12 @@ impl Registry {
     /// A peer's probe succeeded: close the breaker of `address` here too.
     pub fn apply_closed(&self, address: &ReplicaAddress) {
         self.each_with_address(address, |r| {
-            if r.lock().breaker.force_close() {
+            let closed = {
+                let mut st = r.lock();
+                st.state_reason = None;
+                st.breaker.force_close()
+            };
+            if closed {
                 tracing::info!(replica = %address, "[CIRCUIT] {address} CLOSED (a peer's probe succeeded)");
                 self.emit(RegistryEvent::StateChanged(Arc::clone(r), crate::policy::BreakerState::Closed));
             }
@@ -143,6 +156,7 @@ impl Registry {
             let mut st = r.lock();
             if st.breaker.state(now) == crate::policy::BreakerState::Closed {
                 st.breaker.force_open(now + open_for, now);
+                st.state_reason = Some(super::StateReason::AcrossGateways(total));
                 drop(st);
                 opened = true;
                 tracing::warn!(replica = %address, total, "[CIRCUIT] {address} OPEN (threshold reached across gateways)");
