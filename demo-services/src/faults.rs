@@ -1,4 +1,4 @@
-//! Failure injection: fail every Nth request, fail with a probability, add latency.
+//! Failure injection: fail every Nth request, fail with a probability, add latency before or inside the body.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -10,8 +10,10 @@ pub struct FaultConfig {
     pub fail_every: u64,
     /// Probability in [0, 1] that a request answers 500.
     pub fail_rate: f64,
-    /// Added to every request.
+    /// Added to every request, before its answer.
     pub latency: Duration,
+    /// Between a response's head and its body (a slow download, not a slow answer).
+    pub body_latency: Duration,
 }
 
 /// Decides per request; shared by all workers.
@@ -43,6 +45,11 @@ impl Faults {
     pub fn latency(&self) -> Duration {
         self.config.latency
     }
+
+    /// Delay between a response's head and its body.
+    pub fn body_latency(&self) -> Duration {
+        self.config.body_latency
+    }
 }
 
 /// Failure-injection flags shared by the demo binaries. A failure is a 500 (`demo-http`) or an
@@ -58,6 +65,10 @@ pub struct FaultArgs {
     /// Add this many milliseconds to every request.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// Send each response's head at once and its body this many milliseconds later (demo-http's JSON
+    /// routes): a slow download, which is not a slow replica.
+    #[arg(long, default_value_t = 0)]
+    pub body_latency_ms: u64,
 }
 
 impl FaultArgs {
@@ -71,6 +82,7 @@ impl FaultArgs {
             fail_every: self.fail_every,
             fail_rate: self.fail_rate,
             latency: Duration::from_millis(self.latency_ms),
+            body_latency: Duration::from_millis(self.body_latency_ms),
         })
     }
 }
