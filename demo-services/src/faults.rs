@@ -1,4 +1,4 @@
-//! Failure injection: fail every Nth request, fail with a probability, add latency.
+//! Failure injection: fail every Nth request, fail with a probability, add latency before or inside the body.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -10,10 +10,12 @@ pub struct FaultConfig {
     pub fail_every: u64,
     /// Probability in [0, 1] that a request answers 500.
     pub fail_rate: f64,
-    /// Added to every request.
+    /// Added to every request, before its answer.
     pub latency: Duration,
     /// A repeating pattern of outcomes: `f` fails, anything else succeeds (empty: none).
     pub pattern: Vec<bool>,
+    /// Between a response's head and its body (a slow download, not a slow answer).
+    pub body_latency: Duration,
 }
 
 /// Decides per request; shared by all workers.
@@ -48,6 +50,11 @@ impl Faults {
     pub fn latency(&self) -> Duration {
         self.config.latency
     }
+
+    /// Delay between a response's head and its body.
+    pub fn body_latency(&self) -> Duration {
+        self.config.body_latency
+    }
 }
 
 /// Failure-injection flags shared by the demo binaries. A failure is a 500 (`demo-http`) or an
@@ -67,6 +74,10 @@ pub struct FaultArgs {
     /// (e.g. `ffs`: two of three fail, never three in a row).
     #[arg(long, default_value = "")]
     pub fail_pattern: String,
+    /// Send each response's head at once and its body this many milliseconds later (demo-http's JSON
+    /// routes): a slow download, which is not a slow replica.
+    #[arg(long, default_value_t = 0)]
+    pub body_latency_ms: u64,
 }
 
 impl FaultArgs {
@@ -81,6 +92,7 @@ impl FaultArgs {
             fail_rate: self.fail_rate,
             latency: Duration::from_millis(self.latency_ms),
             pattern: self.fail_pattern.chars().map(|c| c == 'f').collect(),
+            body_latency: Duration::from_millis(self.body_latency_ms),
         })
     }
 }

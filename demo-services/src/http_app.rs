@@ -51,9 +51,24 @@ async fn inject(state: &DemoState) -> Option<HttpResponse> {
 }
 
 fn ok(state: &DemoState, body: serde_json::Value) -> HttpResponse {
+    let delay = state.faults.body_latency();
+    if delay.is_zero() {
+        return HttpResponse::Ok()
+            .insert_header(("x-replica", state.name.as_str()))
+            .json(body);
+    }
+    // The head goes out now, the body after the delay.
+    let bytes = Bytes::from(body.to_string());
+    let len = bytes.len() as u64;
+    let delayed = futures_util::stream::once(async move {
+        tokio::time::sleep(delay).await;
+        Ok::<_, std::convert::Infallible>(bytes)
+    });
     HttpResponse::Ok()
         .insert_header(("x-replica", state.name.as_str()))
-        .json(body)
+        .content_type("application/json")
+        .no_chunking(len)
+        .streaming(delayed)
 }
 
 async fn health(state: web::Data<Arc<DemoState>>) -> HttpResponse {

@@ -9,7 +9,8 @@ use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value};
 
 use crate::policy::{
-    BreakerConfig, EvictionPolicy, PreservationPolicy, RetryBudgetConfig, RetryPolicy,
+    BreakerConfig, EvictionPolicy, OutlierConfig, PreservationPolicy, RetryBudgetConfig,
+    RetryPolicy,
 };
 use crate::registry::{RegistryPolicy, ReplicaAddress, ServiceName};
 
@@ -61,6 +62,8 @@ pub struct Config {
     pub breaker: BreakerSection,
     /// Eviction of failing replicas.
     pub eviction: EvictionSection,
+    /// Ejection of slow replicas.
+    pub outlier: OutlierSection,
     /// Registration leases.
     pub lease: LeaseSection,
     /// Retry of failed attempts on the next replica.
@@ -128,6 +131,34 @@ pub struct BreakerSection {
     pub window: Duration,
     /// Half-open: requests let through at once; that many successes close the breaker. Default 1.
     pub half_open_probes: u32,
+}
+
+/// `outlier:` slow replicas are opened like failing ones.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutlierSection {
+    /// Whether slow replicas are ejected. Default true.
+    pub enabled: bool,
+    /// A replica whose median latency (to the response head) is at least this many times its peers'
+    /// median is opened. Default 10; at least 2.
+    pub latency_factor: f64,
+    /// Successful answers a replica needs in one interval to be judged, or to be a peer. Default 20.
+    pub min_requests: u32,
+    /// Medians are taken over, and judged at the end of, each interval this long. Default 1s.
+    #[serde(with = "duration")]
+    pub interval: Duration,
+}
+
+impl Default for OutlierSection {
+    fn default() -> Self {
+        let d = OutlierConfig::default();
+        OutlierSection {
+            enabled: d.enabled,
+            latency_factor: d.latency_factor,
+            min_requests: d.min_requests,
+            interval: d.interval,
+        }
+    }
 }
 
 /// `eviction:`
@@ -311,6 +342,7 @@ impl Default for Config {
             workers: None,
             breaker: BreakerSection::default(),
             eviction: EvictionSection::default(),
+            outlier: OutlierSection::default(),
             lease: LeaseSection::default(),
             retry: RetrySection::default(),
             upstream: UpstreamSection::default(),
@@ -406,6 +438,10 @@ pub const KEYS: &[&str] = &[
     "breaker.half_open_probes",
     "eviction.failure_threshold",
     "eviction.probation_memory",
+    "outlier.enabled",
+    "outlier.latency_factor",
+    "outlier.min_requests",
+    "outlier.interval",
     "lease.ttl",
     "lease.heartbeat_interval",
     "lease.preservation_ratio",
@@ -550,6 +586,20 @@ impl Config {
                     self.breaker.failure_threshold
                 ),
             ));
+        }
+        // Below 2 the median estimates (each within ±19 %) could call a replica slow that is not slower at
+        // all; NaN and infinity fail the comparison too.
+        if !(self.outlier.latency_factor >= 2.0 && self.outlier.latency_factor.is_finite()) {
+            return Err(invalid(
+                "outlier.latency_factor",
+                "must be a number of at least 2 (set outlier.enabled: false to turn slow-replica ejection off)",
+            ));
+        }
+        if self.outlier.min_requests == 0 {
+            return Err(invalid("outlier.min_requests", "must be at least 1"));
+        }
+        if self.outlier.interval < Duration::from_millis(10) {
+            return Err(invalid("outlier.interval", "must be at least 10ms"));
         }
         if self.lease.ttl.is_zero() {
             return Err(invalid("lease.ttl", "must be longer than 0s"));
@@ -716,6 +766,12 @@ impl Config {
                 self.lease.ttl,
                 self.lease.heartbeat_interval,
             ),
+            outlier: OutlierConfig {
+                enabled: self.outlier.enabled,
+                latency_factor: self.outlier.latency_factor,
+                min_requests: self.outlier.min_requests,
+                interval: self.outlier.interval,
+            },
         }
     }
 
@@ -834,6 +890,11 @@ mod tests {
         assert_eq!(c.lease.preservation_max(), Duration::from_secs(30));
         let p = c.registry_policy().preservation;
         assert_eq!((p.ratio, p.max_hold), (0.5, Duration::from_secs(30)));
+        assert!(c.outlier.enabled);
+        assert_eq!(c.outlier.latency_factor, 10.0);
+        assert_eq!(c.outlier.min_requests, 20);
+        assert_eq!(c.outlier.interval, Duration::from_secs(1));
+        assert_eq!(c.registry_policy().outlier, OutlierConfig::default());
     }
 
     #[test]
@@ -888,6 +949,22 @@ mod tests {
         .unwrap();
         assert_eq!(c.lease.preservation_max(), Duration::from_secs(60));
         assert_eq!(c.lease.preservation_ratio, 0.25);
+    }
+
+    #[test]
+    fn outlier_detection_is_set_by_file_or_environment() {
+        let c = load_yaml(
+            "outlier: { latency_factor: 4, min_requests: 5, interval: 500ms }\n",
+            &[("GATEWAY_OUTLIER_ENABLED", "false")],
+        )
+        .unwrap();
+        let o = c.registry_policy().outlier;
+        assert!(!o.enabled);
+        assert_eq!(o.latency_factor, 4.0);
+        assert_eq!(o.min_requests, 5);
+        assert_eq!(o.interval, Duration::from_millis(500));
+        let c = load_yaml("", &[("GATEWAY_OUTLIER_LATENCY_FACTOR", "2.5")]).unwrap();
+        assert_eq!(c.outlier.latency_factor, 2.5);
     }
 
     #[test]
@@ -982,6 +1059,18 @@ mod tests {
             ),
             ("lease: { preservation_max: soon }\n", "soon"),
             ("workers: 0\n", "workers"),
+            (
+                "outlier: { latency_factor: 1.5 }\n",
+                "outlier.latency_factor",
+            ),
+            ("outlier: { latency_factor: 0 }\n", "outlier.latency_factor"),
+            (
+                "outlier: { latency_factor: .nan }\n",
+                "outlier.latency_factor",
+            ),
+            ("outlier: { min_requests: 0 }\n", "outlier.min_requests"),
+            ("outlier: { interval: 0s }\n", "outlier.interval"),
+            ("outlier: { enabled: maybe }\n", "outlier.enabled"),
             (
                 "services: { Bad_Name: [http://127.0.0.1:1] }\n",
                 "services.Bad_Name",

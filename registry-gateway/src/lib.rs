@@ -3,8 +3,8 @@
 //! Request path: [`admin`] and [`proxy`] are the actix-web edges; both act on the [`registry`], whose
 //! decisions come from the pure [`policy`] code. [`config`] is validated at start, [`server`] wires it all.
 //!
-//! - [`policy`]: outcome classification, breaker, lease, eviction, self-preservation, selection, retry.
-//!   No IO, no clock.
+//! - [`policy`]: outcome classification, breaker, lease, eviction, self-preservation, selection, retry,
+//!   retry budget, slow replicas. No IO, no clock.
 //! - [`registry`]: services and replicas, the state the policy acts on.
 //! - [`proxy`]: pick → forward (hyper HTTP/1.1, per-worker pool) → classify → record → retry the next.
 //! - [`admin`]: `POST /register`, heartbeats, deregistration, `GET /registry`, health.

@@ -24,6 +24,7 @@ pub struct Gateway {
     server: actix_web::dev::Server,
     admin_server: Option<actix_web::dev::Server>,
     sweeper: tokio::task::JoinHandle<()>,
+    outlier: Option<tokio::task::JoinHandle<()>>,
     grpc: tokio::task::JoinHandle<()>,
     grpc_stop: tokio::sync::watch::Sender<bool>,
 }
@@ -195,6 +196,10 @@ impl Gateway {
             config.lease.ttl,
             shared,
         ));
+        let outlier = config
+            .outlier
+            .enabled
+            .then(|| tokio::spawn(eject_slow(Arc::clone(&registry), config.outlier.interval)));
         let admin = admin_addr.map_or_else(|| "-".to_owned(), |a| a.to_string());
         tracing::info!(%http_addr, %grpc_addr, %admin, workers, max_connections, %instance_id,
             "registry-gateway listening");
@@ -206,6 +211,7 @@ impl Gateway {
             server,
             admin_server,
             sweeper,
+            outlier,
             grpc,
             grpc_stop,
         })
@@ -252,6 +258,9 @@ impl Gateway {
         tokio::join!(handle.stop(true), stop_admin);
         let _ = self.grpc.await;
         self.sweeper.abort();
+        if let Some(outlier) = &self.outlier {
+            outlier.abort();
+        }
         if let Some(admin) = admin_server {
             admin.await.map_err(std::io::Error::other)??;
         }
@@ -387,6 +396,17 @@ async fn sweep_leases(registry: Arc<Registry>, ttl: Duration, shared: Shared) {
         // While the shared store is unreachable, renewals made through other gateways cannot arrive:
         // keep the last known registry instead of expiring it.
         registry.sweep_leases(clock::now(), shared.leases_expire());
+    }
+}
+
+/// Ends an outlier interval every `interval`: slow replicas are opened (`outlier`).
+async fn eject_slow(registry: Arc<Registry>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    // A late tick (a busy runtime) makes a longer interval, not two short ones.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        registry.eject_slow(clock::now());
     }
 }
 

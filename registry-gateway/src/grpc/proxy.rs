@@ -142,6 +142,7 @@ pub(crate) async fn forward(req: Request<Incoming>, state: Arc<GrpcState>) -> Re
             break;
         }
         attempts += 1;
+        let attempt_started = clock::now();
         let authority = pick.replica.address().authority().to_owned();
         let mut sender = match state
             .connections
@@ -182,7 +183,7 @@ pub(crate) async fn forward(req: Request<Incoming>, state: Arc<GrpcState>) -> Re
             None => None,
         };
         let wait = remaining.unwrap_or(state.settings.request_timeout);
-        let mut record = AttemptRecord::new(Arc::clone(registry), pick);
+        let mut record = AttemptRecord::new(Arc::clone(registry), pick, attempt_started);
         let result = tokio::time::timeout(wait, sender.try_send_request(req)).await;
         match result {
             Err(_) => {
@@ -200,7 +201,11 @@ pub(crate) async fn forward(req: Request<Incoming>, state: Arc<GrpcState>) -> Re
                 record.finish(Outcome::Failure(FailureCause::Timeout));
                 return status::error_response(c, msg);
             }
-            Ok(Ok(resp)) => return observe(resp, record, broke),
+            Ok(Ok(resp)) => {
+                // A client-streaming call's head waits for the client's last message: count from there.
+                record.head_arrived(broke.ended_at());
+                return observe(resp, record, broke);
+            }
             Ok(Err(mut e)) => {
                 let client = broke.get().then_some(ClientFault::Aborted);
                 let outcome = attribute(client, FailureCause::Transport);

@@ -1,5 +1,5 @@
 //! Pure failure policy: outcome classification, breaker, lease, eviction, self-preservation, selection,
-//! retry decisions and the retry budget.
+//! retry decisions, the retry budget and slow replicas.
 //!
 //! Nothing here does IO or reads a clock: every decision takes `now` and the facts it needs, so unit tests
 //! drive exact sequences. The proxy (IO) produces [`Outcome`]s; the registry feeds them to these types.
@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod eviction;
 pub mod lease;
 pub mod outcome;
+pub mod outlier;
 pub mod preservation;
 pub mod retry;
 pub mod retry_budget;
@@ -18,6 +19,7 @@ pub use breaker::{Admission, Breaker, BreakerConfig, BreakerState, OpenCause, Tr
 pub use eviction::{EvictionPolicy, EvictionReason};
 pub use lease::Lease;
 pub use outcome::{attribute, ClientFault, FailureCause, Fault, Outcome};
+pub use outlier::{OutlierConfig, SlowReason};
 pub use preservation::{Census, Preservation, PreservationPolicy, Verdict};
 pub use retry::{BodyReplay, RetryDecision, RetryPolicy};
 pub use retry_budget::{RefusalLog, RefusalReport, RetryBudget, RetryBudgetConfig};

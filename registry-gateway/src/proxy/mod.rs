@@ -227,7 +227,7 @@ pub async fn handle(
         let mut headers = headers::to_upstream(req.headers(), peer, trusted);
         headers.append(http::header::VIA, proxy.via.clone());
         let replica = Arc::clone(&pick.replica);
-        let mut record = Some(AttemptRecord::new(Arc::clone(registry), pick));
+        let mut record = Some(AttemptRecord::new(Arc::clone(registry), pick, clock::now()));
         let (cause, response) = match forward_once(
             &replica,
             &method,
@@ -403,14 +403,19 @@ async fn forward_once(
             cause,
             to_client_response(resp, method, conn, settings, None),
         ),
-        // The outcome of a good head waits for the end of its body.
-        _ => Attempt::Response(to_client_response(
-            resp,
-            method,
-            conn,
-            settings,
-            record.take(),
-        )),
+        // The outcome of a good head waits for the end of its body; its latency is taken now.
+        _ => {
+            if let Some(r) = record.as_mut() {
+                r.head_arrived(upload.as_deref().and_then(request_body::Upload::sent_at));
+            }
+            Attempt::Response(to_client_response(
+                resp,
+                method,
+                conn,
+                settings,
+                record.take(),
+            ))
+        }
     }
 }
 

@@ -47,6 +47,14 @@ impl Upload {
     pub(crate) fn client_fault(&self) -> Option<ClientFault> {
         self.client_fault.get()
     }
+
+    /// When the last byte was handed to the connection, if it was.
+    pub(crate) fn sent_at(&self) -> Option<std::time::Instant> {
+        match self.state.get() {
+            UploadState::Sent(at) => Some(at),
+            UploadState::WaitingOnReplica(_) | UploadState::WaitingOnClient => None,
+        }
+    }
 }
 
 /// The body sent to a replica.

@@ -2,6 +2,7 @@
 //! (the client went away, the call was cancelled) gives back the half-open probe it may hold.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::{Pick, Registry};
 use crate::clock;
@@ -11,20 +12,38 @@ use crate::policy::Outcome;
 pub struct AttemptRecord {
     registry: Arc<Registry>,
     pick: Option<Pick>,
+    started: Instant,
+    /// Time to the response head, once it arrived.
+    head: Option<Duration>,
 }
 
 impl AttemptRecord {
-    /// Starts the record of an attempt on `pick`.
-    pub fn new(registry: Arc<Registry>, pick: Pick) -> Self {
+    /// Starts the record of an attempt on `pick`, sent from `started` (just before connecting).
+    pub fn new(registry: Arc<Registry>, pick: Pick, started: Instant) -> Self {
         AttemptRecord {
             registry,
             pick: Some(pick),
+            started,
+            head: None,
         }
     }
 
-    /// Records `outcome` now; later calls do nothing.
+    /// The response head arrived now. `request_sent` is when the client's last request byte went out,
+    /// when it went out after the attempt started: the wait counts from then, so that a slow upload is
+    /// never the replica's slowness (as `upstream.request_timeout` runs from the last byte sent).
+    pub fn head_arrived(&mut self, request_sent: Option<Instant>) {
+        let from = request_sent.map_or(self.started, |sent| sent.max(self.started));
+        self.head = Some(clock::now().saturating_duration_since(from));
+    }
+
+    /// Records `outcome` now; later calls do nothing. A success with a measured head also counts its
+    /// latency for outlier detection: only successes, because a failure is the breaker's business, and a
+    /// fast error must not make a failing replica look fast, nor a timeout count twice.
     pub fn finish(&mut self, outcome: Outcome) {
         if let Some(pick) = self.pick.take() {
+            if let (Outcome::Success, Some(head)) = (outcome, self.head) {
+                pick.replica.record_latency(head);
+            }
             self.registry.record(&pick, outcome, clock::now());
         }
     }

@@ -7,6 +7,7 @@ mod address;
 mod attempt;
 mod change;
 mod events;
+mod latency;
 mod name;
 mod protocol;
 mod registration;
@@ -24,7 +25,7 @@ pub use protocol::{validate_grpc_service, InvalidGrpcService, Protocol};
 pub use registration::{
     InvalidRegistration, MAX_GRPC_SERVICES, MAX_METADATA_ENTRIES, MAX_METADATA_LEN,
 };
-pub use replica::{History, Metadata, Origin, Replica, ReplicaView};
+pub use replica::{History, Metadata, Origin, Replica, ReplicaView, StateReason};
 pub use self_address::{is_local_ip, Listener, OwnAddress, OwnListeners};
 pub use service::Service;
 
@@ -35,9 +36,11 @@ use std::time::{Duration, Instant, SystemTime};
 use dashmap::DashMap;
 use uuid::Uuid;
 
+use crate::policy::outlier::{self, ReplicaLatency, Standing};
 use crate::policy::{
-    Admission, Breaker, BreakerConfig, Census, EvictionPolicy, EvictionReason, Lease, OpenCause,
-    Outcome, PreservationPolicy, RetryBudgetConfig, Transition, Verdict,
+    Admission, Breaker, BreakerConfig, BreakerState, Census, EvictionPolicy, EvictionReason, Lease,
+    OpenCause, Outcome, OutlierConfig, PreservationPolicy, RetryBudgetConfig, SlowReason,
+    Transition, Verdict,
 };
 use replica::ReplicaState;
 
@@ -58,6 +61,8 @@ pub struct RegistryPolicy {
     pub retry_budget: Option<RetryBudgetConfig>,
     /// When a service's lapsed leases are held instead of expired.
     pub preservation: PreservationPolicy,
+    /// Ejection of slow replicas.
+    pub outlier: OutlierConfig,
 }
 
 /// What `POST /register` asks for, validated.
@@ -238,6 +243,7 @@ impl Registry {
                 metadata: Metadata::new(),
                 grpc_services: Vec::new(),
                 last_failure: None,
+                state_reason: None,
             };
             let r = Arc::new(Replica::new(
                 service,
@@ -273,7 +279,7 @@ impl Registry {
             let tomb = tomb.filter(|t| {
                 now.saturating_duration_since(t.evicted_at) < self.policy.probation_memory
             });
-            let (breaker, history) = match tomb {
+            let (breaker, history, state_reason) = match tomb {
                 Some(t) => (
                     Breaker::on_probation(
                         t.history.consecutive_failures,
@@ -281,8 +287,9 @@ impl Registry {
                         &self.policy.breaker,
                     ),
                     t.history,
+                    Some(StateReason::Probation),
                 ),
-                None => (Breaker::default(), History::default()),
+                None => (Breaker::default(), History::default(), None),
             };
             let state = ReplicaState {
                 breaker,
@@ -290,6 +297,7 @@ impl Registry {
                 metadata: reg.metadata.clone(),
                 grpc_services: reg.grpc_services.clone(),
                 last_failure: None,
+                state_reason,
             };
             let r = Arc::new(Replica::new(
                 reg.service.clone(),
@@ -534,7 +542,25 @@ impl Registry {
             }
             let before = st.breaker.consecutive_failures();
             let t = st.breaker.record(failed, now, &self.policy.breaker);
-            (t, st.breaker.consecutive_failures(), before)
+            let consecutive = st.breaker.consecutive_failures();
+            match (t, outcome) {
+                (Some(Transition::Opened), Outcome::Failure(last)) => {
+                    st.state_reason = Some(match st.breaker.open_cause() {
+                        Some(OpenCause::Ratio { failures, requests }) => StateReason::Ratio {
+                            failures,
+                            requests,
+                            shared: false,
+                        },
+                        _ => StateReason::Failures { consecutive, last },
+                    });
+                }
+                (Some(Transition::Reopened), Outcome::Failure(cause)) => {
+                    st.state_reason = Some(StateReason::ProbeFailed(cause));
+                }
+                (Some(Transition::Closed), _) => st.state_reason = None,
+                _ => {}
+            }
+            (t, consecutive, before)
         };
         // Peers add failures up; a success only matters to them when it ends a run of failures, or
         // when a failure-ratio rule counts every request.
@@ -561,6 +587,84 @@ impl Registry {
                 }
             }
         }
+    }
+
+    /// Opens the breaker of `r`, closed until now, because it is slow: logged, shared with peer gateways
+    /// and shown like a failure opening, and probed the same way after `breaker.open_timeout`. A probe that
+    /// succeeds closes it even if it is still slow; the next interval may then open it again. Returns
+    /// whether it opened (not when it was removed or its breaker was no longer closed).
+    pub fn open_as_slow(&self, r: &Arc<Replica>, reason: SlowReason, now: Instant) -> bool {
+        if r.is_removed() {
+            return false;
+        }
+        let open_for = self.policy.breaker.open_timeout;
+        {
+            let mut st = r.lock();
+            // A failure may have opened it since the interval's stats were taken: that reason stands.
+            if st.breaker.state(now) != BreakerState::Closed {
+                return false;
+            }
+            st.breaker.force_open(now + open_for, now);
+            st.state_reason = Some(StateReason::Slow(reason));
+        }
+        let addr = r.address();
+        tracing::warn!(service = %r.service(), replica = %addr, "[CIRCUIT] {addr} OPEN ({reason})");
+        self.share(|| Change::Opened {
+            address: addr.clone(),
+            open_for,
+        });
+        self.emit(RegistryEvent::StateChanged(
+            Arc::clone(r),
+            BreakerState::Open,
+        ));
+        true
+    }
+
+    /// Ends an outlier interval at `now`: drains every replica's latencies, judges each service's replicas
+    /// of one protocol together ([`outlier::find_slow`]) and opens the slow ones. Returns how many opened.
+    pub fn eject_slow(&self, now: Instant) -> usize {
+        let cfg = &self.policy.outlier;
+        let mut opened = 0;
+        for svc in self.services() {
+            let replicas = svc.replicas();
+            // Drained even when nobody can be judged, so that every interval starts afresh.
+            let stats: Vec<(Protocol, ReplicaLatency)> = replicas
+                .iter()
+                .map(|r| {
+                    let counts = r.take_latencies();
+                    let st = r.lock();
+                    let standing = match (st.breaker.state(now), st.state_reason) {
+                        (BreakerState::Closed, _) => Standing::Closed,
+                        (_, Some(StateReason::Slow(_))) => Standing::OpenSlow,
+                        _ => Standing::Open,
+                    };
+                    let latency = ReplicaLatency {
+                        requests: counts.total(),
+                        median: counts.median().unwrap_or_default(),
+                        standing,
+                    };
+                    (r.protocol(), latency)
+                })
+                .collect();
+            if !cfg.enabled || replicas.len() < 2 {
+                continue;
+            }
+            // HTTP and gRPC replicas of one name answer different calls: they are not each other's peers.
+            for protocol in [Protocol::Http, Protocol::Grpc] {
+                let (index, group): (Vec<usize>, Vec<ReplicaLatency>) = stats
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (p, _))| *p == protocol)
+                    .map(|(i, (_, l))| (i, *l))
+                    .unzip();
+                for e in outlier::find_slow(&group, cfg) {
+                    if self.open_as_slow(&replicas[index[e.index]], e.reason, now) {
+                        opened += 1;
+                    }
+                }
+            }
+        }
+        opened
     }
 
     /// Gives back a half-open probe whose request ended without an outcome.

@@ -1,14 +1,16 @@
 //! One replica of a service: identity, lease, breaker and counters.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use uuid::Uuid;
 
+use super::latency::{LatencyCounts, LatencyHistogram};
 use super::{Protocol, ReplicaAddress, ServiceName};
-use crate::policy::{Breaker, BreakerState, FailureCause, Lease};
+use crate::policy::{Breaker, BreakerState, FailureCause, Lease, SlowReason};
 
 /// How a replica got into the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -23,6 +25,65 @@ pub enum Origin {
 /// Free-form labels a replica registers with (version, zone, ...).
 pub type Metadata = BTreeMap<String, String>;
 
+/// Why a replica's breaker is not closed (`state_reason` in `GET /registry`). Set when it opens, cleared
+/// when it closes; plain data, so opening never allocates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateReason {
+    /// `breaker.failure_threshold` failures in a row.
+    Failures {
+        /// Failures in a row when it opened.
+        consecutive: u32,
+        /// The last one's cause.
+        last: FailureCause,
+    },
+    /// The failure ratio of the window tripped (`breaker.failure_ratio`).
+    Ratio {
+        /// Failures in the window.
+        failures: u32,
+        /// Requests in the window.
+        requests: u32,
+        /// Counted by every gateway together (Redis).
+        shared: bool,
+    },
+    /// Its half-open probe failed.
+    ProbeFailed(FailureCause),
+    /// Ejected for slowness (`outlier`).
+    Slow(SlowReason),
+    /// It registered again soon after an eviction for failures.
+    Probation,
+    /// A peer gateway opened it.
+    Peer,
+    /// The failures every gateway counted reached the threshold.
+    AcrossGateways(u64),
+}
+
+impl fmt::Display for StateReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StateReason::Failures { consecutive, last } => {
+                write!(f, "{consecutive} consecutive failures: {last}")
+            }
+            StateReason::Ratio {
+                failures,
+                requests,
+                shared,
+            } => write!(
+                f,
+                "{failures} of {requests} requests failed ({}%) in the window{}",
+                u64::from(*failures) * 100 / u64::from((*requests).max(1)),
+                if *shared { " across gateways" } else { "" }
+            ),
+            StateReason::ProbeFailed(cause) => write!(f, "half-open probe failed: {cause}"),
+            StateReason::Slow(slow) => slow.fmt(f),
+            StateReason::Probation => {
+                f.write_str("re-registered after eviction: on probation until a probe succeeds")
+            }
+            StateReason::Peer => f.write_str("opened by a peer gateway"),
+            StateReason::AcrossGateways(n) => write!(f, "{n} failures counted across gateways"),
+        }
+    }
+}
+
 /// The mutable part of a replica, behind one short-lived lock.
 #[derive(Debug, Clone)]
 pub(crate) struct ReplicaState {
@@ -31,6 +92,8 @@ pub(crate) struct ReplicaState {
     pub(crate) metadata: Metadata,
     pub(crate) grpc_services: Vec<String>,
     pub(crate) last_failure: Option<FailureCause>,
+    /// Why the breaker is not closed; `None` while it is.
+    pub(crate) state_reason: Option<StateReason>,
 }
 
 /// A live replica of a service.
@@ -46,6 +109,8 @@ pub struct Replica {
     requests: AtomicU64,
     failures: AtomicU64,
     removed: AtomicBool,
+    /// Response-head latencies of the current outlier interval.
+    latency: LatencyHistogram,
 }
 
 /// A point-in-time view of a replica, for `GET /registry`.
@@ -63,6 +128,8 @@ pub struct ReplicaView {
     pub grpc_services: Vec<String>,
     /// Breaker state.
     pub state: BreakerState,
+    /// Why the breaker is not closed (`None` while it is).
+    pub state_reason: Option<String>,
     /// Failures since the last success.
     pub consecutive_failures: u32,
     /// Attempts sent to this replica.
@@ -133,6 +200,7 @@ impl Replica {
             requests: AtomicU64::new(history.requests),
             failures: AtomicU64::new(history.failures),
             removed: AtomicBool::new(false),
+            latency: LatencyHistogram::default(),
         }
     }
 
@@ -187,6 +255,16 @@ impl Replica {
         }
     }
 
+    /// Counts a measured answer (response head after `d`) for outlier detection.
+    pub(crate) fn record_latency(&self, d: Duration) {
+        self.latency.record(d);
+    }
+
+    /// The latencies counted since the last call: each outlier interval starts afresh.
+    pub(crate) fn take_latencies(&self) -> LatencyCounts {
+        self.latency.take()
+    }
+
     pub(crate) fn history(&self) -> History {
         History {
             consecutive_failures: self.lock().breaker.consecutive_failures(),
@@ -211,13 +289,18 @@ impl Replica {
     /// A consistent view of the replica at `now`.
     pub fn view(&self, now: Instant) -> ReplicaView {
         let st = self.lock();
+        let state = st.breaker.state(now);
         ReplicaView {
             id: self.id,
             address: self.address.to_string(),
             origin: self.origin,
             protocol: self.protocol,
             grpc_services: st.grpc_services.clone(),
-            state: st.breaker.state(now),
+            state,
+            state_reason: match state {
+                BreakerState::Closed => None,
+                _ => st.state_reason.map(|r| r.to_string()),
+            },
             consecutive_failures: st.breaker.consecutive_failures(),
             requests: self.requests.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),

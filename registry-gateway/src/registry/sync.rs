@@ -41,6 +41,7 @@ impl Registry {
                 metadata: rec.metadata.clone(),
                 grpc_services: rec.grpc_services.clone(),
                 last_failure: None,
+                state_reason: None,
             };
             let r = Arc::new(Replica::with_id(
                 rec.id,
@@ -111,7 +112,14 @@ impl Registry {
         let open_for = open_for.min(self.policy.breaker.open_timeout);
         let mut changed = false;
         self.each_with_address(address, |r| {
-            let was = r.lock().breaker.force_open(now + open_for, now);
+            let was = {
+                let mut st = r.lock();
+                let was = st.breaker.force_open(now + open_for, now);
+                if was {
+                    st.state_reason = Some(super::StateReason::Peer);
+                }
+                was
+            };
             if was {
                 changed = true;
                 tracing::warn!(replica = %address, "[CIRCUIT] {address} OPEN (reported by a peer gateway)");
@@ -124,7 +132,12 @@ impl Registry {
     /// A peer's probe succeeded: close the breaker of `address` here too.
     pub fn apply_closed(&self, address: &ReplicaAddress) {
         self.each_with_address(address, |r| {
-            if r.lock().breaker.force_close() {
+            let closed = {
+                let mut st = r.lock();
+                st.state_reason = None;
+                st.breaker.force_close()
+            };
+            if closed {
                 tracing::info!(replica = %address, "[CIRCUIT] {address} CLOSED (a peer's probe succeeded)");
                 self.emit(RegistryEvent::StateChanged(Arc::clone(r), crate::policy::BreakerState::Closed));
             }
@@ -148,6 +161,7 @@ impl Registry {
             let mut st = r.lock();
             if st.breaker.state(now) == crate::policy::BreakerState::Closed {
                 st.breaker.force_open(now + open_for, now);
+                st.state_reason = Some(super::StateReason::AcrossGateways(total));
                 drop(st);
                 opened = true;
                 tracing::warn!(replica = %address, total, "[CIRCUIT] {address} OPEN (threshold reached across gateways)");
@@ -169,10 +183,20 @@ impl Registry {
         let cfg = self.policy.breaker;
         let mut opened = false;
         self.each_with_address(address, |r| {
-            let t = r
-                .lock()
-                .breaker
-                .apply_shared_window(requests, failures, now, &cfg);
+            let t = {
+                let mut st = r.lock();
+                let t = st
+                    .breaker
+                    .apply_shared_window(requests, failures, now, &cfg);
+                if t.is_some() {
+                    st.state_reason = Some(super::StateReason::Ratio {
+                        failures,
+                        requests,
+                        shared: true,
+                    });
+                }
+                t
+            };
             if t.is_some() {
                 opened = true;
                 tracing::warn!(replica = %address, requests, failures,
@@ -191,7 +215,15 @@ impl Registry {
         }
         let mut closed = false;
         self.each_with_address(address, |r| {
-            if r.lock().breaker.force_close() {
+            let was_open = {
+                let mut st = r.lock();
+                let changed = st.breaker.force_close();
+                if changed {
+                    st.state_reason = None;
+                }
+                changed
+            };
+            if was_open {
                 closed = true;
                 tracing::info!(replica = %address, total,
                     "[CIRCUIT] {address} CLOSED ({total} probes succeeded across gateways)");
