@@ -91,8 +91,10 @@ unary call with curl; the answer is protobuf, "strings" shows the message and th
     -H 'te: trailers' --data-binary @- $GRPC/demo.v1.Echo/Say | strings
 
 Failure handling (log: $LOGDIR/gateway.log):
-  c is flaky (30% of its answers are 500): GETs move to the next replica, clients see 200; its breaker
-  opens after 3 failures in a row and it is evicted after 5, then comes back on probation:
+  c is flaky (30% of its answers are 500): GETs move to the next replica, clients see 200. It rarely
+  fails 3 times in a row, but its breaker opens once a quarter of its requests in a 10 s window failed
+  (at least 10 requests: config/demo.yaml), and it is probed again after 5 s:
+    for i in \$(seq 60); do curl -s -o /dev/null $GW/demo/hello; done
     grep -E 'CIRCUIT|EVICT|probation' $LOGDIR/gateway.log
   Kill a replica hard while sending traffic: no request fails, its breaker opens, its lease expires:
     kill -9 \$(pgrep -f 'demo-http --name b ')
