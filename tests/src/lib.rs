@@ -31,3 +31,17 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Seconds since midnight of a log line's RFC 3339 timestamp (`2026-11-22T13:20:33.194339Z ...`).
+pub fn log_time(line: &str) -> f64 {
+    let t = line
+        .split('T')
+        .nth(1)
+        .and_then(|r| r.split('Z').next())
+        .expect("timestamp");
+    let mut parts = t.split(':');
+    let h: f64 = parts.next().unwrap().parse().unwrap();
+    let m: f64 = parts.next().unwrap().parse().unwrap();
+    let s: f64 = parts.next().unwrap().parse().unwrap();
+    h * 3600.0 + m * 60.0 + s
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use e2e::http::register;
-use e2e::{demo, eventually, gateway, Client, Proc};
+use e2e::{demo, eventually, gateway, log_time, Client, Proc};
 use http::StatusCode;
 
 /// Leases of 1 s; a hold lasts at most 3 s.
@@ -49,18 +49,6 @@ fn listed(service: &serde_json::Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// Seconds since midnight of a log line's RFC 3339 timestamp (`2026-11-22T13:20:33.194339Z ...`).
-fn log_time(line: &str) -> f64 {
-    let t = line
-        .split('T')
-        .nth(1)
-        .and_then(|r| r.split('Z').next())
-        .expect("timestamp");
-    let mut parts = t.split(':');
-    let mut next = || -> f64 { parts.next().unwrap().parse().unwrap() };
-    next() * 3600.0 + next() * 60.0 + next()
 }
 
 fn unix_ms_now() -> u64 {

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use e2e::http::register;
 use e2e::process::Redis;
-use e2e::{demo, eventually, gateway, Client, Traffic};
+use e2e::{demo, eventually, gateway, log_time, Client, Traffic};
 use http::StatusCode;
 
 fn shared(redis: &Redis, extra: &str) -> String {
@@ -44,20 +44,6 @@ async fn wait_for(c: &Client, gw: &str, service: &str, want: &[&str], deadline: 
         },
     )
     .await;
-}
-
-/// Seconds since midnight of a log line's RFC 3339 timestamp (`2026-11-22T13:20:33.194339Z ...`).
-fn log_time(line: &str) -> f64 {
-    let t = line
-        .split('T')
-        .nth(1)
-        .and_then(|r| r.split('Z').next())
-        .expect("timestamp");
-    let mut parts = t.split(':');
-    let h: f64 = parts.next().unwrap().parse().unwrap();
-    let m: f64 = parts.next().unwrap().parse().unwrap();
-    let s: f64 = parts.next().unwrap().parse().unwrap();
-    h * 3600.0 + m * 60.0 + s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

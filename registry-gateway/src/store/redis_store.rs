@@ -412,14 +412,7 @@ impl RedisStore {
             return;
         }
         let window = self.settings.failure_window.as_millis() as u64;
-        let mut pipe = redis::pipe();
-        pipe.cmd("INCR")
-            .arg(&key)
-            .cmd("PEXPIRE")
-            .arg(&key)
-            .arg(window)
-            .ignore();
-        let Some((total,)): Option<(u64,)> = self.run("count failure", &pipe).await else {
+        let Some(total) = self.incr_expiring("count failure", &key, window).await else {
             return;
         };
         if self
@@ -431,25 +424,36 @@ impl RedisStore {
         }
     }
 
-    /// Counts a successful half-open probe with every gateway's; closes the breaker everywhere when
-    /// they reach `breaker.half_open_probes` together.
-    async fn count_probe_success(&self, address: &ReplicaAddress) {
-        let key = keys::probe_ok(address.as_str());
-        let ms = self
-            .registry
+    /// Adds one to the counter at `key`, which expires `ms` after its last increment; its new value.
+    async fn incr_expiring(&self, what: &str, key: &str, ms: u64) -> Option<u64> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("INCR")
+            .arg(key)
+            .cmd("PEXPIRE")
+            .arg(key)
+            .arg(ms)
+            .ignore();
+        self.run(what, &pipe).await.map(|(total,): (u64,)| total)
+    }
+
+    /// A half-open probe's longest life, in milliseconds (probe slots and their successes expire then).
+    fn probe_timeout_ms(&self) -> u64 {
+        self.registry
             .policy()
             .breaker
             .probe_timeout
             .as_millis()
-            .max(1) as u64;
-        let mut pipe = redis::pipe();
-        pipe.cmd("INCR")
-            .arg(&key)
-            .cmd("PEXPIRE")
-            .arg(&key)
-            .arg(ms)
-            .ignore();
-        let Some((total,)): Option<(u64,)> = self.run("count probe success", &pipe).await else {
+            .max(1) as u64
+    }
+
+    /// Counts a successful half-open probe with every gateway's; closes the breaker everywhere when
+    /// they reach `breaker.half_open_probes` together.
+    async fn count_probe_success(&self, address: &ReplicaAddress) {
+        let key = keys::probe_ok(address.as_str());
+        let Some(total) = self
+            .incr_expiring("count probe success", &key, self.probe_timeout_ms())
+            .await
+        else {
             return;
         };
         if self.registry.apply_probe_successes(address, total) {
@@ -503,13 +507,7 @@ impl RedisStore {
     /// asked, probes locally.
     async fn claim(&self, address: &ReplicaAddress) -> bool {
         let key = keys::probe(address.as_str());
-        let ms = self
-            .registry
-            .policy()
-            .breaker
-            .probe_timeout
-            .as_millis()
-            .max(1) as u64;
+        let ms = self.probe_timeout_ms();
         let gw = self.gw.to_string();
         let slots = self.registry.policy().breaker.half_open_probes.max(1);
         let claimed: Option<i64> = self
