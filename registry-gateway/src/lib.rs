@@ -16,6 +16,7 @@ pub mod admin;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod framing;
 pub mod grpc;
 pub mod head_limits;
 pub mod policy;

@@ -4,11 +4,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App};
 
 use crate::admin::{self, AdminSettings, ApiTokens};
 use crate::clock;
 use crate::config::{Config, ConfigError};
+use crate::framing::{self, ListenerSettings, ReleaseNext};
 use crate::grpc::{self, GrpcSettings};
 use crate::head_limits::HeadLimits;
 use crate::proxy::{self, InstanceId, Proxy, ProxySettings};
@@ -21,8 +22,8 @@ pub struct Gateway {
     grpc_addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
     registry: Arc<Registry>,
-    server: actix_web::dev::Server,
-    admin_server: Option<actix_web::dev::Server>,
+    server: actix_server::Server,
+    admin_server: Option<actix_server::Server>,
     sweeper: tokio::task::JoinHandle<()>,
     outlier: Option<tokio::task::JoinHandle<()>>,
     grpc: tokio::task::JoinHandle<()>,
@@ -121,51 +122,55 @@ impl Gateway {
             max_uri_bytes: config.limits.max_uri_bytes,
             max_header_bytes: config.limits.max_header_bytes,
         };
-        let server = HttpServer::new(move || {
-            let (admin_settings, registry_data, shared_data) = main_data.clone();
-            App::new()
-                .wrap(head_limits)
-                .app_data(proxy.clone())
-                .app_data(admin_settings)
-                .app_data(registry_data)
-                .app_data(shared_data)
-                .configure(if api_here {
-                    admin::configure
-                } else {
-                    admin::configure_health
-                })
-                .default_service(web::to(proxy::handle))
-        })
-        .workers(workers)
-        .max_connections(max_connections.div_ceil(workers).max(1))
-        .client_request_timeout(config.client.header_timeout)
-        .disable_signals()
-        .shutdown_timeout(10)
-        .backlog(4096)
-        .listen(listener)?
-        .run();
+        let server = framing::serve(
+            "gateway-http",
+            listener,
+            ListenerSettings {
+                workers,
+                max_connections_per_worker: max_connections.div_ceil(workers).max(1),
+                header_timeout: config.client.header_timeout,
+                backlog: 4096,
+            },
+            move || {
+                let (admin_settings, registry_data, shared_data) = main_data.clone();
+                App::new()
+                    .wrap(head_limits)
+                    .wrap(ReleaseNext)
+                    .app_data(proxy.clone())
+                    .app_data(admin_settings)
+                    .app_data(registry_data)
+                    .app_data(shared_data)
+                    .configure(if api_here {
+                        admin::configure
+                    } else {
+                        admin::configure_health
+                    })
+                    .default_service(web::to(proxy::handle))
+            },
+        )?;
 
         let admin_server = match admin_listener {
             None => None,
-            Some(listener) => Some(
-                HttpServer::new(move || {
+            Some(listener) => Some(framing::serve(
+                "gateway-admin",
+                listener,
+                ListenerSettings {
+                    // Registrations and heartbeats are small and rare next to proxied traffic.
+                    workers: 1,
+                    max_connections_per_worker: max_connections,
+                    header_timeout: config.client.header_timeout,
+                    backlog: 1024,
+                },
+                move || {
                     App::new()
                         .wrap(head_limits)
+                        .wrap(ReleaseNext)
                         .app_data(admin_settings.clone())
                         .app_data(registry_data.clone())
                         .app_data(shared_data.clone())
                         .configure(admin::configure_admin_listener)
-                })
-                // Registrations and heartbeats are small and rare next to proxied traffic.
-                .workers(1)
-                .max_connections(max_connections)
-                .client_request_timeout(config.client.header_timeout)
-                .disable_signals()
-                .shutdown_timeout(10)
-                .backlog(1024)
-                .listen(listener)?
-                .run(),
-            ),
+                },
+            )?),
         };
 
         let grpc_listener = tokio::net::TcpListener::from_std(grpc_listener)?;

@@ -107,12 +107,9 @@ async fn a_10_kb_request_target_is_414_and_never_reaches_the_replica() {
     assert_clean(&c, &gw, &replica).await;
 }
 
-/// Known limitation: actix-http's chunked decoder reports a bad chunk size as an I/O error, and its
-/// dispatcher then treats the client as gone and closes without writing anything (actix-http 3.20,
-/// `h1/chunked.rs` → `ParseError::Io` → `client_disconnected`). The replica is never charged (asserted by
-/// `a_bad_chunk_size_is_never_charged_to_the_replica`), but the 400 cannot be sent from the gateway.
+/// actix-http alone treats a bad chunk size as an I/O error and closes without answering; the gateway's
+/// connection gate ends the body just before the bad bytes, so the handler answers 400.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "actix-http closes the connection on a bad chunk size before any handler can answer 400"]
 async fn an_invalid_chunk_size_is_answered_400_and_not_charged_to_the_replica() {
     let (gw, c, replica) = setup("").await;
     for _ in 0..4 {
@@ -200,13 +197,10 @@ async fn dot_segments_cannot_climb_out_of_the_service() {
     assert_clean(&c, &gw, &replica).await;
 }
 
-/// Known limitation: which responses carry `Connection: close` is decided inside actix-http's HTTP/1 codec,
-/// which keeps one connection type for the connection and overwrites it with each request it decodes, so
-/// responses to earlier pipelined requests inherit the `close` of a later one (actix-http 3.20,
-/// `h1/codec.rs`). It documents the expected behaviour (RFC 9112 §9.6: only the request that carries
-/// `close` ends the connection).
+/// actix-http alone decodes every pipelined request before answering the first, and its codec then writes a
+/// later request's `close` on the earlier responses; the gateway's connection gate hands it one request at a
+/// time (RFC 9112 §9.6: only the request that carries `close` ends the connection).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "actix-http's codec applies a later pipelined request's Connection: close to earlier responses"]
 async fn pipelined_requests_keep_the_connection_until_the_one_that_closes_it() {
     let (gw, _c, replica) = setup("").await;
     let mut conn = RawClient::connect(&gw.addr).await;

@@ -241,6 +241,7 @@ pub async fn handle(
         {
             Attempt::Response(resp) => return Ok(resp),
             Attempt::ClientFault(fault) => {
+                let fault = framing_fault(&req, fault);
                 if let Some(r) = record.as_mut() {
                     r.finish(Outcome::ClientFault(fault));
                 }
@@ -306,6 +307,15 @@ pub async fn handle(
     }
 }
 
+/// A body cut short because the connection's gate found its chunked framing malformed is a malformed
+/// body, not an aborted one.
+fn framing_fault(req: &HttpRequest, fault: ClientFault) -> ClientFault {
+    match req.conn_data::<crate::framing::GateHandle>() {
+        Some(g) if fault == ClientFault::Aborted && g.malformed() => ClientFault::MalformedBody,
+        _ => fault,
+    }
+}
+
 fn is_http(r: &Replica) -> bool {
     r.protocol() == Protocol::Http
 }
@@ -331,7 +341,9 @@ async fn prepare_body(
                 Err(ReadError::Client(ClientFault::BodyTimeout)) => {
                     Err(GatewayError::ClientBodyTimeout)
                 }
-                Err(ReadError::Client(fault)) => Err(GatewayError::ClientBody(fault.to_string())),
+                Err(ReadError::Client(fault)) => Err(GatewayError::ClientBody(
+                    framing_fault(req, fault).to_string(),
+                )),
                 // actix frames the body by its Content-Length: more cannot arrive.
                 Err(ReadError::TooLarge) => Err(GatewayError::ClientBody(
                     "more bytes than the announced Content-Length".into(),

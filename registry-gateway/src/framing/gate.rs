@@ -1,0 +1,239 @@
+//! The gate itself: an IO wrapper around a client connection that hands actix-http one request at a time.
+//!
+//! actix-http decodes every pipelined request it has bytes for before it writes the first response, and
+//! its codec keeps one connection type for the connection: a `Connection: close` on request 3 would be
+//! written on responses 1 and 2. The gate keeps the next request's bytes back until the previous request's
+//! response has started (its head is encoded in the same dispatcher turn), which [`ReleaseNext`] signals.
+//! And where actix-http would treat a malformed chunk size as a dropped connection and answer nothing, the
+//! gate ends the client's byte stream just before it: the handler sees a body cut short and answers 400.
+
+use std::cell::{Cell, RefCell};
+use std::future::{ready, Future, Ready};
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::web::{Buf, BytesMut};
+use actix_web::Error;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::scanner::{RequestScanner, Scan};
+
+/// What the gate and the request handlers share about one connection.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Responses started so far.
+    released: Cell<u64>,
+    /// The reader waiting for a release.
+    waiter: RefCell<Option<Waker>>,
+    /// The client's chunked body was malformed (the stream was ended before the bad bytes).
+    malformed: Cell<bool>,
+}
+
+/// A connection's gate, as request handlers see it (`HttpRequest::conn_data`).
+#[derive(Debug, Clone, Default)]
+pub struct GateHandle(Rc<Shared>);
+
+impl GateHandle {
+    /// The response to the current request has started: the next pipelined request may be read.
+    pub fn release(&self) {
+        self.0.released.set(self.0.released.get() + 1);
+        if let Some(w) = self.0.waiter.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Whether the client's chunked body was malformed (so a body cut short is its framing, not a
+    /// disconnect).
+    pub fn malformed(&self) -> bool {
+        self.0.malformed.get()
+    }
+}
+
+/// A client connection, read one request at a time.
+#[derive(Debug)]
+pub struct Gate<T> {
+    io: T,
+    scanner: RequestScanner,
+    /// Bytes read past the end of a request, for the next one.
+    pending: BytesMut,
+    /// Requests whose last byte was handed to the server.
+    delivered: u64,
+    /// Set after a malformed chunk: the server's byte stream has ended.
+    ended: bool,
+    shared: GateHandle,
+}
+
+impl<T> Gate<T> {
+    /// Wraps a freshly accepted connection.
+    pub fn new(io: T) -> Self {
+        Gate {
+            io,
+            scanner: RequestScanner::default(),
+            pending: BytesMut::new(),
+            delivered: 0,
+            ended: false,
+            shared: GateHandle::default(),
+        }
+    }
+
+    /// The handle request handlers use (see [`ReleaseNext`]).
+    pub fn handle(&self) -> GateHandle {
+        self.shared.clone()
+    }
+
+    /// The wrapped connection.
+    pub fn get_ref(&self) -> &T {
+        &self.io
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Gate<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(Ok(()));
+        }
+        // A whole request went in and its response has not started: the next one waits.
+        if this.scanner.between_requests() && this.delivered > this.shared.0.released.get() {
+            *this.shared.0.waiter.borrow_mut() = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let before = buf.filled().len();
+        if this.pending.is_empty() {
+            match Pin::new(&mut this.io).poll_read(cx, buf) {
+                Poll::Ready(Ok(())) => {}
+                other => return other,
+            }
+            if buf.filled().len() == before {
+                return Poll::Ready(Ok(())); // end of stream
+            }
+        } else {
+            let n = this.pending.len().min(buf.remaining());
+            buf.put_slice(&this.pending[..n]);
+            this.pending.advance(n);
+        }
+        let fresh_len = buf.filled().len() - before;
+        match this.scanner.feed(&buf.filled()[before..]) {
+            Scan::Within => {}
+            Scan::Complete(n) => {
+                this.delivered += 1;
+                if n < fresh_len {
+                    // Bytes of the next request: kept back, in front of anything kept before.
+                    let mut rest = BytesMut::from(&buf.filled()[before + n..]);
+                    rest.extend_from_slice(&this.pending);
+                    this.pending = rest;
+                    buf.set_filled(before + n);
+                }
+            }
+            Scan::Malformed(n) => {
+                this.shared.0.malformed.set(true);
+                this.ended = true;
+                this.pending.clear();
+                buf.set_filled(before + n);
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Gate<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// Middleware that tells the connection's gate when a response has started.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReleaseNext;
+
+impl<S, B> Transform<S, ServiceRequest> for ReleaseNext
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Transform = ReleaseNextService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(ReleaseNextService { service }))
+    }
+}
+
+/// [`ReleaseNext`]'s service.
+pub struct ReleaseNextService<S> {
+    service: S,
+}
+
+impl<S, B> Service<ServiceRequest> for ReleaseNextService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Future = Released<S::Future>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let gate = req.conn_data::<GateHandle>().cloned();
+        Released {
+            inner: self.service.call(req),
+            gate,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A handler's future that releases the gate when it completes.
+    pub struct Released<F> {
+        #[pin]
+        inner: F,
+        gate: Option<GateHandle>,
+    }
+}
+
+impl<F: Future> Future for Released<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let out = std::task::ready!(this.inner.poll(cx));
+        if let Some(g) = this.gate.take() {
+            g.release();
+        }
+        Poll::Ready(out)
+    }
+}
