@@ -6,6 +6,7 @@
 //! with the same values. `scripts/fuzz.sh` is the long run: a million cases per property, in release.
 
 mod address;
+mod framing;
 mod inputs;
 mod redis_message;
 mod registration_json;
