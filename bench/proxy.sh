@@ -7,7 +7,7 @@
 #
 # Usage: bench/proxy.sh   (env: WORKERS=1 CONNS=32 DURATION=10s ROUNDS=3 WRK_CPU=0 SUT_CPU=1 BACKEND_CPU=$WRK_CPU)
 # By default the proxy has core 1 to itself (backends beside wrk on core 0): the proxy is the bottleneck
-# and its wake-ups of the backends do not preempt it. BACKEND_CPU=1 is the layout of DESIGN.md §4.
+# and its wake-ups of the backends do not preempt it. BACKEND_CPU=1 puts proxy and backends on one core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
