@@ -156,11 +156,8 @@ impl RequestScanner {
 }
 
 /// Finds the end of a head that started with `partial` and goes on in `bytes`; returns how many bytes of
-/// `bytes` it used and how its body is framed.
+/// `bytes` it used and how its body is framed. `None` while the head is incomplete.
 fn head_end(partial: &mut Vec<u8>, bytes: &[u8]) -> Option<(usize, Body)> {
-    // The head ends at its first empty line: CRLF CRLF, or bare LF LF as the server also accepts.
-    let start = partial.len().saturating_sub(3);
-    let search_from = start;
     let joined;
     let view: &[u8] = if partial.is_empty() {
         bytes
@@ -168,39 +165,21 @@ fn head_end(partial: &mut Vec<u8>, bytes: &[u8]) -> Option<(usize, Body)> {
         joined = [partial.as_slice(), bytes].concat();
         &joined
     };
-    let end = find_head_end(&view[search_from.min(view.len())..])? + search_from.min(view.len());
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let (end, body) = match req.parse(view) {
+        Ok(httparse::Status::Complete(end)) => (end, body_of(&req)),
+        Ok(httparse::Status::Partial) => return None,
+        // The server refuses it and closes: nothing more to frame.
+        Err(_) => (view.len(), Body::Unframed),
+    };
     let used = end - partial.len();
-    let body = body_of(&view[..end]);
     partial.clear();
     Some((used, body))
 }
 
-/// Index just past the empty line that ends a head, if `view` has one.
-fn find_head_end(view: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i < view.len() {
-        if view[i] == b'\n' {
-            if view.get(i + 1) == Some(&b'\n') {
-                return Some(i + 2);
-            }
-            if view.get(i + 1) == Some(&b'\r') && view.get(i + 2) == Some(&b'\n') {
-                return Some(i + 3);
-            }
-        }
-        i += 1;
-    }
-    None
-}
-
-/// How the request whose complete head is `head` frames its body.
-fn body_of(head: &[u8]) -> Body {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        // The server refuses it and closes: nothing to frame.
-        _ => return Body::Unframed,
-    }
+/// How a request whose head was parsed frames its body.
+fn body_of(req: &httparse::Request<'_, '_>) -> Body {
     if req.method == Some("CONNECT") {
         return Body::Unframed;
     }
