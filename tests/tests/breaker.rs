@@ -140,8 +140,9 @@ async fn two_gateways_judge_one_ratio_and_share_the_probes_that_close_it() {
         redis.url()
     );
     let (a, b) = (gateway(&yaml), gateway(&yaml));
-    let port = free_port();
-    let flaky = demo_on("flaky", port, &["--fail-pattern", "ffs"]);
+    // Port 0: the OS picks it at bind, so no other test can race for it; the same port is reused below.
+    let flaky = demo("flaky", &["--fail-pattern", "ffs"]);
+    let port: u16 = flaky.addr.rsplit(':').next().unwrap().parse().unwrap();
     let c = Client::new();
     register(&c, &a.url, "orders", &flaky.url).await;
     eventually(Duration::from_secs(5), "B knows the replica", || {
