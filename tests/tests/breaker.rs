@@ -160,7 +160,14 @@ async fn two_gateways_judge_one_ratio_and_share_the_probes_that_close_it() {
     for gw in [&a, &b, &a, &b] {
         seen.push(c.get(&format!("{}/orders/x", gw.url)).await.status.as_u16());
     }
-    assert_eq!(seen, [500, 500, 200, 500]);
+    assert_eq!(
+        seen,
+        [500, 500, 200, 500],
+        "A:\n{}\nB:\n{}\nreplica:\n{}",
+        a.output(),
+        b.output(),
+        flaky.output()
+    );
     wait_state(&c, &a, "orders", &flaky.url, "open").await;
     wait_state(&c, &b, "orders", &flaky.url, "open").await;
     let tripped = [&a, &b]
