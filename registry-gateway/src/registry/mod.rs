@@ -609,10 +609,8 @@ impl Registry {
         }
         let addr = r.address();
         tracing::warn!(service = %r.service(), replica = %addr, "[CIRCUIT] {addr} OPEN ({reason})");
-        self.share(|| Change::Opened {
-            address: addr.clone(),
-            open_for,
-        });
+        // Not shared with peer gateways: each judges latency from its own traffic and keeps its own half
+        // cap. Shared, two gateways could each eject a different half, and between them every replica.
         self.emit(RegistryEvent::StateChanged(
             Arc::clone(r),
             BreakerState::Open,

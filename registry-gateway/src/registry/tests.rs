@@ -655,9 +655,8 @@ fn a_slow_replica_is_opened_probed_and_closed_like_any_other() {
         events.try_recv(),
         Ok(RegistryEvent::StateChanged(_, BreakerState::Open))
     ));
-    assert!(
-        matches!(changes.try_recv(), Ok(Change::Opened { open_for, .. }) if open_for == Duration::from_secs(10))
-    );
+    // A slow opening stays this gateway's: peers judge their own traffic, each within its own half cap.
+    assert!(changes.try_recv().is_err(), "a slow opening is not shared");
     // The interval drained the counts: nothing to judge in the next one.
     assert_eq!(r.eject_slow(at(t0, 1_000)), 0);
     // Out of rotation until the open timeout, then one probe; its success closes it even if it is slow.
