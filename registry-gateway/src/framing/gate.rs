@@ -237,3 +237,51 @@ impl<F: Future> Future for Released<F> {
         Poll::Ready(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// One read through the gate, polled once: `None` if it would wait.
+    async fn read_now(gate: &mut Gate<tokio::io::DuplexStream>) -> Option<Vec<u8>> {
+        use futures_util::FutureExt;
+        let mut buf = vec![0u8; 4096];
+        let n = gate.read(&mut buf).now_or_never()?.unwrap();
+        Some(buf[..n].to_vec())
+    }
+
+    #[tokio::test]
+    async fn the_next_pipelined_request_waits_for_the_previous_response() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let mut gate = Gate::new(server);
+        let handle = gate.handle();
+        let first = b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
+        let second = b"GET /b HTTP/1.1\r\nConnection: close\r\n\r\n";
+        client
+            .write_all(&[&first[..], &second[..]].concat())
+            .await
+            .unwrap();
+        // Exactly the first request, then nothing until its response starts.
+        assert_eq!(read_now(&mut gate).await.unwrap(), first);
+        assert_eq!(read_now(&mut gate).await, None);
+        handle.release();
+        assert_eq!(read_now(&mut gate).await.unwrap(), second);
+        assert!(!handle.malformed());
+    }
+
+    #[tokio::test]
+    async fn a_malformed_chunk_ends_the_stream_just_before_it() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let mut gate = Gate::new(server);
+        let head = b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n";
+        client
+            .write_all(&[&head[..], b"zz\r\nmore"].concat())
+            .await
+            .unwrap();
+        assert_eq!(read_now(&mut gate).await.unwrap(), head);
+        // The end of the stream: the handler sees the body cut short.
+        assert_eq!(read_now(&mut gate).await.unwrap(), b"");
+        assert!(gate.handle().malformed());
+    }
+}
