@@ -78,6 +78,11 @@ async fn the_slow_replica_is_opened_as_slow_and_its_peers_stay_closed() {
     assert_closed(&c, &gw, &b).await;
     let v = view(&c, &gw, &slow).await;
     assert_eq!(v["state"], "open", "{v}");
+    // The log is read by another thread: wait for the line, then count it.
+    gw.expect_line(
+        &format!("[CIRCUIT] {} OPEN (slow: ", slow.url),
+        Duration::from_secs(5),
+    );
     assert_eq!(
         gw.lines_with(&format!("[CIRCUIT] {} OPEN (slow: ", slow.url))
             .len(),
@@ -134,6 +139,7 @@ async fn never_more_than_half_are_out_for_slowness() {
     assert_closed(&c, &gw, &slow2).await;
     assert_closed(&c, &gw, &a).await;
     assert_eq!(view(&c, &gw, &slow1).await["state"], "open");
+    gw.expect_line("OPEN (slow: ", Duration::from_secs(5));
     assert_eq!(gw.lines_with("OPEN (slow: ").len(), 1, "{}", gw.output());
 }
 

@@ -126,6 +126,10 @@ async fn ten_replicas_silent_at_once_stay_listed_and_served_for_the_hold_then_go
         || async { listed(&orders(&c, &gw.url).await).is_empty().then_some(()) },
     )
     .await;
+    gw.expect_line(
+        "[PRESERVE] orders: hold ended at its deadline; evicting the 10 of 10",
+        Duration::from_secs(5),
+    );
     let ended =
         gw.lines_with("[PRESERVE] orders: hold ended at its deadline; evicting the 10 of 10");
     assert_eq!(ended.len(), 1, "{}", gw.output());

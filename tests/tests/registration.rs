@@ -90,9 +90,11 @@ async fn heartbeats_renew_the_lease_and_silence_expires_it() {
     let late = c.put(&hb).await;
     assert_eq!(late.status, StatusCode::NOT_FOUND);
     assert_eq!(late.json()["error"], "unknown_replica");
-    assert!(!gw
-        .lines_with("[EVICT] http://127.0.0.1:9 from orders (lease expired")
-        .is_empty());
+    // The log line is read from the process's output by another thread: wait for it, do not race it.
+    gw.expect_line(
+        "[EVICT] http://127.0.0.1:9 from orders (lease expired",
+        Duration::from_secs(5),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
