@@ -162,8 +162,9 @@ async fn a_killed_replica_costs_no_failed_unary_call() {
         let r = echo.say(say("x")).await;
         assert!(r.is_ok(), "call {i} failed: {:?}", r.err());
     }
-    let opened = gw.lines_with(&format!("[CIRCUIT] {killed} OPEN (threshold reached)"));
-    assert_eq!(opened.len(), 1, "{}", gw.output());
+    let line = format!("[CIRCUIT] {killed} OPEN (threshold reached)");
+    gw.expect_line(&line, Duration::from_secs(5));
+    assert_eq!(gw.lines_with(&line).len(), 1, "{}", gw.output());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
