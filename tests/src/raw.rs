@@ -239,6 +239,15 @@ fn parse_head(head: &[u8]) -> Result<Head, String> {
     Ok(Head(a, b, c, headers))
 }
 
+fn all_headers<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    let name = name.to_ascii_lowercase();
+    headers
+        .iter()
+        .filter(|(n, _)| *n == name)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
 fn first_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     let name = name.to_ascii_lowercase();
     headers
@@ -279,14 +288,9 @@ impl RawResponse {
         first_header(&self.headers, name)
     }
 
-    /// Every header named `name`.
+    /// Every header named `name` (case-insensitive).
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .filter(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
+        all_headers(&self.headers, name)
     }
 
     /// The body as JSON (panics with the body when it is not).
@@ -464,14 +468,9 @@ impl RawRequest {
         first_header(&self.headers, name)
     }
 
-    /// Every header named `name`.
+    /// Every header named `name` (case-insensitive).
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .filter(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
+        all_headers(&self.headers, name)
     }
 }
 
