@@ -223,25 +223,25 @@ async fn forwarded_headers_from_an_untrusted_peer_are_replaced() {
                X-Forwarded-For: 7.7.7.7\r\n\r\n";
     assert_eq!(send(&gw, two.as_bytes()).await.status, 200);
     for req in replica.requests() {
-        assert_eq!(
-            req.headers_named("x-forwarded-for"),
-            ["127.0.0.1"],
-            "{}",
-            req.head
-        );
-        assert_eq!(
-            req.headers_named("x-forwarded-proto"),
-            ["http"],
-            "{}",
-            req.head
-        );
-        assert_eq!(
-            req.headers_named("x-forwarded-host"),
-            ["public.example"],
-            "{}",
-            req.head
-        );
+        assert_forwarded(&req, "127.0.0.1", "http", "public.example");
     }
+}
+
+/// The one `X-Forwarded-For`, `-Proto` and `-Host` value each that the replica received.
+fn assert_forwarded(req: &e2e::raw::RawRequest, xff: &str, proto: &str, host: &str) {
+    assert_eq!(req.headers_named("x-forwarded-for"), [xff], "{}", req.head);
+    assert_eq!(
+        req.headers_named("x-forwarded-proto"),
+        [proto],
+        "{}",
+        req.head
+    );
+    assert_eq!(
+        req.headers_named("x-forwarded-host"),
+        [host],
+        "{}",
+        req.head
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -249,24 +249,7 @@ async fn forwarded_headers_from_a_trusted_proxy_are_kept_and_appended_to() {
     let (gw, _c, replica) = setup("forwarded: { trusted_proxies: [127.0.0.1/32] }\n").await;
     assert_eq!(send(&gw, SPOOFED.as_bytes()).await.status, 200);
     let req = replica.requests().pop().unwrap();
-    assert_eq!(
-        req.headers_named("x-forwarded-for"),
-        ["6.6.6.6, 127.0.0.1"],
-        "{}",
-        req.head
-    );
-    assert_eq!(
-        req.headers_named("x-forwarded-proto"),
-        ["https"],
-        "{}",
-        req.head
-    );
-    assert_eq!(
-        req.headers_named("x-forwarded-host"),
-        ["evil.example"],
-        "{}",
-        req.head
-    );
+    assert_forwarded(&req, "6.6.6.6, 127.0.0.1", "https", "evil.example");
     // A trusted peer that sends none gets them set.
     assert_eq!(
         send(&gw, b"GET /svc/f HTTP/1.1\r\nHost: public.example\r\n\r\n")
@@ -275,24 +258,7 @@ async fn forwarded_headers_from_a_trusted_proxy_are_kept_and_appended_to() {
         200
     );
     let req = replica.requests().pop().unwrap();
-    assert_eq!(
-        req.headers_named("x-forwarded-for"),
-        ["127.0.0.1"],
-        "{}",
-        req.head
-    );
-    assert_eq!(
-        req.headers_named("x-forwarded-proto"),
-        ["http"],
-        "{}",
-        req.head
-    );
-    assert_eq!(
-        req.headers_named("x-forwarded-host"),
-        ["public.example"],
-        "{}",
-        req.head
-    );
+    assert_forwarded(&req, "127.0.0.1", "http", "public.example");
 }
 
 /// Regression: these already hold and must keep holding.
