@@ -45,3 +45,12 @@ pub fn log_time(line: &str) -> f64 {
     let s: f64 = parts.next().unwrap().parse().unwrap();
     h * 3600.0 + m * 60.0 + s
 }
+
+/// A gRPC channel to `url` (`http://127.0.0.1:PORT`), connected; panics naming the address otherwise.
+pub async fn channel(url: &str) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(url.to_owned())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"))
+}

@@ -4,21 +4,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use e2e::process::demo_grpc;
-use e2e::{eventually, gateway, Client, Proc};
+use e2e::{channel, eventually, gateway, Client, Proc};
 use registry_proto::demo::v1::{
     echo_client::EchoClient, FailRequest, SayManyRequest, SayRequest, SlowRequest,
 };
 use registry_proto::registry::v1::{self as pb, registry_client::RegistryClient};
-use tonic::transport::Channel;
 use tonic::Code;
-
-async fn channel(url: &str) -> Channel {
-    tonic::transport::Endpoint::from_shared(url.to_owned())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("connect {url}: {e}"))
-}
 
 async fn grpc_replicas(c: &Client, gw: &str, service: &str) -> Vec<serde_json::Value> {
     let r = c.get(&format!("{gw}/registry")).await.json();

@@ -6,22 +6,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use e2e::process::{free_port, gateway_command, gateway_command_on};
-use e2e::{demo, gateway, Client, Proc};
+use e2e::{channel, demo, gateway, Client, Proc};
 use http::{Method, StatusCode};
 use registry_proto::registry::v1::{self as pb, registry_client::RegistryClient};
 use serde_json::json;
-use tonic::transport::Channel;
 use tonic::Code;
 
 const JSON: (&str, &str) = ("content-type", "application/json");
-
-async fn channel(url: &str) -> Channel {
-    tonic::transport::Endpoint::from_shared(url.to_owned())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("connect {url}: {e}"))
-}
 
 /// A gRPC request carrying `authorization` when given.
 fn grpc_req<T>(msg: T, authorization: Option<&str>) -> tonic::Request<T> {
