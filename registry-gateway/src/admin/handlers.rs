@@ -232,6 +232,18 @@ pub(crate) async fn replica(
     Ok(HttpResponse::Ok().json(ReplicaDto::new(r.view(clock::now()), holding)))
 }
 
+/// `GET /metrics`: every metric in the Prometheus text format. Protected like the registry reads.
+pub(crate) async fn metrics(
+    req: HttpRequest,
+    registry: Reg,
+    settings: Settings,
+) -> Result<HttpResponse, GatewayError> {
+    authorize_read(&req, &settings)?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(registry.metrics().encode()))
+}
+
 /// `GET /healthz`: the process is up.
 pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))

@@ -37,10 +37,15 @@ pub fn configure_admin_listener(cfg: &mut web::ServiceConfig) {
     cfg.default_service(web::to(handlers::not_found));
 }
 
-/// Mounts `/healthz` and `/readyz` (on every HTTP listener).
+/// Mounts `/healthz`, `/readyz` and `/metrics` (on every HTTP listener).
 pub fn configure_health(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/healthz").to(handlers::healthz))
-        .service(web::resource("/readyz").to(handlers::readyz));
+        .service(web::resource("/readyz").to(handlers::readyz))
+        .service(
+            web::resource("/metrics")
+                .route(web::get().to(handlers::metrics))
+                .default_service(web::to(handlers::method_not_allowed)),
+        );
 }
 
 /// Mounts the registration API and the registry reads: `/register`, `/registry...`.

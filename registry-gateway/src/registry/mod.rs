@@ -36,6 +36,7 @@ use std::time::{Duration, Instant, SystemTime};
 use dashmap::DashMap;
 use uuid::Uuid;
 
+use crate::observe::Metrics;
 use crate::policy::outlier::{self, ReplicaLatency, Standing};
 use crate::policy::{
     Admission, Breaker, BreakerConfig, BreakerState, Census, EvictionPolicy, EvictionReason, Lease,
@@ -136,6 +137,8 @@ pub struct Registry {
     events: tokio::sync::broadcast::Sender<RegistryEvent>,
     /// Local changes for a shared store, when one is attached ([`Registry::share_changes`]).
     changes: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Change>>,
+    /// The gateway's metrics (every part of the gateway reaches them through its registry).
+    metrics: Arc<Metrics>,
 }
 
 impl Registry {
@@ -148,7 +151,13 @@ impl Registry {
             policy,
             events: tokio::sync::broadcast::channel(4096).0,
             changes: std::sync::OnceLock::new(),
+            metrics: Arc::new(Metrics::new()),
         }
+    }
+
+    /// The gateway's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Starts recording local changes for a shared store and returns their receiver (once per registry).

@@ -1,0 +1,351 @@
+//! The gateway's Prometheus metrics: one [`Metrics`] per gateway, encoded by `GET /metrics`.
+//!
+//! Recording on the request path must not allocate or lock: callers keep the handles a family hands
+//! out ([`Counter`] and [`Gauge`] are shared atomics) instead of looking a label set up per request.
+//! A removed replica's series are dropped with [`Metrics::forget_replica`].
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry as PromRegistry;
+
+/// A label value shared without copying (service names, replica addresses).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Shared(pub Arc<str>);
+
+impl EncodeLabelValue for Shared {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&&*self.0, encoder)
+    }
+}
+
+impl From<&str> for Shared {
+    fn from(s: &str) -> Self {
+        Shared(Arc::from(s))
+    }
+}
+
+/// The wire a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum ProtocolLabel {
+    /// HTTP/1.1 or h2c through the HTTP listener.
+    http,
+    /// A gRPC call through the gRPC listener.
+    grpc,
+}
+
+/// What one upstream attempt came to, as the failure policy attributed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum AttemptResult {
+    /// The replica answered.
+    success,
+    /// The replica failed (charged to it).
+    failure,
+    /// The client gave up or sent something broken (charged to nobody).
+    client_fault,
+}
+
+/// `{service}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ServiceLabel {
+    /// Service name.
+    pub service: Shared,
+}
+
+/// `{service, protocol, code}` of `gateway_requests_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Service name.
+    pub service: Shared,
+    /// `http` or `grpc`.
+    pub protocol: ProtocolLabel,
+    /// HTTP status code, or the gRPC status name (`OK`, `UNAVAILABLE`, …).
+    pub code: Shared,
+}
+
+/// `{service, protocol}` of `gateway_request_duration_seconds`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct DurationLabels {
+    /// Service name.
+    pub service: Shared,
+    /// `http` or `grpc`.
+    pub protocol: ProtocolLabel,
+}
+
+/// `{service, replica}`: the common part of every per-replica series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReplicaLabels {
+    /// Service name.
+    pub service: Shared,
+    /// The replica's address as registered.
+    pub replica: Shared,
+}
+
+/// `{service, replica, result}` of `gateway_upstream_attempts_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct AttemptLabels {
+    /// Service name.
+    pub service: Shared,
+    /// Replica address.
+    pub replica: Shared,
+    /// `success`, `failure` or `client_fault`.
+    pub result: AttemptResult,
+}
+
+/// `{service, replica, state}` of `gateway_replica_state`, and `{service, replica, to}` of
+/// `gateway_breaker_transitions_total` (with `to` written as `state`'s value).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct StateLabels {
+    /// Service name.
+    pub service: Shared,
+    /// Replica address.
+    pub replica: Shared,
+    /// `closed`, `open` or `half_open`.
+    pub state: &'static str,
+}
+
+/// `{service, replica, to}` of `gateway_breaker_transitions_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct TransitionLabels {
+    /// Service name.
+    pub service: Shared,
+    /// Replica address.
+    pub replica: Shared,
+    /// `closed`, `open` or `half_open`.
+    pub to: &'static str,
+}
+
+/// `{service, reason}` of `gateway_evictions_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct EvictionLabels {
+    /// Service name.
+    pub service: Shared,
+    /// `failures` or `lease_expired`.
+    pub reason: &'static str,
+}
+
+/// Buckets of `gateway_request_duration_seconds`: 1 ms to ~33 s, doubling.
+fn duration_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.001, 2.0, 16,
+    ))
+}
+
+/// Every metric the gateway exports, and the registry that encodes them.
+pub struct Metrics {
+    registry: PromRegistry,
+    /// `gateway_requests_total{service,protocol,code}`.
+    pub requests: Family<RequestLabels, Counter>,
+    /// `gateway_request_duration_seconds{service,protocol}`.
+    pub request_duration: Family<DurationLabels, Histogram, fn() -> Histogram>,
+    /// `gateway_upstream_attempts_total{service,replica,result}`.
+    pub upstream_attempts: Family<AttemptLabels, Counter>,
+    /// `gateway_retries_total{service}`.
+    pub retries: Family<ServiceLabel, Counter>,
+    /// `gateway_replica_state{service,replica,state}`.
+    pub replica_state: Family<StateLabels, Gauge>,
+    /// `gateway_breaker_transitions_total{service,replica,to}`.
+    pub breaker_transitions: Family<TransitionLabels, Counter>,
+    /// `gateway_evictions_total{service,reason}`.
+    pub evictions: Family<EvictionLabels, Counter>,
+    /// `gateway_replicas{service}`.
+    pub replicas: Family<ServiceLabel, Gauge>,
+    /// `gateway_registrations_total`.
+    pub registrations: Counter,
+    /// `gateway_heartbeats_total`.
+    pub heartbeats: Counter,
+    /// `gateway_store_connected` (Redis store only: 1 when connected).
+    pub store_connected: Gauge,
+    /// `gateway_store_resyncs_total` (Redis store only).
+    pub store_resyncs: Counter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The breaker states, as `state` and `to` label values.
+pub const STATES: [&str; 3] = ["closed", "open", "half_open"];
+
+impl Metrics {
+    /// Every family registered, none with series yet.
+    pub fn new() -> Self {
+        let mut registry = PromRegistry::default();
+        let requests = Family::default();
+        let request_duration =
+            Family::<DurationLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                duration_histogram,
+            );
+        let upstream_attempts = Family::default();
+        let retries = Family::default();
+        let replica_state = Family::default();
+        let breaker_transitions = Family::default();
+        let evictions = Family::default();
+        let replicas = Family::default();
+        let registrations = Counter::default();
+        let heartbeats = Counter::default();
+        let store_connected = Gauge::default();
+        let store_resyncs = Counter::default();
+        // Counters are registered without `_total`: the encoder appends it.
+        registry.register(
+            "gateway_requests",
+            "Requests answered, by final status (HTTP status or gRPC status name)",
+            requests.clone(),
+        );
+        registry.register(
+            "gateway_request_duration_seconds",
+            "Whole request as the client saw it",
+            request_duration.clone(),
+        );
+        registry.register(
+            "gateway_upstream_attempts",
+            "Attempts on replicas, by whose fault a failure was",
+            upstream_attempts.clone(),
+        );
+        registry.register(
+            "gateway_retries",
+            "Attempts beyond the first",
+            retries.clone(),
+        );
+        registry.register(
+            "gateway_replica_state",
+            "1 for the replica's current breaker state, 0 for the others",
+            replica_state.clone(),
+        );
+        registry.register(
+            "gateway_breaker_transitions",
+            "Breaker state changes, by the state entered",
+            breaker_transitions.clone(),
+        );
+        registry.register(
+            "gateway_evictions",
+            "Replicas removed for failures or an expired lease",
+            evictions.clone(),
+        );
+        registry.register(
+            "gateway_replicas",
+            "Registered replicas now",
+            replicas.clone(),
+        );
+        registry.register(
+            "gateway_registrations",
+            "Registrations accepted (HTTP and gRPC)",
+            registrations.clone(),
+        );
+        registry.register(
+            "gateway_heartbeats",
+            "Heartbeats accepted (HTTP and gRPC)",
+            heartbeats.clone(),
+        );
+        registry.register(
+            "gateway_store_connected",
+            "1 when the shared store (Redis) is reachable, 0 when degraded",
+            store_connected.clone(),
+        );
+        registry.register(
+            "gateway_store_resyncs",
+            "Full resyncs with the shared store",
+            store_resyncs.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            upstream_attempts,
+            retries,
+            replica_state,
+            breaker_transitions,
+            evictions,
+            replicas,
+            registrations,
+            heartbeats,
+            store_connected,
+            store_resyncs,
+        }
+    }
+
+    /// Drops every series of a removed replica (its state, transitions and attempts), so the number of
+    /// series follows the fleet instead of growing with every replica that ever lived.
+    pub fn forget_replica(&self, replica: &ReplicaLabels) {
+        for state in STATES {
+            self.replica_state.remove(&StateLabels {
+                service: replica.service.clone(),
+                replica: replica.replica.clone(),
+                state,
+            });
+            self.breaker_transitions.remove(&TransitionLabels {
+                service: replica.service.clone(),
+                replica: replica.replica.clone(),
+                to: state,
+            });
+        }
+        for result in [
+            AttemptResult::success,
+            AttemptResult::failure,
+            AttemptResult::client_fault,
+        ] {
+            self.upstream_attempts.remove(&AttemptLabels {
+                service: replica.service.clone(),
+                replica: replica.replica.clone(),
+                result,
+            });
+        }
+    }
+
+    /// The Prometheus text exposition of every metric (`GET /metrics`).
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forgotten_replica_leaves_no_series() {
+        let m = Metrics::new();
+        let r = ReplicaLabels {
+            service: "users".into(),
+            replica: "127.0.0.1:9001".into(),
+        };
+        m.upstream_attempts
+            .get_or_create(&AttemptLabels {
+                service: r.service.clone(),
+                replica: r.replica.clone(),
+                result: AttemptResult::failure,
+            })
+            .inc();
+        m.replica_state
+            .get_or_create(&StateLabels {
+                service: r.service.clone(),
+                replica: r.replica.clone(),
+                state: "open",
+            })
+            .set(1);
+        let text = m.encode();
+        assert!(text.contains(
+            "gateway_upstream_attempts_total{service=\"users\",replica=\"127.0.0.1:9001\",result=\"failure\"} 1"
+        ), "{text}");
+        assert!(text.contains("gateway_replica_state{service=\"users\",replica=\"127.0.0.1:9001\",state=\"open\"} 1"), "{text}");
+        m.forget_replica(&r);
+        assert!(!m.encode().contains("127.0.0.1:9001"));
+    }
+}
