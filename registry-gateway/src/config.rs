@@ -86,6 +86,42 @@ pub struct Config {
     pub store: String,
     /// Redis tuning (with a `redis://` store).
     pub redis: RedisSection,
+    /// Logging: level, format, access log.
+    pub log: LogSection,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (default).
+    #[default]
+    Text,
+    /// One JSON object per line, every line.
+    Json,
+}
+
+/// `log:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSection {
+    /// Which lines are written, as a tracing filter (`info`, `debug`, `info,registry_gateway=debug`).
+    /// `GATEWAY_LOG` overrides it. Default `info`.
+    pub level: String,
+    /// `text` (default) or `json`.
+    pub format: LogFormat,
+    /// One access-log line per proxied request and gRPC call, at `info`. Default true.
+    pub access: bool,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+            access: true,
+        }
+    }
 }
 
 /// `redis:`
@@ -354,6 +390,7 @@ impl Default for Config {
             forwarded: ForwardedSection::default(),
             store: "memory".into(),
             redis: RedisSection::default(),
+            log: LogSection::default(),
         }
     }
 }
@@ -473,6 +510,9 @@ pub const KEYS: &[&str] = &[
     "redis.resync_interval",
     "redis.command_timeout",
     "redis.failure_window",
+    "log.level",
+    "log.format",
+    "log.access",
 ];
 
 /// `GATEWAY_*` variables that are not config keys: the config file path and the log filter.
