@@ -3,15 +3,16 @@
 use std::sync::Arc;
 
 use super::Replica;
-use crate::policy::BreakerState;
+use crate::policy::{BreakerState, EvictionReason};
 
 /// One change.
 #[derive(Debug, Clone)]
 pub enum RegistryEvent {
     /// A replica joined.
     Added(Arc<Replica>),
-    /// A replica left (deregistered, evicted, lease expired).
-    Removed(Arc<Replica>),
+    /// A replica left: deregistered, evicted for failures, lease expired. `None` when a peer gateway
+    /// replaced or removed it (the reason was decided there).
+    Removed(Arc<Replica>, Option<EvictionReason>),
     /// A replica's breaker changed state.
     StateChanged(Arc<Replica>, BreakerState),
 }

@@ -420,7 +420,7 @@ impl Registry {
             return false;
         }
         replica.mark_removed();
-        self.emit(RegistryEvent::Removed(Arc::clone(replica)));
+        self.emit(RegistryEvent::Removed(Arc::clone(replica), Some(reason)));
         if local && replica.origin() == Origin::Registered {
             self.share(|| Change::Removed {
                 service: svc.name().clone(),

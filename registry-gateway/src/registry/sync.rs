@@ -55,7 +55,7 @@ impl Registry {
         });
         if let Some(old) = replaced {
             old.mark_removed();
-            self.emit(RegistryEvent::Removed(old));
+            self.emit(RegistryEvent::Removed(old, None));
         }
         if let Some(r) = added {
             self.index_grpc(&rec.service, &rec.grpc_services);

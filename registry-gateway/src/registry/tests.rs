@@ -252,7 +252,7 @@ fn changes_are_broadcast_in_order() {
     while let Ok(e) = rx.try_recv() {
         seen.push(match e {
             RegistryEvent::Added(x) => format!("added {}", x.address()),
-            RegistryEvent::Removed(x) => format!("removed {}", x.address()),
+            RegistryEvent::Removed(x, _) => format!("removed {}", x.address()),
             RegistryEvent::StateChanged(x, s) => format!("{} {s:?}", x.address()),
         });
     }
