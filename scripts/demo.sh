@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 
 GW_PORT=${GW_PORT:-8080}
 GW="http://127.0.0.1:${GW_PORT}"
+GRPC="http://127.0.0.1:${GRPC_PORT:-50050}"
 LOGDIR=${LOGDIR:-$(mktemp -d)}
 
 if ! command -v curl >/dev/null 2>&1; then
@@ -31,6 +32,10 @@ cleanup() {
   trap - EXIT
   echo
   echo "stopping replicas (each deregisters)..."
+  # Replicas started by hand from the lines printed below (the restart example) stop too: every demo
+  # process pointed at this gateway.
+  mapfile -t by_hand < <(pgrep -f -- "demo-(http|grpc) .*--gateway ($GW|$GRPC)( |\$)" || true)
+  replica_pids+=("${by_hand[@]}")
   for p in "${replica_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${replica_pids[@]}"; do
     for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
@@ -61,7 +66,6 @@ replica b 9002 demo
 replica c 9003 demo --fail-rate 0.3
 replica users-1 9011 users
 replica orders-1 9012 orders --users-url "$GW/users"
-GRPC="http://127.0.0.1:${GRPC_PORT:-50050}"
 grpc_replica() { # name port [flags...]
   local name=$1 port=$2; shift 2
   setsid "$BIN/demo-grpc" --name "$name" --port "$port" "$@" > "$LOGDIR/$name.log" 2>&1 &
@@ -71,11 +75,15 @@ grpc_replica() { # name port [flags...]
 grpc_replica echo-1 9101 --gateway "$GW"
 grpc_replica echo-2 9102 --gateway "$GRPC" --via-grpc
 
-for _ in $(seq 100); do
-  n=$(curl -s "$GW/registry" | grep -o '"address"' | wc -l)
-  [ "$n" -ge 7 ] && break
+registered() { curl -s "$GW/registry" | grep -o '"address"' | wc -l; }
+for _ in $(seq 300); do
+  [ "$(registered)" -ge 7 ] && break
   sleep 0.1
 done
+if [ "$(registered)" -lt 7 ]; then
+  echo "demo.sh: after 30 s only $(registered) of the 7 replicas are registered (logs in $LOGDIR)" >&2
+  exit 1
+fi
 
 cat <<TXT
 

@@ -97,12 +97,13 @@ impl FaultArgs {
     }
 }
 
-/// Logs to stdout, filtered by `DEMO_LOG` (default `info`), coloured only on a terminal.
+/// Logs to stdout, filtered by `DEMO_LOG` (default `info`, without actix's start-up chatter), coloured only
+/// on a terminal.
 pub fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("DEMO_LOG")
-                .unwrap_or_else(|_| "info".into()),
+                .unwrap_or_else(|_| "info,actix_server=warn,actix_web=warn,actix_rt=warn".into()),
         )
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))

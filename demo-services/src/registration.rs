@@ -48,10 +48,13 @@ pub async fn register(
     }
     match customize(builder).start().await {
         Ok(r) => {
-            println!(
-                "{program} {name} registering as {service} at {advertise}: {:?}",
-                r.states()
-            );
+            let gateways = r
+                .states()
+                .into_iter()
+                .map(|(gateway, _)| gateway)
+                .collect::<Vec<_>>()
+                .join(", ");
+            println!("{program} {name} registers as {service} at {advertise} with {gateways}");
             Some(r)
         }
         Err(e) => {
