@@ -33,7 +33,7 @@ async fn opened_as_slow(c: &Client, gw: &Proc, replica: &Proc, within: Duration)
 async fn assert_closed(c: &Client, gw: &Proc, replica: &Proc) {
     let v = view(c, gw, replica).await;
     assert_eq!(v["state"], "closed", "{v}\n{}", gw.output());
-    assert!(v["state_reason"].is_null(), "{v}");
+    assert_eq!(v["state_reason"], "registered", "{v}");
     assert!(
         gw.lines_with(&format!("[CIRCUIT] {} OPEN", replica.url))
             .is_empty(),

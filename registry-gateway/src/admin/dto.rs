@@ -5,7 +5,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::GatewayError;
-use crate::registry::{Metadata, Protocol, Registration, ReplicaAddress, ReplicaView, ServiceName};
+use crate::policy::BreakerState;
+use crate::registry::{
+    Evicted, Metadata, Protocol, Registration, ReplicaAddress, ReplicaView, ServiceName,
+    TransitionRecord,
+};
 
 /// `POST /register` body.
 #[derive(Debug, Deserialize)]
@@ -70,8 +74,16 @@ pub(crate) struct ReplicaDto {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     grpc_services: Vec<String>,
     origin: crate::registry::Origin,
-    state: crate::policy::BreakerState,
-    state_reason: Option<String>,
+    state: BreakerState,
+    /// Why it is in that state, as a sentence (in every state).
+    state_reason: String,
+    state_since_ms_ago: u64,
+    /// While open: when a probe may go through; `null` otherwise.
+    next_probe_in_ms: Option<u64>,
+    /// Registered replicas: time left on the lease; `null` for static ones.
+    lease_expires_in_ms: Option<u64>,
+    /// The last ten breaker transitions, oldest first.
+    transitions: Vec<TransitionDto>,
     consecutive_failures: u32,
     requests: u64,
     failures: u64,
@@ -96,6 +108,10 @@ impl ReplicaDto {
             origin: v.origin,
             state: v.state,
             state_reason: v.state_reason,
+            state_since_ms_ago: ms(v.state_since),
+            next_probe_in_ms: v.next_probe_in.map(ms),
+            lease_expires_in_ms: v.lease_expires_in.map(ms),
+            transitions: v.transitions.iter().map(TransitionDto::from).collect(),
             consecutive_failures: v.consecutive_failures,
             requests: v.requests,
             failures: v.failures,
@@ -107,6 +123,73 @@ impl ReplicaDto {
     }
 }
 
+fn ms(d: std::time::Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// One breaker transition.
+#[derive(Debug, Serialize)]
+pub(crate) struct TransitionDto {
+    at_unix_ms: u64,
+    from: BreakerState,
+    to: BreakerState,
+    reason: String,
+}
+
+impl From<&TransitionRecord> for TransitionDto {
+    fn from(t: &TransitionRecord) -> Self {
+        TransitionDto {
+            at_unix_ms: t.at_unix_ms,
+            from: t.from,
+            to: t.to,
+            reason: t.reason.to_string(),
+        }
+    }
+}
+
+/// The counters of an evicted replica, as they were shown while it was live.
+#[derive(Debug, Serialize)]
+pub(crate) struct CountersDto {
+    consecutive_failures: u32,
+    requests: u64,
+    failures: u64,
+    last_failure: Option<String>,
+}
+
+/// One replica under a service's `evicted`.
+#[derive(Debug, Serialize)]
+pub(crate) struct EvictedDto {
+    id: String,
+    address: String,
+    reason: String,
+    evicted_at_unix_ms: u64,
+    counters: CountersDto,
+    transitions: Vec<TransitionDto>,
+}
+
+impl From<&Evicted> for EvictedDto {
+    fn from(e: &Evicted) -> Self {
+        EvictedDto {
+            id: e.id.to_string(),
+            address: e.address.to_string(),
+            reason: e.reason_sentence(),
+            evicted_at_unix_ms: e.evicted_at_unix_ms,
+            counters: CountersDto {
+                consecutive_failures: e.counters.consecutive_failures,
+                requests: e.counters.requests,
+                failures: e.counters.failures,
+                last_failure: e.last_failure.map(|c| c.to_string()),
+            },
+            transitions: e
+                .transitions
+                .to_vec()
+                .iter()
+                .map(TransitionDto::from)
+                .collect(),
+        }
+    }
+}
+
 /// One service in `GET /registry`.
 #[derive(Debug, Serialize)]
 pub(crate) struct ServiceDto {
@@ -114,6 +197,8 @@ pub(crate) struct ServiceDto {
     /// milliseconds since the Unix epoch); `null` otherwise.
     pub(crate) preserving_until_unix_ms: Option<u64>,
     pub(crate) replicas: Vec<ReplicaDto>,
+    /// Replicas evicted (failures, lapsed leases) within `eviction.probation_memory`, most recent first.
+    pub(crate) evicted: Vec<EvictedDto>,
     /// Retries this gateway did not send because the service's retry budget was spent.
     pub(crate) retries_refused_by_budget: u64,
 }

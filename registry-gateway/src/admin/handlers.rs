@@ -7,7 +7,9 @@ use futures_util::StreamExt;
 
 use super::auth::authorization;
 use super::content_type::require_json;
-use super::dto::{unix_ms, RegisterRequest, RegisterResponse, RegistryDto, ReplicaDto, ServiceDto};
+use super::dto::{
+    unix_ms, EvictedDto, RegisterRequest, RegisterResponse, RegistryDto, ReplicaDto, ServiceDto,
+};
 use super::AdminSettings;
 use crate::clock;
 use crate::error::GatewayError;
@@ -160,15 +162,21 @@ pub(crate) async fn deregister(
     Ok(HttpResponse::NoContent().finish())
 }
 
-fn service_dto(svc: &Service) -> ServiceDto {
+fn service_dto(svc: &Service, registry: &Registry) -> ServiceDto {
     let now = clock::now();
     let until = svc.preserving_until();
+    let memory = registry.policy().probation_memory;
     ServiceDto {
         preserving_until_unix_ms: until.map(unix_ms),
         replicas: svc
             .replicas()
             .iter()
             .map(|r| ReplicaDto::new(r.view(now), until.is_some()))
+            .collect(),
+        evicted: svc
+            .evicted(now, memory)
+            .iter()
+            .map(EvictedDto::from)
             .collect(),
         retries_refused_by_budget: svc.retries_refused(),
     }
@@ -185,7 +193,7 @@ pub(crate) async fn registry(
     let services = registry
         .services()
         .iter()
-        .map(|s| (s.name().to_string(), service_dto(s)))
+        .map(|s| (s.name().to_string(), service_dto(s, &registry)))
         .collect();
     Ok(HttpResponse::Ok().json(RegistryDto {
         store: shared.status(),
@@ -205,7 +213,8 @@ pub(crate) async fn service(
     let svc = registry
         .service(&name)
         .ok_or(RegistryError::UnknownService(name))?;
-    Ok(HttpResponse::Ok().json(service_dto(&svc)))
+    // A service outlives its last replica: it answers with `replicas: []` (and its `evicted`).
+    Ok(HttpResponse::Ok().json(service_dto(&svc, &registry)))
 }
 
 /// `GET /registry/{service}/{id}`.

@@ -4,7 +4,8 @@
 //! out ([`Counter`] and [`Gauge`] are shared atomics) instead of looking a label set up per request.
 //! A removed replica's series are dropped with [`Metrics::forget_replica`].
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -139,7 +140,9 @@ fn duration_histogram() -> Histogram {
 
 /// Every metric the gateway exports, and the registry that encodes them.
 pub struct Metrics {
-    registry: PromRegistry,
+    /// Behind a lock only so that the store's series can join it once the Redis store starts.
+    registry: Mutex<PromRegistry>,
+    store_registered: AtomicBool,
     /// `gateway_requests_total{service,protocol,code}`.
     pub requests: Family<RequestLabels, Counter>,
     /// `gateway_request_duration_seconds{service,protocol}`.
@@ -160,9 +163,10 @@ pub struct Metrics {
     pub registrations: Counter,
     /// `gateway_heartbeats_total`.
     pub heartbeats: Counter,
-    /// `gateway_store_connected` (Redis store only: 1 when connected).
+    /// `gateway_store_connected` (Redis store only: 1 when connected; exported once
+    /// [`Metrics::register_store`] was called).
     pub store_connected: Gauge,
-    /// `gateway_store_resyncs_total` (Redis store only).
+    /// `gateway_store_resyncs_total` (Redis store only, like `store_connected`).
     pub store_resyncs: Counter,
 }
 
@@ -251,18 +255,9 @@ impl Metrics {
             "Heartbeats accepted (HTTP and gRPC)",
             heartbeats.clone(),
         );
-        registry.register(
-            "gateway_store_connected",
-            "1 when the shared store (Redis) is reachable, 0 when degraded",
-            store_connected.clone(),
-        );
-        registry.register(
-            "gateway_store_resyncs",
-            "Full resyncs with the shared store",
-            store_resyncs.clone(),
-        );
         Metrics {
-            registry,
+            registry: Mutex::new(registry),
+            store_registered: AtomicBool::new(false),
             requests,
             request_duration,
             upstream_attempts,
@@ -276,6 +271,25 @@ impl Metrics {
             store_connected,
             store_resyncs,
         }
+    }
+
+    /// Exports `gateway_store_connected` and `gateway_store_resyncs_total` from now on: called when the
+    /// Redis store starts, so that a gateway without a shared store shows neither. Idempotent.
+    pub fn register_store(&self) {
+        if self.store_registered.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        registry.register(
+            "gateway_store_connected",
+            "1 when the shared store (Redis) is reachable, 0 when degraded",
+            self.store_connected.clone(),
+        );
+        registry.register(
+            "gateway_store_resyncs",
+            "Full resyncs with the shared store",
+            self.store_resyncs.clone(),
+        );
     }
 
     /// Drops every series of a removed replica (its state, transitions and attempts), so the number of
@@ -309,8 +323,9 @@ impl Metrics {
     /// The Prometheus text exposition of every metric (`GET /metrics`).
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(8 * 1024);
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &registry);
         out
     }
 }
@@ -347,5 +362,18 @@ mod tests {
         assert!(text.contains("gateway_replica_state{service=\"users\",replica=\"127.0.0.1:9001\",state=\"open\"} 1"), "{text}");
         m.forget_replica(&r);
         assert!(!m.encode().contains("127.0.0.1:9001"));
+    }
+
+    #[test]
+    fn the_store_series_appear_only_once_a_store_registers_them() {
+        let m = Metrics::new();
+        assert!(!m.encode().contains("gateway_store"), "{}", m.encode());
+        m.register_store();
+        m.register_store();
+        m.store_connected.set(1);
+        let text = m.encode();
+        assert!(text.contains("\ngateway_store_connected 1\n"), "{text}");
+        assert!(text.contains("\ngateway_store_resyncs_total 0\n"), "{text}");
+        assert_eq!(text.matches("# TYPE gateway_store_connected").count(), 1);
     }
 }

@@ -204,6 +204,14 @@ impl Breaker {
         (self.window.requests, self.window.failures)
     }
 
+    /// While open: when the open timeout ends and a probe may go through.
+    pub fn open_until(&self) -> Option<Instant> {
+        match self.inner {
+            Inner::Open { until } => Some(until),
+            _ => None,
+        }
+    }
+
     /// Consecutive failures since the last success.
     pub fn consecutive_failures(&self) -> u32 {
         self.consecutive_failures

@@ -44,6 +44,12 @@ impl Lease {
         now.saturating_duration_since(self.renewed_at)
     }
 
+    /// How long from `now` until it runs out (zero once it has); `None` for a lease that never expires.
+    pub fn expires_in(&self, now: Instant) -> Option<Duration> {
+        self.ttl
+            .map(|ttl| (self.renewed_at + ttl).saturating_duration_since(now))
+    }
+
     /// Whether this lease can expire at all.
     pub fn expires(&self) -> bool {
         self.ttl.is_some()
@@ -69,6 +75,15 @@ mod tests {
             lease.age(t0 + Duration::from_secs(12)),
             Duration::from_secs(2)
         );
+        // expires in: 13 s at t=12 s, nothing left from t=25 s on
+        assert_eq!(
+            lease.expires_in(t0 + Duration::from_secs(12)),
+            Some(Duration::from_secs(13))
+        );
+        assert_eq!(
+            lease.expires_in(t0 + Duration::from_secs(30)),
+            Some(Duration::ZERO)
+        );
     }
 
     #[test]
@@ -85,5 +100,6 @@ mod tests {
         let lease = Lease::permanent(t0);
         assert!(!lease.is_expired(t0 + Duration::from_secs(86_400 * 365)));
         assert!(!lease.expires());
+        assert_eq!(lease.expires_in(t0), None);
     }
 }

@@ -7,6 +7,7 @@ mod address;
 mod attempt;
 mod change;
 mod events;
+mod evicted;
 mod latency;
 mod name;
 mod protocol;
@@ -15,11 +16,13 @@ mod replica;
 mod self_address;
 mod service;
 mod sync;
+mod transitions;
 
 pub use address::{InvalidAddress, ReplicaAddress};
 pub use attempt::AttemptRecord;
 pub use change::{Change, Removal, ReplicaRecord};
 pub use events::RegistryEvent;
+pub use evicted::{Evicted, EVICTED_KEPT};
 pub use name::{InvalidName, ServiceName, RESERVED_NAMES};
 pub use protocol::{validate_grpc_service, InvalidGrpcService, Protocol};
 pub use registration::{
@@ -28,15 +31,18 @@ pub use registration::{
 pub use replica::{History, Metadata, Origin, Replica, ReplicaView, StateReason};
 pub use self_address::{is_local_ip, Listener, OwnAddress, OwnListeners};
 pub use service::Service;
+pub use transitions::{TransitionLog, TransitionRecord, TRANSITIONS_KEPT};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use uuid::Uuid;
 
+use crate::clock::WallClock;
 use crate::observe::Metrics;
+use crate::observe::{EvictionLabels, ServiceLabel, Shared};
 use crate::policy::outlier::{self, ReplicaLatency, Standing};
 use crate::policy::{
     Admission, Breaker, BreakerConfig, BreakerState, Census, EvictionPolicy, EvictionReason, Lease,
@@ -44,6 +50,7 @@ use crate::policy::{
     Transition, Verdict,
 };
 use replica::ReplicaState;
+use transitions::endpoints;
 
 /// The registry's timing and thresholds.
 #[derive(Debug, Clone, Copy)]
@@ -139,11 +146,18 @@ pub struct Registry {
     changes: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Change>>,
     /// The gateway's metrics (every part of the gateway reaches them through its registry).
     metrics: Arc<Metrics>,
+    /// Turns the `now` it is given into wall-clock times for operators.
+    wall: WallClock,
 }
 
 impl Registry {
     /// An empty registry.
     pub fn new(policy: RegistryPolicy) -> Self {
+        Registry::with_wall_clock(policy, WallClock::start())
+    }
+
+    /// An empty registry that shows the instants it is given as wall-clock times through `wall`.
+    pub fn with_wall_clock(policy: RegistryPolicy, wall: WallClock) -> Self {
         Registry {
             services: DashMap::new(),
             grpc_index: DashMap::new(),
@@ -152,7 +166,33 @@ impl Registry {
             events: tokio::sync::broadcast::channel(4096).0,
             changes: std::sync::OnceLock::new(),
             metrics: Arc::new(Metrics::new()),
+            wall,
         }
+    }
+
+    /// How it turns instants into wall-clock times.
+    pub fn wall_clock(&self) -> &WallClock {
+        &self.wall
+    }
+
+    /// Sets `gateway_replicas{service}` to the replicas `svc` has now (read after a change, so the last
+    /// writer always writes the latest count).
+    fn count_replicas(&self, svc: &Service) {
+        self.metrics
+            .replicas
+            .get_or_create(&ServiceLabel {
+                service: Shared::from(svc.name().as_str()),
+            })
+            .set(svc.replicas().len() as i64);
+    }
+
+    /// Shows a replica that just joined in `gateway_replica_state` and `gateway_replicas`.
+    fn joined(&self, svc: &Service, r: &Replica, now: Instant) {
+        {
+            let st = r.lock();
+            self.show_state(r, st.breaker.state(now));
+        }
+        self.count_replicas(svc);
     }
 
     /// The gateway's metrics.
@@ -242,34 +282,39 @@ impl Registry {
         now: Instant,
     ) -> Arc<Replica> {
         let svc = self.service_entry(&service);
-        svc.update(|list| {
+        let registered_at = self.wall.unix_ms(now);
+        let (r, created) = svc.update(|list| {
             if let Some(r) = list.iter().find(|r| r.address() == &address) {
-                return Arc::clone(r);
+                return (Arc::clone(r), false);
             }
-            let state = ReplicaState {
-                breaker: Breaker::default(),
-                lease: Lease::permanent(now),
-                metadata: Metadata::new(),
-                grpc_services: Vec::new(),
-                last_failure: None,
-                state_reason: None,
-            };
+            let state = ReplicaState::new(
+                Breaker::default(),
+                Lease::permanent(now),
+                StateReason::Configured,
+                now,
+            );
             let r = Arc::new(Replica::new(
                 service,
                 address,
                 Protocol::Http,
                 Origin::Static,
-                state,
+                (state, registered_at),
                 History::default(),
             ));
             list.push(Arc::clone(&r));
-            r
-        })
+            (r, true)
+        });
+        if created {
+            self.joined(&svc, &r, now);
+        }
+        r
     }
 
     /// Registers a replica, or renews it when the same service+address is already there (same id).
     pub fn register(&self, reg: Registration, now: Instant) -> Registered {
         let svc = self.service_entry(&reg.service);
+        self.metrics.registrations.inc();
+        let registered_at = self.wall.unix_ms(now);
         let result = svc.update(|list| {
             if let Some(r) = list.iter().find(|r| r.address() == &reg.address) {
                 let mut st = r.lock();
@@ -296,24 +341,28 @@ impl Registry {
                         &self.policy.breaker,
                     ),
                     t.history,
-                    Some(StateReason::Probation),
+                    StateReason::Probation,
                 ),
-                None => (Breaker::default(), History::default(), None),
+                None => (
+                    Breaker::default(),
+                    History::default(),
+                    StateReason::Registered,
+                ),
             };
-            let state = ReplicaState {
+            let mut state = ReplicaState::new(
                 breaker,
-                lease: Lease::new(self.policy.lease_ttl, now),
-                metadata: reg.metadata.clone(),
-                grpc_services: reg.grpc_services.clone(),
-                last_failure: None,
+                Lease::new(self.policy.lease_ttl, now),
                 state_reason,
-            };
+                now,
+            );
+            state.metadata = reg.metadata.clone();
+            state.grpc_services = reg.grpc_services.clone();
             let r = Arc::new(Replica::new(
                 reg.service.clone(),
                 reg.address.clone(),
                 reg.protocol,
                 Origin::Registered,
-                state,
+                (state, registered_at),
                 history,
             ));
             list.push(Arc::clone(&r));
@@ -325,6 +374,8 @@ impl Registry {
         });
         self.index_grpc(&reg.service, &reg.grpc_services);
         if result.created {
+            svc.evicted_list().forget(&reg.address);
+            self.joined(&svc, &result.replica, now);
             self.emit(RegistryEvent::Added(Arc::clone(&result.replica)));
             self.share(|| Change::Registered(result.replica.record()));
         } else {
@@ -370,6 +421,7 @@ impl Registry {
     ) -> Result<Arc<Replica>, RegistryError> {
         let (_, replica) = self.find(service, id)?;
         replica.lock().lease.renew(now);
+        self.metrics.heartbeats.inc();
         self.share(|| Change::Renewed {
             service: replica.service().clone(),
             id: replica.id(),
@@ -420,6 +472,13 @@ impl Registry {
             return false;
         }
         replica.mark_removed();
+        {
+            // Under its lock: a transition racing this removal either is forgotten here or sees it removed.
+            let _st = replica.lock();
+            self.metrics.forget_replica(&replica.metric_labels());
+        }
+        self.count_replicas(svc);
+        self.remember_eviction(svc, replica, reason, now, local);
         self.emit(RegistryEvent::Removed(Arc::clone(replica), Some(reason)));
         if local && replica.origin() == Origin::Registered {
             self.share(|| Change::Removed {
@@ -456,6 +515,49 @@ impl Registry {
         true
     }
 
+    /// Lists `replica` among its service's evicted replicas (failures and lapsed leases, not
+    /// deregistrations), and counts the evictions this gateway decided.
+    fn remember_eviction(
+        &self,
+        svc: &Service,
+        replica: &Replica,
+        reason: EvictionReason,
+        now: Instant,
+        local: bool,
+    ) {
+        let label = match reason {
+            EvictionReason::Deregistered => return,
+            EvictionReason::Failures(_) => "failures",
+            EvictionReason::LeaseExpired(_) | EvictionReason::LeaseExpiredAfterHold { .. } => {
+                "lease_expired"
+            }
+        };
+        if local {
+            self.metrics
+                .evictions
+                .get_or_create(&EvictionLabels {
+                    service: Shared::from(svc.name().as_str()),
+                    reason: label,
+                })
+                .inc();
+        }
+        let (last_failure, transitions) = {
+            let mut st = replica.lock();
+            (st.last_failure, std::mem::take(&mut st.transitions))
+        };
+        svc.evicted_list().push(Evicted {
+            id: replica.id(),
+            address: replica.address().clone(),
+            reason,
+            by_peer: !local,
+            evicted_at: now,
+            evicted_at_unix_ms: self.wall.unix_ms(now),
+            counters: replica.history(),
+            last_failure,
+            transitions,
+        });
+    }
+
     fn tombstones_lock(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<(ServiceName, ReplicaAddress), Tombstone>> {
@@ -480,7 +582,18 @@ impl Registry {
                 !tried.contains(&r.id()) && accept(r) && r.lock().breaker.can_admit(now, cfg)
             })?;
             let r = &replicas[i];
-            let admission = r.lock().breaker.try_admit(now, cfg);
+            let admission = {
+                let mut st = r.lock();
+                let admission = st.breaker.try_admit(now, cfg);
+                if let Admission::Admitted {
+                    transition: Some(t),
+                    ..
+                } = admission
+                {
+                    self.note_transition(r, &mut st, endpoints(t), StateReason::Probing, now);
+                }
+                admission
+            };
             if let Admission::Admitted { probe, transition } = admission {
                 if let Some(t) = transition {
                     self.transitioned(r, t, now);
@@ -552,22 +665,27 @@ impl Registry {
             let before = st.breaker.consecutive_failures();
             let t = st.breaker.record(failed, now, &self.policy.breaker);
             let consecutive = st.breaker.consecutive_failures();
-            match (t, outcome) {
+            let reason = match (t, outcome) {
                 (Some(Transition::Opened), Outcome::Failure(last)) => {
-                    st.state_reason = Some(match st.breaker.open_cause() {
+                    Some(match st.breaker.open_cause() {
                         Some(OpenCause::Ratio { failures, requests }) => StateReason::Ratio {
                             failures,
                             requests,
                             shared: false,
                         },
                         _ => StateReason::Failures { consecutive, last },
-                    });
+                    })
                 }
                 (Some(Transition::Reopened), Outcome::Failure(cause)) => {
-                    st.state_reason = Some(StateReason::ProbeFailed(cause));
+                    Some(StateReason::ProbeFailed(cause))
                 }
-                (Some(Transition::Closed), _) => st.state_reason = None,
-                _ => {}
+                (Some(Transition::Closed), _) => Some(StateReason::ProbesSucceeded(
+                    self.policy.breaker.half_open_probes.max(1),
+                )),
+                _ => None,
+            };
+            if let (Some(t), Some(reason)) = (t, reason) {
+                self.note_transition(r, &mut st, endpoints(t), reason, now);
             }
             (t, consecutive, before)
         };
@@ -614,7 +732,13 @@ impl Registry {
                 return false;
             }
             st.breaker.force_open(now + open_for, now);
-            st.state_reason = Some(StateReason::Slow(reason));
+            self.note_transition(
+                r,
+                &mut st,
+                (BreakerState::Closed, BreakerState::Open),
+                StateReason::Slow(reason),
+                now,
+            );
         }
         let addr = r.address();
         tracing::warn!(service = %r.service(), replica = %addr, "[CIRCUIT] {addr} OPEN ({reason})");
@@ -642,7 +766,7 @@ impl Registry {
                     let st = r.lock();
                     let standing = match (st.breaker.state(now), st.state_reason) {
                         (BreakerState::Closed, _) => Standing::Closed,
-                        (_, Some(StateReason::Slow(_))) => Standing::OpenSlow,
+                        (_, StateReason::Slow(_)) => Standing::OpenSlow,
                         _ => Standing::Open,
                     };
                     let latency = ReplicaLatency {
@@ -702,6 +826,9 @@ impl Registry {
         let memory = self.policy.probation_memory;
         self.tombstones_lock()
             .retain(|_, t| now.saturating_duration_since(t.evicted_at) < memory);
+        for svc in self.services() {
+            svc.evicted_list().prune(now, memory);
+        }
         removed
     }
 
@@ -738,7 +865,7 @@ impl Registry {
         let evict_as = match verdict {
             Verdict::Evict => None,
             Verdict::Start { until } => {
-                let until_wall = SystemTime::now() + until.saturating_duration_since(now);
+                let until_wall = self.wall.at(until);
                 slot.until_wall = Some(until_wall);
                 tracing::warn!(service = %svc.name(), lapsing = census.lapsing,
                     expired = census.expired, registered = census.registered,
@@ -823,3 +950,5 @@ fn log_transition(r: &Replica, t: Transition, probes: u32) {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod why_tests;

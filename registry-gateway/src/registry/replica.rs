@@ -4,12 +4,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
 use super::latency::{LatencyCounts, LatencyHistogram};
+use super::transitions::{TransitionLog, TransitionRecord};
 use super::{Protocol, ReplicaAddress, ServiceName};
+use crate::observe::{ReplicaLabels, Shared};
 use crate::policy::{Breaker, BreakerState, FailureCause, Lease, SlowReason};
 
 /// How a replica got into the registry.
@@ -25,10 +27,27 @@ pub enum Origin {
 /// Free-form labels a replica registers with (version, zone, ...).
 pub type Metadata = BTreeMap<String, String>;
 
-/// Why a replica's breaker is not closed (`state_reason` in `GET /registry`). Set when it opens, cleared
-/// when it closes; plain data, so opening never allocates.
+/// Why a replica's breaker is in its state (`state_reason` in `GET /registry`, and each transition's
+/// `reason`). Plain data, so a transition never allocates for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateReason {
+    /// Closed since it registered.
+    Registered,
+    /// Closed since it registered through a peer gateway (shared store).
+    RegisteredByPeer,
+    /// Closed since the gateway started: a static replica from the config file.
+    Configured,
+    /// Open → half-open: the open timeout passed and a probe went through (the reason it opened stays
+    /// the replica's `state_reason`).
+    Probing,
+    /// Open → half-open: the open timeout passed and a peer gateway holds the probe.
+    PeerProbing,
+    /// Half-open → closed: this many probes succeeded.
+    ProbesSucceeded(u32),
+    /// Closed because a peer gateway's probe succeeded.
+    PeerClosed,
+    /// Closed because the probes of every gateway together succeeded.
+    ProbesAcrossGateways(u64),
     /// `breaker.failure_threshold` failures in a row.
     Failures {
         /// Failures in a row when it opened.
@@ -60,6 +79,19 @@ pub enum StateReason {
 impl fmt::Display for StateReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            StateReason::Registered => f.write_str("registered"),
+            StateReason::RegisteredByPeer => f.write_str("registered through a peer gateway"),
+            StateReason::Configured => f.write_str("configured statically"),
+            StateReason::Probing => f.write_str("open timeout passed: probing"),
+            StateReason::PeerProbing => {
+                f.write_str("open timeout passed: a peer gateway is probing")
+            }
+            StateReason::ProbesSucceeded(1) => f.write_str("probe succeeded"),
+            StateReason::ProbesSucceeded(n) => write!(f, "{n} probes succeeded"),
+            StateReason::PeerClosed => f.write_str("a peer gateway's probe succeeded"),
+            StateReason::ProbesAcrossGateways(n) => {
+                write!(f, "{n} probes succeeded across gateways")
+            }
             StateReason::Failures { consecutive, last } => {
                 write!(f, "{consecutive} consecutive failures: {last}")
             }
@@ -92,8 +124,33 @@ pub(crate) struct ReplicaState {
     pub(crate) metadata: Metadata,
     pub(crate) grpc_services: Vec<String>,
     pub(crate) last_failure: Option<FailureCause>,
-    /// Why the breaker is not closed; `None` while it is.
-    pub(crate) state_reason: Option<StateReason>,
+    /// Why the breaker is in its state (while half-open: why it opened).
+    pub(crate) state_reason: StateReason,
+    /// When it entered its state (or joined the registry).
+    pub(crate) state_since: Instant,
+    /// Its last transitions.
+    pub(crate) transitions: TransitionLog,
+}
+
+impl ReplicaState {
+    /// A replica's state as it joins at `now`, closed (or open, on probation) for `reason`.
+    pub(crate) fn new(
+        breaker: Breaker,
+        lease: Lease,
+        reason: StateReason,
+        now: Instant,
+    ) -> ReplicaState {
+        ReplicaState {
+            breaker,
+            lease,
+            metadata: Metadata::new(),
+            grpc_services: Vec::new(),
+            last_failure: None,
+            state_reason: reason,
+            state_since: now,
+            transitions: TransitionLog::default(),
+        }
+    }
 }
 
 /// A live replica of a service.
@@ -104,7 +161,7 @@ pub struct Replica {
     address: ReplicaAddress,
     protocol: Protocol,
     origin: Origin,
-    registered_at: SystemTime,
+    registered_at_unix_ms: u64,
     state: Mutex<ReplicaState>,
     requests: AtomicU64,
     failures: AtomicU64,
@@ -128,8 +185,16 @@ pub struct ReplicaView {
     pub grpc_services: Vec<String>,
     /// Breaker state.
     pub state: BreakerState,
-    /// Why the breaker is not closed (`None` while it is).
-    pub state_reason: Option<String>,
+    /// Why the breaker is in that state, as a sentence.
+    pub state_reason: String,
+    /// How long it has been in that state.
+    pub state_since: Duration,
+    /// While open: how long until a probe may go through.
+    pub next_probe_in: Option<Duration>,
+    /// Registered replicas: how long until the lease runs out without a heartbeat (static: `None`).
+    pub lease_expires_in: Option<Duration>,
+    /// Its last transitions, oldest first.
+    pub transitions: Vec<TransitionRecord>,
     /// Failures since the last success.
     pub consecutive_failures: u32,
     /// Attempts sent to this replica.
@@ -168,13 +233,14 @@ impl Replica {
         address: ReplicaAddress,
         protocol: Protocol,
         state: ReplicaState,
+        registered_at_unix_ms: u64,
     ) -> Self {
         let mut r = Replica::new(
             service,
             address,
             protocol,
             Origin::Registered,
-            state,
+            (state, registered_at_unix_ms),
             History::default(),
         );
         r.id = id;
@@ -186,7 +252,7 @@ impl Replica {
         address: ReplicaAddress,
         protocol: Protocol,
         origin: Origin,
-        state: ReplicaState,
+        (state, registered_at_unix_ms): (ReplicaState, u64),
         history: History,
     ) -> Self {
         Replica {
@@ -195,7 +261,7 @@ impl Replica {
             address,
             protocol,
             origin,
-            registered_at: SystemTime::now(),
+            registered_at_unix_ms,
             state: Mutex::new(state),
             requests: AtomicU64::new(history.requests),
             failures: AtomicU64::new(history.failures),
@@ -273,6 +339,14 @@ impl Replica {
         }
     }
 
+    /// The `{service, replica}` labels of its metric series.
+    pub fn metric_labels(&self) -> ReplicaLabels {
+        ReplicaLabels {
+            service: Shared::from(self.service.as_str()),
+            replica: Shared::from(self.address.to_string().as_str()),
+        }
+    }
+
     /// What a peer gateway needs to hold this replica.
     pub fn record(&self) -> super::ReplicaRecord {
         let st = self.lock();
@@ -290,6 +364,12 @@ impl Replica {
     pub fn view(&self, now: Instant) -> ReplicaView {
         let st = self.lock();
         let state = st.breaker.state(now);
+        let open_until = st.breaker.open_until();
+        // An open breaker whose timeout passed shows half-open before any probe went through: since then.
+        let since = match (state, open_until) {
+            (BreakerState::HalfOpen, Some(until)) => until,
+            _ => st.state_since,
+        };
         ReplicaView {
             id: self.id,
             address: self.address.to_string(),
@@ -298,9 +378,18 @@ impl Replica {
             grpc_services: st.grpc_services.clone(),
             state,
             state_reason: match state {
-                BreakerState::Closed => None,
-                _ => st.state_reason.map(|r| r.to_string()),
+                BreakerState::HalfOpen => {
+                    format!("half-open, probing (opened: {})", st.state_reason)
+                }
+                _ => st.state_reason.to_string(),
             },
+            state_since: now.saturating_duration_since(since),
+            next_probe_in: match (state, open_until) {
+                (BreakerState::Open, Some(until)) => Some(until.saturating_duration_since(now)),
+                _ => None,
+            },
+            lease_expires_in: st.lease.expires_in(now),
+            transitions: st.transitions.to_vec(),
             consecutive_failures: st.breaker.consecutive_failures(),
             requests: self.requests.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
@@ -308,10 +397,7 @@ impl Replica {
             last_heartbeat_ms_ago: st.lease.age(now).as_millis() as u64,
             leased: st.lease.expires(),
             lease_expired: st.lease.is_expired(now),
-            registered_at_unix_ms: self
-                .registered_at
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            registered_at_unix_ms: self.registered_at_unix_ms,
             metadata: st.metadata.clone(),
         }
     }

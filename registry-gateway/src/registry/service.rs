@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::evicted::{Evicted, EvictedList};
 use super::{Replica, ServiceName};
 use crate::policy::{
     Preservation, RefusalLog, RefusalReport, RetryBudget, RetryBudgetConfig, RoundRobin,
@@ -30,6 +31,8 @@ pub struct Service {
     retries_refused: AtomicU64,
     /// Only the lease sweep changes it.
     preservation: Mutex<PreservationSlot>,
+    /// Replicas evicted lately, for operators.
+    evicted: Mutex<EvictedList>,
 }
 
 /// The budget and its log limiter, behind one lock held for a few counter updates (no IO, no allocation).
@@ -55,6 +58,7 @@ impl Service {
             }),
             retries_refused: AtomicU64::new(0),
             preservation: Mutex::new(PreservationSlot::default()),
+            evicted: Mutex::new(EvictedList::default()),
         }
     }
 
@@ -108,6 +112,15 @@ impl Service {
     pub fn preserving_until(&self) -> Option<SystemTime> {
         let slot = self.preservation();
         slot.state.holding_until().and(slot.until_wall)
+    }
+
+    /// The replicas evicted less than `memory` before `now`, most recent first.
+    pub fn evicted(&self, now: Instant, memory: Duration) -> Vec<Evicted> {
+        self.evicted_list().recent(now, memory)
+    }
+
+    pub(crate) fn evicted_list(&self) -> MutexGuard<'_, EvictedList> {
+        self.evicted.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn preservation(&self) -> MutexGuard<'_, PreservationSlot> {

@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::replica::ReplicaState;
-use super::{Registry, RegistryEvent, Replica, ReplicaAddress, ReplicaRecord, ServiceName};
-use crate::policy::{Breaker, EvictionReason, Lease};
+use super::{
+    Registry, RegistryEvent, Replica, ReplicaAddress, ReplicaRecord, ServiceName, StateReason,
+};
+use crate::policy::{Breaker, BreakerState, EvictionReason, Lease};
 
 impl Registry {
     /// A peer registered (or still holds) `rec`, whose lease has `lease_left` to run. Renews it when
@@ -21,6 +23,7 @@ impl Registry {
         let renewed_at = (now + lease_left)
             .checked_sub(self.policy.lease_ttl)
             .unwrap_or(now);
+        let registered_at = self.wall.unix_ms(now);
         let (added, replaced) = svc.update(|list| {
             if let Some(r) = list.iter().find(|r| r.address() == &rec.address) {
                 if r.id() == rec.id {
@@ -35,29 +38,36 @@ impl Registry {
                 .iter()
                 .position(|r| r.address() == &rec.address)
                 .map(|i| list.remove(i));
-            let state = ReplicaState {
-                breaker: Breaker::default(),
-                lease: Lease::new(self.policy.lease_ttl, renewed_at),
-                metadata: rec.metadata.clone(),
-                grpc_services: rec.grpc_services.clone(),
-                last_failure: None,
-                state_reason: None,
-            };
+            let mut state = ReplicaState::new(
+                Breaker::default(),
+                Lease::new(self.policy.lease_ttl, renewed_at),
+                StateReason::RegisteredByPeer,
+                now,
+            );
+            state.metadata = rec.metadata.clone();
+            state.grpc_services = rec.grpc_services.clone();
             let r = Arc::new(Replica::with_id(
                 rec.id,
                 rec.service.clone(),
                 rec.address.clone(),
                 rec.protocol,
                 state,
+                registered_at,
             ));
             list.push(Arc::clone(&r));
             (Some(r), old)
         });
         if let Some(old) = replaced {
             old.mark_removed();
+            {
+                let _st = old.lock();
+                self.metrics.forget_replica(&old.metric_labels());
+            }
             self.emit(RegistryEvent::Removed(old, None));
         }
         if let Some(r) = added {
+            svc.evicted_list().forget(&rec.address);
+            self.joined(&svc, &r, now);
             self.index_grpc(&rec.service, &rec.grpc_services);
             tracing::info!(service = %rec.service, replica = %rec.address, id = %rec.id, "registered by a peer gateway");
             self.emit(RegistryEvent::Added(r));
@@ -114,9 +124,11 @@ impl Registry {
         self.each_with_address(address, |r| {
             let was = {
                 let mut st = r.lock();
+                let from = st.breaker.state(now);
                 let was = st.breaker.force_open(now + open_for, now);
                 if was {
-                    st.state_reason = Some(super::StateReason::Peer);
+                    let to = (from, BreakerState::Open);
+                    self.note_transition(r, &mut st, to, StateReason::Peer, now);
                 }
                 was
             };
@@ -130,12 +142,17 @@ impl Registry {
     }
 
     /// A peer's probe succeeded: close the breaker of `address` here too.
-    pub fn apply_closed(&self, address: &ReplicaAddress) {
+    pub fn apply_closed(&self, address: &ReplicaAddress, now: Instant) {
         self.each_with_address(address, |r| {
             let closed = {
                 let mut st = r.lock();
-                st.state_reason = None;
-                st.breaker.force_close()
+                let from = st.breaker.state(now);
+                let closed = st.breaker.force_close();
+                if closed {
+                    let to = (from, BreakerState::Closed);
+                    self.note_transition(r, &mut st, to, StateReason::PeerClosed, now);
+                }
+                closed
             };
             if closed {
                 tracing::info!(replica = %address, "[CIRCUIT] {address} CLOSED (a peer's probe succeeded)");
@@ -161,7 +178,8 @@ impl Registry {
             let mut st = r.lock();
             if st.breaker.state(now) == crate::policy::BreakerState::Closed {
                 st.breaker.force_open(now + open_for, now);
-                st.state_reason = Some(super::StateReason::AcrossGateways(total));
+                let to = (BreakerState::Closed, BreakerState::Open);
+                self.note_transition(r, &mut st, to, StateReason::AcrossGateways(total), now);
                 drop(st);
                 opened = true;
                 tracing::warn!(replica = %address, total, "[CIRCUIT] {address} OPEN (threshold reached across gateways)");
@@ -189,11 +207,13 @@ impl Registry {
                     .breaker
                     .apply_shared_window(requests, failures, now, &cfg);
                 if t.is_some() {
-                    st.state_reason = Some(super::StateReason::Ratio {
+                    let reason = StateReason::Ratio {
                         failures,
                         requests,
                         shared: true,
-                    });
+                    };
+                    let to = (BreakerState::Closed, BreakerState::Open);
+                    self.note_transition(r, &mut st, to, reason, now);
                 }
                 t
             };
@@ -209,7 +229,12 @@ impl Registry {
 
     /// Probes of `address` from every gateway together reached `breaker.half_open_probes` successes:
     /// closes the breaker here. Returns whether it was not closed (the caller tells the peers).
-    pub fn apply_probe_successes(&self, address: &ReplicaAddress, total: u64) -> bool {
+    pub fn apply_probe_successes(
+        &self,
+        address: &ReplicaAddress,
+        total: u64,
+        now: Instant,
+    ) -> bool {
         if total < u64::from(self.policy.breaker.half_open_probes) {
             return false;
         }
@@ -217,9 +242,11 @@ impl Registry {
         self.each_with_address(address, |r| {
             let was_open = {
                 let mut st = r.lock();
+                let from = st.breaker.state(now);
                 let changed = st.breaker.force_close();
                 if changed {
-                    st.state_reason = None;
+                    let reason = StateReason::ProbesAcrossGateways(total);
+                    self.note_transition(r, &mut st, (from, BreakerState::Closed), reason, now);
                 }
                 changed
             };
@@ -239,7 +266,15 @@ impl Registry {
     /// Another gateway holds the half-open probe of `address`: hold ours back.
     pub fn defer_probe(&self, address: &ReplicaAddress, now: Instant) {
         let cfg = self.policy.breaker;
-        self.each_with_address(address, |r| r.lock().breaker.defer_probe(now, &cfg));
+        self.each_with_address(address, |r| {
+            let mut st = r.lock();
+            let from = st.breaker.state(now);
+            st.breaker.defer_probe(now, &cfg);
+            if from != BreakerState::HalfOpen {
+                let to = (from, BreakerState::HalfOpen);
+                self.note_transition(r, &mut st, to, StateReason::PeerProbing, now);
+            }
+        });
     }
 
     /// Registered replicas whose ids are not in `keep` and that `known` says a peer once had: they left the

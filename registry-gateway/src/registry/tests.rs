@@ -3,7 +3,7 @@
 use super::*;
 use crate::policy::{BreakerState, FailureCause};
 
-fn policy() -> RegistryPolicy {
+pub(super) fn policy() -> RegistryPolicy {
     RegistryPolicy {
         breaker: BreakerConfig::consecutive(3, Duration::from_secs(10), Duration::from_secs(30)),
         eviction: EvictionPolicy {
@@ -26,7 +26,7 @@ fn policy() -> RegistryPolicy {
     }
 }
 
-fn reg(service: &str, port: u16) -> Registration {
+pub(super) fn reg(service: &str, port: u16) -> Registration {
     Registration {
         service: ServiceName::parse(service).unwrap(),
         address: ReplicaAddress::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
@@ -36,13 +36,13 @@ fn reg(service: &str, port: u16) -> Registration {
     }
 }
 
-fn any(_: &Replica) -> bool {
+pub(super) fn any(_: &Replica) -> bool {
     true
 }
 
-const FAIL: Outcome = Outcome::Failure(FailureCause::Connect);
+pub(super) const FAIL: Outcome = Outcome::Failure(FailureCause::Connect);
 
-fn at(t0: Instant, ms: u64) -> Instant {
+pub(super) fn at(t0: Instant, ms: u64) -> Instant {
     t0 + Duration::from_millis(ms)
 }
 
@@ -352,7 +352,7 @@ fn peer_changes_apply_without_being_shared_back() {
     assert!(r.apply_opened(&rec.address, Duration::from_secs(10), at(t0, 5_000)));
     assert!(r.pick(&svc, &[], at(t0, 5_001), any).is_none());
     // the peer's probe succeeded: closed here too
-    r.apply_closed(&rec.address);
+    r.apply_closed(&rec.address, at(t0, 5_001));
     assert!(r.pick(&svc, &[], at(t0, 5_002), any).is_some());
     // failures counted across gateways reach the threshold: open here
     assert!(!r.apply_shared_failures(&rec.address, 2, at(t0, 6_000)));
@@ -587,39 +587,47 @@ fn after_a_hold_replicas_still_silent_expire_as_usual_during_the_cool_down() {
     assert!(r.service("orders").unwrap().replicas().is_empty());
 }
 
-fn reason(r: &Replica, now: Instant) -> Option<String> {
+fn reason(r: &Replica, now: Instant) -> String {
     r.view(now).state_reason
 }
 
 #[test]
-fn the_state_reason_says_why_the_breaker_opened_and_clears_when_it_closes() {
+fn the_state_reason_says_why_the_breaker_is_in_its_state() {
     let t0 = Instant::now();
     let r = Registry::new(policy());
     let rep = r.register(reg("orders", 9001), t0).replica;
     let svc = r.service("orders").unwrap();
-    assert_eq!(reason(&rep, t0), None);
+    assert_eq!(reason(&rep, t0), "registered");
     for _ in 0..3 {
         let p = r.pick(&svc, &[], t0, any).unwrap();
         r.record(&p, FAIL, t0);
     }
+    assert_eq!(reason(&rep, t0), "3 consecutive failures: connect failed");
+    // Still shown while half-open, before and after the probe went; a failed probe says so.
     assert_eq!(
-        reason(&rep, t0).as_deref(),
-        Some("3 consecutive failures: connect failed")
+        reason(&rep, at(t0, 10_000)),
+        "half-open, probing (opened: 3 consecutive failures: connect failed)"
     );
-    // Still shown while half-open; a failed probe says so.
     let p = r.pick(&svc, &[], at(t0, 10_000), any).unwrap();
     assert_eq!(
-        reason(&rep, at(t0, 10_000)).as_deref(),
-        Some("3 consecutive failures: connect failed")
+        reason(&rep, at(t0, 10_000)),
+        "half-open, probing (opened: 3 consecutive failures: connect failed)"
     );
     r.record(&p, Outcome::Failure(FailureCause::Timeout), at(t0, 10_000));
     assert_eq!(
-        reason(&rep, at(t0, 10_000)).as_deref(),
-        Some("half-open probe failed: response timeout")
+        reason(&rep, at(t0, 10_000)),
+        "half-open probe failed: response timeout"
     );
     let p = r.pick(&svc, &[], at(t0, 20_000), any).unwrap();
     r.record(&p, Outcome::Success, at(t0, 20_000));
-    assert_eq!(reason(&rep, at(t0, 20_000)), None);
+    assert_eq!(reason(&rep, at(t0, 20_000)), "probe succeeded");
+    // Static replicas say where they come from.
+    let fixed = r.add_static(
+        ServiceName::parse("static").unwrap(),
+        ReplicaAddress::parse("http://127.0.0.1:9100").unwrap(),
+        t0,
+    );
+    assert_eq!(reason(&fixed, t0), "configured statically");
 }
 
 /// `n` answers of `ms` each for `replica`.
@@ -646,10 +654,7 @@ fn a_slow_replica_is_opened_probed_and_closed_like_any_other() {
     let v = reps[1].view(t0);
     assert_eq!(v.state, BreakerState::Open);
     // 300 ms and 3 ms as the histogram estimates them.
-    assert_eq!(
-        v.state_reason.as_deref(),
-        Some("slow: 304 ms median vs 3 ms for its peers")
-    );
+    assert_eq!(v.state_reason, "slow: 304 ms median vs 3 ms for its peers");
     assert_eq!(reps[0].view(t0).state, BreakerState::Closed);
     assert!(matches!(
         events.try_recv(),
@@ -673,7 +678,7 @@ fn a_slow_replica_is_opened_probed_and_closed_like_any_other() {
     assert_eq!(probe.replica.id(), reps[1].id());
     r.record(&probe, Outcome::Success, at(t0, 10_300));
     assert_eq!(reps[1].view(at(t0, 10_300)).state, BreakerState::Closed);
-    assert_eq!(reason(&reps[1], at(t0, 10_300)), None);
+    assert_eq!(reason(&reps[1], at(t0, 10_300)), "probe succeeded");
     // Still slow: the next interval opens it again.
     answers(&reps[0], 10, 3);
     answers(&reps[1], 10, 300);
@@ -726,8 +731,8 @@ fn a_replica_opened_for_failures_keeps_that_reason_and_is_not_judged() {
     answers(&reps[2], 10, 2);
     assert_eq!(r.eject_slow(t0), 0);
     assert_eq!(
-        reason(&reps[1], t0).as_deref(),
-        Some("3 consecutive failures: connect failed")
+        reason(&reps[1], t0),
+        "3 consecutive failures: connect failed"
     );
     // A direct call on a replica that is no longer closed does nothing either.
     let slow = crate::policy::SlowReason {

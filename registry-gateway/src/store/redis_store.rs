@@ -62,6 +62,8 @@ impl RedisStore {
         let changes = registry
             .share_changes()
             .ok_or("this registry is already shared with a store")?;
+        registry.metrics().register_store();
+        registry.metrics().store_connected.set(0);
         let store = Arc::new(RedisStore {
             client,
             conn: tokio::sync::Mutex::new(None),
@@ -108,6 +110,7 @@ impl RedisStore {
 
     fn succeeded(&self) {
         if !self.connected.swap(true, Ordering::AcqRel) {
+            self.registry.metrics().store_connected.set(1);
             tracing::info!("[STORE] Redis reachable: shared state resumes (resyncing)");
             // Whatever happened meanwhile (Redis may have restarted empty), write this gateway's replicas
             // back before reconciling with Redis, so that reconnecting never reads as mass deregistration.
@@ -122,6 +125,7 @@ impl RedisStore {
         let mut h = lock(&self.health);
         h.last_error = Some(format!("{what}: {e}"));
         if self.connected.swap(false, Ordering::AcqRel) {
+            self.registry.metrics().store_connected.set(0);
             h.degraded_since = Some(clock::now());
             tracing::warn!(error = %e, "[STORE] Redis unreachable ({what}): degraded, routing on the last known registry");
         }
@@ -456,7 +460,10 @@ impl RedisStore {
         else {
             return;
         };
-        if self.registry.apply_probe_successes(address, total) {
+        if self
+            .registry
+            .apply_probe_successes(address, total, clock::now())
+        {
             self.publish_closed(address).await;
         }
     }
@@ -601,7 +608,7 @@ impl RedisStore {
             }
             Event::Closed { address } => {
                 if let Ok(a) = ReplicaAddress::parse(&address) {
-                    self.registry.apply_closed(&a);
+                    self.registry.apply_closed(&a, clock::now());
                 }
             }
         }
@@ -731,6 +738,7 @@ impl RedisStore {
             tracing::info!(removed, "[STORE] resync removed replicas that left Redis");
         }
         *lock(&self.known) = keep;
+        self.registry.metrics().store_resyncs.inc();
 
         if let Some(open) = self.read_open_breakers().await {
             for (address, ttl) in open {
