@@ -11,7 +11,7 @@ use super::dto::{unix_ms, RegisterRequest, RegisterResponse, RegistryDto, Replic
 use super::AdminSettings;
 use crate::clock;
 use crate::error::GatewayError;
-use crate::registry::{is_local_ip, Registration, Registry, RegistryError, Service};
+use crate::registry::{is_local_ip, Registration, Registry, RegistryError, Replica, Service};
 use crate::store::Shared;
 
 type Reg = web::Data<std::sync::Arc<Registry>>;
@@ -174,6 +174,27 @@ fn service_dto(svc: &Service) -> ServiceDto {
     }
 }
 
+/// Every service and replica, as `GET /registry` (and the event stream's `snapshot`) shows them.
+pub(super) fn registry_dto(registry: &Registry, shared: &Shared) -> RegistryDto {
+    let services = registry
+        .services()
+        .iter()
+        .map(|s| (s.name().to_string(), service_dto(s)))
+        .collect();
+    RegistryDto {
+        store: shared.status(),
+        services,
+    }
+}
+
+/// One replica as `GET /registry` shows it (for the event stream's change events).
+pub(super) fn replica_dto(registry: &Registry, r: &Replica, now: std::time::Instant) -> ReplicaDto {
+    let holding = registry
+        .service(r.service().as_str())
+        .is_some_and(|s| s.preserving_until().is_some());
+    ReplicaDto::new(r.view(now), holding)
+}
+
 /// `GET /registry`: every service and replica.
 pub(crate) async fn registry(
     req: HttpRequest,
@@ -182,15 +203,7 @@ pub(crate) async fn registry(
     settings: Settings,
 ) -> Result<HttpResponse, GatewayError> {
     authorize_read(&req, &settings)?;
-    let services = registry
-        .services()
-        .iter()
-        .map(|s| (s.name().to_string(), service_dto(s)))
-        .collect();
-    Ok(HttpResponse::Ok().json(RegistryDto {
-        store: shared.status(),
-        services,
-    }))
+    Ok(HttpResponse::Ok().json(registry_dto(&registry, &shared)))
 }
 
 /// `GET /registry/{service}`.
