@@ -9,10 +9,12 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-# Real peers the tests start: redis-server (shared state) and nginx (load balancer in front of gateways).
+# Real peers the tests start: redis-server (shared state), nginx (load balancer in front of gateways) and
+# chromium (headless, renders the dashboard in tests/tests/dashboard.rs).
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v "${CHROMIUM:-chromium}" >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "scripts/test.sh: installing ${missing[*]}" >&2
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

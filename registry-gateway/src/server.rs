@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use actix_web::{web, App};
 
-use crate::admin::{self, AdminSettings, ApiTokens};
+use crate::admin::{self, AdminSettings, ApiTokens, StreamShutdown};
 use crate::clock;
 use crate::config::{Config, ConfigError};
 use crate::framing::{self, ListenerSettings, ReleaseNext};
@@ -28,6 +28,8 @@ pub struct Gateway {
     outlier: Option<tokio::task::JoinHandle<()>>,
     grpc: tokio::task::JoinHandle<()>,
     grpc_stop: tokio::sync::watch::Sender<bool>,
+    /// Ends the open event streams (`GET /registry/events`) at shutdown, before the drain.
+    streams_stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Gateway {
@@ -109,6 +111,8 @@ impl Gateway {
         });
         let registry_data = web::Data::new(Arc::clone(&registry));
         let shared_data = web::Data::new(shared.clone());
+        let (streams_stop, streams) = StreamShutdown::channel();
+        let streams = web::Data::new(streams);
 
         let workers = config.worker_threads();
         // With a separate admin listener, the main one proxies every path but the health endpoints.
@@ -117,6 +121,7 @@ impl Gateway {
             admin_settings.clone(),
             registry_data.clone(),
             shared_data.clone(),
+            streams.clone(),
         );
         let head_limits = HeadLimits {
             max_uri_bytes: config.limits.max_uri_bytes,
@@ -132,7 +137,7 @@ impl Gateway {
                 backlog: 4096,
             },
             move || {
-                let (admin_settings, registry_data, shared_data) = main_data.clone();
+                let (admin_settings, registry_data, shared_data, streams) = main_data.clone();
                 App::new()
                     .wrap(head_limits)
                     .wrap(ReleaseNext)
@@ -140,6 +145,7 @@ impl Gateway {
                     .app_data(admin_settings)
                     .app_data(registry_data)
                     .app_data(shared_data)
+                    .app_data(streams)
                     .configure(if api_here {
                         admin::configure
                     } else {
@@ -168,6 +174,7 @@ impl Gateway {
                         .app_data(admin_settings.clone())
                         .app_data(registry_data.clone())
                         .app_data(shared_data.clone())
+                        .app_data(streams.clone())
                         .configure(admin::configure_admin_listener)
                 },
             )?),
@@ -219,6 +226,7 @@ impl Gateway {
             outlier,
             grpc,
             grpc_stop,
+            streams_stop,
         })
     }
 
@@ -242,8 +250,8 @@ impl Gateway {
         &self.registry
     }
 
-    /// Serves until `shutdown` completes, then drains in-flight requests (up to 10 s) on every listener
-    /// and returns.
+    /// Serves until `shutdown` completes, then ends the open event streams, drains in-flight requests
+    /// (up to 10 s) on every listener and returns.
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()>,
@@ -254,6 +262,8 @@ impl Gateway {
         let admin_server = self.admin_server.map(tokio::spawn);
         shutdown.await;
         tracing::info!("shutting down: draining in-flight requests");
+        // An event stream never finishes by itself: end them now, not at the drain's 10 s limit.
+        let _ = self.streams_stop.send(true);
         let _ = self.grpc_stop.send(true);
         let stop_admin = async {
             if let Some(h) = admin_handle {

@@ -3,9 +3,11 @@
 //! Binaries come from the workspace's target directory; the test command (`scripts/test.sh`) builds them
 //! before running the tests.
 
+pub mod browser;
 pub mod http;
 pub mod process;
 pub mod raw;
+pub mod sse;
 pub mod traffic;
 
 pub use http::{Client, Response};

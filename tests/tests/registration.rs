@@ -258,7 +258,7 @@ async fn every_bad_input_gets_its_status_and_a_json_error() {
         ),
     ];
     for name in [
-        "register", "registry", "metrics", "healthz", "readyz", "v1", "ui",
+        "register", "registry", "metrics", "healthz", "readyz", "v1", "ui", "events",
     ] {
         let body = format!(r#"{{"service":"{name}","address":"http://127.0.0.1:1"}}"#);
         let r = c.request(Method::POST, &reg, &json_ct, body).await;

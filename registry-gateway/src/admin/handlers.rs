@@ -13,7 +13,7 @@ use super::dto::{
 use super::AdminSettings;
 use crate::clock;
 use crate::error::GatewayError;
-use crate::registry::{is_local_ip, Registration, Registry, RegistryError, Service};
+use crate::registry::{is_local_ip, Registration, Registry, RegistryError, Replica, Service};
 use crate::store::Shared;
 
 type Reg = web::Data<std::sync::Arc<Registry>>;
@@ -182,6 +182,27 @@ fn service_dto(svc: &Service, registry: &Registry) -> ServiceDto {
     }
 }
 
+/// Every service and replica, as `GET /registry` (and the event stream's `snapshot`) shows them.
+pub(super) fn registry_dto(registry: &Registry, shared: &Shared) -> RegistryDto {
+    let services = registry
+        .services()
+        .iter()
+        .map(|s| (s.name().to_string(), service_dto(s, registry)))
+        .collect();
+    RegistryDto {
+        store: shared.status(),
+        services,
+    }
+}
+
+/// One replica as `GET /registry` shows it (for the event stream's change events).
+pub(super) fn replica_dto(registry: &Registry, r: &Replica, now: std::time::Instant) -> ReplicaDto {
+    let holding = registry
+        .service(r.service().as_str())
+        .is_some_and(|s| s.preserving_until().is_some());
+    ReplicaDto::new(r.view(now), holding)
+}
+
 /// `GET /registry`: every service and replica.
 pub(crate) async fn registry(
     req: HttpRequest,
@@ -190,15 +211,7 @@ pub(crate) async fn registry(
     settings: Settings,
 ) -> Result<HttpResponse, GatewayError> {
     authorize_read(&req, &settings)?;
-    let services = registry
-        .services()
-        .iter()
-        .map(|s| (s.name().to_string(), service_dto(s, &registry)))
-        .collect();
-    Ok(HttpResponse::Ok().json(RegistryDto {
-        store: shared.status(),
-        services,
-    }))
+    Ok(HttpResponse::Ok().json(registry_dto(&registry, &shared)))
 }
 
 /// `GET /registry/{service}`.

@@ -1,13 +1,17 @@
-//! Admin HTTP API (actix-web): register, heartbeat, deregister, inspect the registry, health.
+//! Admin HTTP API (actix-web): register, heartbeat, deregister, inspect the registry, health, the event
+//! stream and the dashboard.
 
 mod auth;
 mod content_type;
 pub(crate) mod dto;
+mod events;
 pub(crate) mod handlers;
+mod ui;
 
 use actix_web::web;
 
 pub use auth::{ApiTokens, RegistrationToken};
+pub use events::StreamShutdown;
 
 use crate::registry::OwnListeners;
 
@@ -23,10 +27,13 @@ pub struct AdminSettings {
     pub own_listeners: OwnListeners,
 }
 
-/// Mounts the admin and registration API and the health endpoints, on a listener that also proxies:
-/// every other path goes to the proxy (mounted by the caller as default service).
+/// Mounts the admin and registration API, the dashboard and the health endpoints, on a listener that also
+/// proxies: every other path goes to the proxy (mounted by the caller as default service).
+///
+/// The handlers read [`AdminSettings`], the registry, the shared store and a [`StreamShutdown`] as app data.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     configure_api(cfg);
+    ui::configure(cfg);
     configure_health(cfg);
 }
 
@@ -48,7 +55,8 @@ pub fn configure_health(cfg: &mut web::ServiceConfig) {
         );
 }
 
-/// Mounts the registration API and the registry reads: `/register`, `/registry...`.
+/// Mounts the registration API and the registry reads: `/register`, `/registry...`, the event stream
+/// `/registry/events` (a name no service may take).
 fn configure_api(cfg: &mut web::ServiceConfig) {
     // The templated routes sit in a scope: a proxied request is then turned away by one prefix
     // comparison instead of being matched against each route's regular expression.
@@ -64,6 +72,11 @@ fn configure_api(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::scope("/registry")
+            .service(
+                web::resource("/events")
+                    .route(web::get().to(events::events))
+                    .default_service(web::to(handlers::method_not_allowed)),
+            )
             .service(
                 web::resource("/{service}")
                     .route(web::get().to(handlers::service))

@@ -4,8 +4,11 @@ use std::fmt;
 use std::sync::Arc;
 
 /// Path segments the gateway uses itself; no service may take them.
+///
+/// `ui` is the dashboard (`GET /ui`); `events` would be shadowed by the event stream
+/// (`GET /registry/events` answers before `GET /registry/{service}`).
 pub const RESERVED_NAMES: &[&str] = &[
-    "register", "registry", "metrics", "healthz", "readyz", "v1", "ui",
+    "register", "registry", "metrics", "healthz", "readyz", "v1", "ui", "events",
 ];
 
 /// A validated service name: `[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?`, not reserved.
