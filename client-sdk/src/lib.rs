@@ -18,6 +18,20 @@
 //! answered `404` (gateway restarted or evicted the replica) → registers again at once, and the new id
 //! replaces the old; a heartbeat that fails → retried on backoff, never slower than the heartbeat interval;
 //! `400` → gives up ([`RegistrationState::Failed`]): retrying cannot fix a bad name or address.
+//!
+//! # Cargo features
+//!
+//! - `grpc` (off by default): `RegistrationBuilder::via_grpc`, registration over the gateways' gRPC
+//!   registration API, which brings in tonic, prost and (to build the protocol) protox.
+//!
+//! Off by default because the HTTP registration API is always there and serves every replica: a gRPC
+//! replica registers over HTTP just as well ([`RegistrationBuilder::protocol`] and
+//! [`RegistrationBuilder::grpc_service`] need no feature). Most users of the SDK are HTTP services, and
+//! with the feature on by default each would compile a gRPC stack it never calls unless it remembered
+//! `default-features = false` (and a single dependent that forgot would turn it back on for the whole
+//! build). The few that want gRPC registration, such as `demo-grpc --via-grpc`, ask for it:
+//! `client-sdk = { ..., features = ["grpc"] }`. Without it, `cargo tree -p client-sdk -e normal` lists
+//! neither tonic nor prost.
 
 mod agent;
 mod api;

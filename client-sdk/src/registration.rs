@@ -11,6 +11,7 @@ use crate::agent::{self, Spec};
 use crate::api::{Answer, GatewayApi, RegisterCall};
 use crate::backoff::Backoff;
 use crate::{RegistrationState, SdkError};
+#[cfg(feature = "grpc")]
 use registry_proto::registry::v1 as pb;
 
 /// Settings for a [`Registration`], from [`Registration::builder`].
@@ -25,6 +26,7 @@ pub struct RegistrationBuilder {
     request_timeout: Duration,
     protocol: Protocol,
     grpc_services: Vec<String>,
+    #[cfg(feature = "grpc")]
     via_grpc: bool,
 }
 
@@ -99,6 +101,7 @@ impl Registration {
             request_timeout: Duration::from_secs(2),
             protocol: Protocol::Http,
             grpc_services: Vec::new(),
+            #[cfg(feature = "grpc")]
             via_grpc: false,
         }
     }
@@ -225,7 +228,8 @@ impl RegistrationBuilder {
     }
 
     /// Registers over the gateways' gRPC registration API instead of HTTP: the gateway URLs given are
-    /// then their gRPC listeners (`http://host:50050`).
+    /// then their gRPC listeners (`http://host:50050`). Needs the `grpc` feature.
+    #[cfg(feature = "grpc")]
     pub fn via_grpc(mut self) -> Self {
         self.via_grpc = true;
         self
@@ -249,9 +253,9 @@ impl RegistrationBuilder {
             .iter()
             .map(|g| validate_gateway(g))
             .collect::<Result<Vec<_>, _>>()?;
-        let (protocol_name, protocol_pb) = match self.protocol {
-            Protocol::Http => ("http", pb::Protocol::Http),
-            Protocol::Grpc => ("grpc", pb::Protocol::Grpc),
+        let protocol_name = match self.protocol {
+            Protocol::Http => "http",
+            Protocol::Grpc => "grpc",
         };
         let json = serde_json::json!({
             "service": self.service,
@@ -260,10 +264,14 @@ impl RegistrationBuilder {
             "grpc_services": self.grpc_services,
             "metadata": self.metadata,
         });
+        #[cfg(feature = "grpc")]
         let proto = pb::RegisterRequest {
             service: self.service.clone(),
             address: self.address.clone(),
-            protocol: protocol_pb as i32,
+            protocol: match self.protocol {
+                Protocol::Http => pb::Protocol::Http,
+                Protocol::Grpc => pb::Protocol::Grpc,
+            } as i32,
             grpc_services: self.grpc_services.clone(),
             metadata: self.metadata.clone().into_iter().collect(),
         };
@@ -272,17 +280,27 @@ impl RegistrationBuilder {
             address: self.address,
             call: RegisterCall {
                 json: bytes::Bytes::from(json.to_string()),
+                #[cfg(feature = "grpc")]
                 proto,
             },
             backoff: self.backoff,
         });
         let mut apis = Vec::new();
         for base in bases {
-            apis.push(if self.via_grpc {
-                GatewayApi::grpc(base, self.token.clone(), self.request_timeout)?
-            } else {
-                GatewayApi::http(base, self.token.clone(), self.request_timeout)
-            });
+            #[cfg(feature = "grpc")]
+            if self.via_grpc {
+                apis.push(GatewayApi::grpc(
+                    base,
+                    self.token.clone(),
+                    self.request_timeout,
+                )?);
+                continue;
+            }
+            apis.push(GatewayApi::http(
+                base,
+                self.token.clone(),
+                self.request_timeout,
+            ));
         }
         let agents: Vec<Agent> = apis
             .into_iter()

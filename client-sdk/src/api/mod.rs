@@ -1,5 +1,7 @@
-//! The gateway's registration API, over HTTP or gRPC: one call, its answer interpreted once.
+//! The gateway's registration API, over HTTP or (with the `grpc` feature) gRPC: one call, its answer
+//! interpreted once.
 
+#[cfg(feature = "grpc")]
 mod grpc;
 mod http;
 
@@ -37,6 +39,7 @@ pub(crate) struct RegisterCall {
     /// The JSON body of `POST /register`.
     pub(crate) json: Bytes,
     /// The same as a gRPC request.
+    #[cfg(feature = "grpc")]
     pub(crate) proto: registry_proto::registry::v1::RegisterRequest,
 }
 
@@ -46,6 +49,7 @@ pub(crate) enum GatewayApi {
     /// The HTTP listener (`http://host:8080`).
     Http(http::HttpApi),
     /// The gRPC listener (`http://host:50050`).
+    #[cfg(feature = "grpc")]
     Grpc(grpc::GrpcApi),
 }
 
@@ -56,6 +60,7 @@ impl GatewayApi {
     }
 
     /// The gRPC API at `base`.
+    #[cfg(feature = "grpc")]
     pub(crate) fn grpc(
         base: String,
         token: Option<String>,
@@ -68,6 +73,7 @@ impl GatewayApi {
     pub(crate) fn base(&self) -> &str {
         match self {
             GatewayApi::Http(a) => a.base(),
+            #[cfg(feature = "grpc")]
             GatewayApi::Grpc(a) => a.base(),
         }
     }
@@ -76,6 +82,7 @@ impl GatewayApi {
     pub(crate) async fn register(&self, call: &RegisterCall) -> Answer<Registered> {
         match self {
             GatewayApi::Http(a) => a.register(&call.json).await,
+            #[cfg(feature = "grpc")]
             GatewayApi::Grpc(a) => a.register(call.proto.clone()).await,
         }
     }
@@ -84,6 +91,7 @@ impl GatewayApi {
     pub(crate) async fn heartbeat(&self, service: &str, id: &str) -> Answer<()> {
         match self {
             GatewayApi::Http(a) => a.heartbeat(service, id).await,
+            #[cfg(feature = "grpc")]
             GatewayApi::Grpc(a) => a.heartbeat(service, id).await,
         }
     }
@@ -92,6 +100,7 @@ impl GatewayApi {
     pub(crate) async fn deregister(&self, service: &str, id: &str) -> Answer<()> {
         match self {
             GatewayApi::Http(a) => a.deregister(service, id).await,
+            #[cfg(feature = "grpc")]
             GatewayApi::Grpc(a) => a.deregister(service, id).await,
         }
     }
