@@ -3,13 +3,14 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use uuid::Uuid;
 
 use super::latency::{LatencyCounts, LatencyHistogram};
 use super::{Protocol, ReplicaAddress, ServiceName};
+use crate::observe::{Metrics, ReplicaHandles, ReplicaLabels};
 use crate::policy::{Breaker, BreakerState, FailureCause, Lease, SlowReason};
 
 /// How a replica got into the registry.
@@ -111,6 +112,8 @@ pub struct Replica {
     removed: AtomicBool,
     /// Response-head latencies of the current outlier interval.
     latency: LatencyHistogram,
+    /// Attempt metric handles, made on the first attempt.
+    observe: OnceLock<Arc<ReplicaHandles>>,
 }
 
 /// A point-in-time view of a replica, for `GET /registry`.
@@ -201,7 +204,17 @@ impl Replica {
             failures: AtomicU64::new(history.failures),
             removed: AtomicBool::new(false),
             latency: LatencyHistogram::default(),
+            observe: OnceLock::new(),
         }
+    }
+
+    /// Its attempt metric handles (`metrics` makes them on the first call), labelled with its address
+    /// as registered ([`ReplicaLabels::of`]).
+    pub fn observe(&self, metrics: &Metrics) -> &Arc<ReplicaHandles> {
+        self.observe.get_or_init(|| {
+            let labels = ReplicaLabels::of(self.service.as_str(), self.address.as_str());
+            Arc::new(ReplicaHandles::new(metrics, &labels))
+        })
     }
 
     /// Registration id.
