@@ -52,12 +52,12 @@ pub(super) fn write(entry: &Entry<'_>) {
         method = %entry.info.method,
         path = %entry.info.path,
         service = %entry.service,
-        replica = entry.replica.unwrap_or("-"),
+        replica = %entry.replica.unwrap_or("-"),
         status = %entry.status,
         attempts = entry.attempts,
         duration_ms = millis(entry.duration),
         bytes = entry.bytes,
-        request_id = entry.request_id,
+        request_id = %entry.request_id,
         client = %client,
         "access"
     );
