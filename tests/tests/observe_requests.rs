@@ -311,7 +311,7 @@ async fn every_http_request_leaves_one_access_line_and_its_request_id_round_trip
     let r = c.get(&format!("{}/users/echo", gw.url)).await;
     let id = r.header("x-request-id").expect("generated id").to_owned();
     assert_eq!(id.len(), 36, "a UUID: {id}");
-    assert_eq!(echoed(&r.json(), "x-request-id"), [id.clone()]);
+    assert_eq!(echoed(&r.json(), "x-request-id"), [id.as_str()]);
     gw.expect_line(&format!("request_id={id}"), WAIT);
 
     // An insane one (too long) is replaced, never forwarded.
