@@ -18,7 +18,8 @@ use super::status::{self, code};
 use super::{GrpcBody, GrpcState};
 use crate::clock;
 use crate::observe::{
-    grpc_from_http, AccessInfo, Exchange, FinalStatus, ProtocolLabel, RequestId, REQUEST_ID_HEADER,
+    access_log_on, grpc_from_http, AccessInfo, Exchange, FinalStatus, ProtocolLabel, RequestId,
+    REQUEST_ID_HEADER,
 };
 use crate::policy::{attribute, ClientFault, FailureCause, Outcome};
 use crate::registry::{AttemptRecord, Protocol, Replica, Service};
@@ -31,7 +32,7 @@ pub(crate) async fn forward(req: Request<Incoming>, state: Arc<GrpcState>) -> Re
     let started = clock::now();
     let request_id =
         RequestId::from_client(req.headers().get(REQUEST_ID_HEADER).map(|v| v.as_bytes()));
-    let access = state.settings.access_log.then(|| AccessInfo {
+    let access = access_log_on(state.settings.access_log).then(|| AccessInfo {
         method: req.method().clone(),
         path: req.uri().path().into(),
         client: req.extensions().get::<std::net::SocketAddr>().copied(),

@@ -39,6 +39,12 @@ pub(super) struct Entry<'a> {
     pub(super) request_id: &'a str,
 }
 
+/// Whether an access line would be written: `log.access` (`setting`) is on and the log filter lets
+/// `access` lines at `info` through. Checked per request, before anything is copied for the line.
+pub fn access_log_on(setting: bool) -> bool {
+    setting && tracing::enabled!(target: "access", tracing::Level::INFO)
+}
+
 /// Milliseconds with microsecond precision, as the line shows them.
 pub(super) fn millis(d: Duration) -> f64 {
     (d.as_micros() as f64) / 1000.0

@@ -8,7 +8,7 @@ mod handles;
 mod metrics;
 mod request_id;
 
-pub use access_log::AccessInfo;
+pub use access_log::{access_log_on, AccessInfo};
 pub use code::{grpc_from_http, grpc_name, FinalStatus, CLIENT_CLOSED};
 pub use exchange::Exchange;
 pub use handles::{attempt_result, ReplicaHandles, ServiceHandles, UNKNOWN_SERVICE};

@@ -24,8 +24,8 @@ use uuid::Uuid;
 use crate::clock;
 use crate::error::GatewayError;
 use crate::observe::{
-    AccessInfo, Exchange, FinalStatus, ProtocolLabel, RequestId, ServiceHandles, REQUEST_ID_HEADER,
-    UNKNOWN_SERVICE,
+    access_log_on, AccessInfo, Exchange, FinalStatus, ProtocolLabel, RequestId, ServiceHandles,
+    REQUEST_ID_HEADER, UNKNOWN_SERVICE,
 };
 use crate::policy::retry::is_idempotent;
 use crate::policy::{
@@ -186,7 +186,7 @@ pub async fn handle(
     let started = clock::now();
     let request_id =
         RequestId::from_client(req.headers().get(REQUEST_ID_HEADER).map(|v| v.as_bytes()));
-    let access = proxy.settings.access_log.then(|| AccessInfo {
+    let access = access_log_on(proxy.settings.access_log).then(|| AccessInfo {
         method: http::Method::from_bytes(req.method().as_str().as_bytes()).unwrap_or_default(),
         path: req.path().into(),
         client: req.peer_addr(),
