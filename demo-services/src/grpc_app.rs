@@ -52,7 +52,14 @@ type SayStream = Pin<Box<dyn Stream<Item = Result<pb::SayResponse, Status>> + Se
 impl pb::echo_server::Echo for EchoService {
     async fn say(&self, req: Request<pb::SayRequest>) -> Result<Response<pb::SayResponse>, Status> {
         self.inject().await?;
-        Ok(self.answer(req.into_inner().message))
+        // Echoed under its own key, so a test can tell what reached the replica from what the gateway
+        // put on the answer.
+        let seen = req.metadata().get("x-request-id").cloned();
+        let mut resp = self.answer(req.into_inner().message);
+        if let Some(id) = seen {
+            resp.metadata_mut().insert("x-seen-request-id", id);
+        }
+        Ok(resp)
     }
 
     type SayManyStream = SayStream;

@@ -199,6 +199,7 @@ impl Gateway {
                 )
                 .map_err(std::io::Error::other)?,
                 max_connections,
+                access_log: config.log.access,
             },
             grpc_stopped,
         ));

@@ -53,6 +53,8 @@ pub struct GrpcSettings {
     pub trusted_proxies: crate::proxy::TrustedProxies,
     /// Open client connections at most; past it, new ones wait in the listen backlog (at least 1).
     pub max_connections: usize,
+    /// One access-log line per call (`log.access`); read per call.
+    pub access_log: bool,
 }
 
 pub(crate) struct GrpcState {
@@ -60,6 +62,8 @@ pub(crate) struct GrpcState {
     pub(crate) shared: Shared,
     pub(crate) settings: GrpcSettings,
     pub(crate) connections: upstream::Connections,
+    /// Metric handles of calls for no known service.
+    pub(crate) unknown: Arc<crate::observe::ServiceHandles>,
     registry_server: RegistryServer<registry_api::RegistryApi>,
     health_server: HealthServer<HealthService>,
 }
@@ -91,6 +95,10 @@ pub async fn serve(
         shared,
         settings,
         connections: upstream::Connections::default(),
+        unknown: Arc::new(crate::observe::ServiceHandles::new(
+            registry.metrics(),
+            crate::observe::UNKNOWN_SERVICE,
+        )),
         registry_server: RegistryServer::new(registry_api::RegistryApi {
             registry,
             tokens,

@@ -1,5 +1,6 @@
 //! Transparent gRPC proxy: route by gRPC service name → pick → forward the untouched h2 stream → classify
-//! `grpc-status` (headers or trailers) → record.
+//! `grpc-status` (headers or trailers) → record. Each call carries an `x-request-id` both ways and is
+//! counted (and access-logged) when its response ends.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,6 +17,10 @@ use super::client_body::{ClientBody, ClientBroke};
 use super::status::{self, code};
 use super::{GrpcBody, GrpcState};
 use crate::clock;
+use crate::observe::{
+    access_log_on, grpc_from_http, AccessInfo, Exchange, FinalStatus, ProtocolLabel, RequestId,
+    REQUEST_ID_HEADER,
+};
 use crate::policy::{attribute, ClientFault, FailureCause, Outcome};
 use crate::registry::{AttemptRecord, Protocol, Replica, Service};
 
@@ -25,6 +30,45 @@ pub const ROUTE_HEADER: &str = "x-registry-service";
 /// Proxies one call. Never fails: errors are gRPC statuses.
 pub(crate) async fn forward(req: Request<Incoming>, state: Arc<GrpcState>) -> Response<GrpcBody> {
     let started = clock::now();
+    let request_id =
+        RequestId::from_client(req.headers().get(REQUEST_ID_HEADER).map(|v| v.as_bytes()));
+    let access = access_log_on(state.settings.access_log).then(|| AccessInfo {
+        method: req.method().clone(),
+        path: req.uri().path().into(),
+        client: req.extensions().get::<std::net::SocketAddr>().copied(),
+    });
+    let mut ex = Exchange::new(
+        started,
+        ProtocolLabel::grpc,
+        &state.unknown,
+        request_id,
+        access,
+    );
+    let mut resp = match call(req, &state, &mut ex, started).await {
+        Ok((resp, record, broke)) => observe(resp, record, broke, ex),
+        Err(resp) => {
+            // The gateway's own trailers-only error.
+            let code = status::grpc_status(resp.headers()).unwrap_or(code::UNKNOWN);
+            ex.finish(FinalStatus::Grpc(code), 0);
+            resp
+        }
+    };
+    resp.headers_mut()
+        .insert(REQUEST_ID_HEADER, request_id.header_value());
+    resp
+}
+
+/// A replica's answer (its head, the attempt waiting for the outcome, the client's request stream).
+type Answer = (Response<Incoming>, AttemptRecord, ClientBroke);
+
+/// Routes and sends one call, moving on to the next replica while it never left; `Err` is the
+/// gateway's own error response.
+async fn call(
+    req: Request<Incoming>,
+    state: &GrpcState,
+    ex: &mut Exchange,
+    started: std::time::Instant,
+) -> Result<Answer, Response<GrpcBody>> {
     let registry = &state.registry;
     if let Err(e) = crate::proxy::via::check(
         req.headers()
@@ -34,10 +78,15 @@ pub(crate) async fn forward(req: Request<Incoming>, state: Arc<GrpcState>) -> Re
         &state.settings.instance_id,
         state.settings.max_hops,
     ) {
-        return status::error_response(code::FAILED_PRECONDITION, &e.to_string());
+        return Err(status::error_response(
+            code::FAILED_PRECONDITION,
+            &e.to_string(),
+        ));
     }
     let broke = ClientBroke::default();
     let mut req = req.map(|b| ClientBody::new(b, broke.clone()));
+    req.headers_mut()
+        .insert(REQUEST_ID_HEADER, ex.request_id().header_value());
     if let Ok(via) = HeaderValue::from_str(&state.settings.instance_id.via_entry()) {
         req.headers_mut().append(http::header::VIA, via);
     }
@@ -62,19 +111,19 @@ pub(crate) async fn forward(req: Request<Incoming>, state: Arc<GrpcState>) -> Re
         Some(name) => match registry.service(name) {
             Some(s) => s,
             None => {
-                return status::error_response(
+                return Err(status::error_response(
                     code::NOT_FOUND,
                     &format!("unknown registry service '{name}'"),
-                )
+                ))
             }
         },
         None => {
             let routes = registry.grpc_route(&grpc_service);
             if routes.is_empty() {
-                return status::error_response(
+                return Err(status::error_response(
                     code::NOT_FOUND,
                     &format!("no replica serves gRPC service '{grpc_service}'"),
-                );
+                ));
             }
             // Prefer a registry service with a replica that can take the call now.
             let now = clock::now();
@@ -117,6 +166,7 @@ pub(crate) async fn forward(req: Request<Incoming>, state: Arc<GrpcState>) -> Re
         }
     }
 
+    ex.route(svc.observe(registry.metrics()));
     svc.count_request(clock::now());
     let mut tried: Vec<Uuid> = Vec::new();
     let mut last_failure: Option<FailureCause> = None;
@@ -142,6 +192,7 @@ pub(crate) async fn forward(req: Request<Incoming>, state: Arc<GrpcState>) -> Re
             break;
         }
         attempts += 1;
+        ex.attempt(pick.replica.observe(registry.metrics()));
         let attempt_started = clock::now();
         let authority = pick.replica.address().authority().to_owned();
         let mut sender = match state
@@ -152,7 +203,9 @@ pub(crate) async fn forward(req: Request<Incoming>, state: Arc<GrpcState>) -> Re
             Ok(s) => s,
             Err(cause) => {
                 // The call never left: the untouched request moves on to the next replica.
-                registry.record(&pick, Outcome::Failure(cause), clock::now());
+                let outcome = Outcome::Failure(cause);
+                registry.record(&pick, outcome, clock::now());
+                pick.replica.observe(registry.metrics()).attempt(outcome);
                 last_failure = Some(cause);
                 continue;
             }
@@ -162,7 +215,10 @@ pub(crate) async fn forward(req: Request<Incoming>, state: Arc<GrpcState>) -> Re
             parts = parts.path_and_query(pq.clone());
         }
         let Ok(uri) = parts.build() else {
-            return status::error_response(code::UNAVAILABLE, "bad upstream address");
+            return Err(status::error_response(
+                code::UNAVAILABLE,
+                "bad upstream address",
+            ));
         };
         *req.uri_mut() = uri;
         let remaining = match deadline {
@@ -174,10 +230,10 @@ pub(crate) async fn forward(req: Request<Incoming>, state: Arc<GrpcState>) -> Re
                 }
                 _ => {
                     registry.abandon(&pick);
-                    return status::error_response(
+                    return Err(status::error_response(
                         code::DEADLINE_EXCEEDED,
                         "deadline exceeded before the call was sent",
-                    );
+                    ));
                 }
             },
             None => None,
@@ -199,12 +255,12 @@ pub(crate) async fn forward(req: Request<Incoming>, state: Arc<GrpcState>) -> Re
                     )
                 };
                 record.finish(Outcome::Failure(FailureCause::Timeout));
-                return status::error_response(c, msg);
+                return Err(status::error_response(c, msg));
             }
             Ok(Ok(resp)) => {
                 // A client-streaming call's head waits for the client's last message: count from there.
                 record.head_arrived(broke.ended_at());
-                return observe(resp, record, broke);
+                return Ok((resp, record, broke));
             }
             Ok(Err(mut e)) => {
                 let client = broke.get().then_some(ClientFault::Aborted);
@@ -214,10 +270,10 @@ pub(crate) async fn forward(req: Request<Incoming>, state: Arc<GrpcState>) -> Re
                 }
                 record.finish(outcome);
                 if client.is_some() {
-                    return status::error_response(
+                    return Err(status::error_response(
                         code::CANCELLED,
                         "the client's request stream broke",
-                    );
+                    ));
                 }
                 match e.take_message() {
                     // The connection died before the call left: it moves on, untouched.
@@ -227,10 +283,10 @@ pub(crate) async fn forward(req: Request<Incoming>, state: Arc<GrpcState>) -> Re
                     }
                     // From the first byte on, the request stream belongs to the replica: no retry.
                     None => {
-                        return status::error_response(
+                        return Err(status::error_response(
                             code::UNAVAILABLE,
                             "connection to the replica broke",
-                        )
+                        ))
                     }
                 }
             }
@@ -250,34 +306,39 @@ pub(crate) async fn forward(req: Request<Incoming>, state: Arc<GrpcState>) -> Re
             svc.name()
         ),
     };
-    status::error_response(code::UNAVAILABLE, &message)
+    Err(status::error_response(code::UNAVAILABLE, &message))
 }
 
 /// Classifies the response as soon as its status is known: a non-200 HTTP status or a trailers-only
-/// `grpc-status` now, otherwise the trailers at the end of the body.
+/// `grpc-status` now, otherwise the trailers at the end of the body. The call (`ex`) ends with the body.
 fn observe(
     resp: Response<Incoming>,
     mut guard: AttemptRecord,
     broke: ClientBroke,
+    ex: Exchange,
 ) -> Response<GrpcBody> {
     let (parts, body) = resp.into_parts();
-    if parts.status != http::StatusCode::OK {
+    let code = if parts.status != http::StatusCode::OK {
         let outcome = if parts.status.is_server_error() {
             Outcome::Failure(FailureCause::Status(parts.status.as_u16()))
         } else {
             Outcome::Success
         };
         guard.finish(outcome);
-        return Response::from_parts(parts, body.map_err(Into::into).boxed_unsync());
-    }
-    if let Some(code) = status::grpc_status(&parts.headers) {
+        Some(grpc_from_http(parts.status.as_u16()))
+    } else if let Some(code) = status::grpc_status(&parts.headers) {
         guard.finish(Outcome::from_grpc_status(code));
-        return Response::from_parts(parts, body.map_err(Into::into).boxed_unsync());
-    }
+        Some(code)
+    } else {
+        None
+    };
     let body = ObservedBody {
         inner: body,
-        guard: Some(guard),
+        guard: code.is_none().then_some(guard),
         broke,
+        code,
+        sent: 0,
+        exchange: Some(ex),
     };
     Response::from_parts(parts, body.boxed_unsync())
 }
@@ -287,6 +348,12 @@ struct ObservedBody {
     inner: Incoming,
     guard: Option<AttemptRecord>,
     broke: ClientBroke,
+    /// The call's final status, once known (from the head or the trailers).
+    code: Option<i32>,
+    /// Data bytes passed to the client.
+    sent: u64,
+    /// The client's call, until the body ends.
+    exchange: Option<Exchange>,
 }
 
 impl ObservedBody {
@@ -296,6 +363,20 @@ impl ObservedBody {
             let client = self.broke.get().then_some(ClientFault::Aborted);
             g.finish(attribute(client, FailureCause::Transport));
         }
+    }
+
+    /// The call ends with `code` unless its status is already known.
+    fn end(&mut self, code: i32) {
+        if let Some(mut ex) = self.exchange.take() {
+            ex.finish(FinalStatus::Grpc(self.code.unwrap_or(code)), self.sent);
+        }
+    }
+}
+
+impl Drop for ObservedBody {
+    /// Dropped before its end: the client cancelled the call (or its status was known from the head).
+    fn drop(&mut self) {
+        self.end(code::CANCELLED);
     }
 }
 
@@ -311,24 +392,39 @@ impl Body for ObservedBody {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.sent += data.len() as u64;
+                }
                 if let Some(trailers) = frame.trailers_ref() {
-                    let outcome = match status::grpc_status(trailers) {
+                    let code = status::grpc_status(trailers);
+                    let outcome = match code {
                         Some(code) => Outcome::from_grpc_status(code),
                         None => Outcome::Failure(FailureCause::Transport),
                     };
                     if let Some(mut g) = this.guard.take() {
                         g.finish(outcome);
                     }
+                    // Trailers without a status: the client reads the call as INTERNAL.
+                    this.code = this.code.or(code).or(Some(code::INTERNAL));
+                    this.end(code::INTERNAL);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
                 this.broken();
+                // The stream is reset: the client sees INTERNAL, or had cancelled it itself.
+                let code = if this.broke.get() {
+                    code::CANCELLED
+                } else {
+                    code::INTERNAL
+                };
+                this.end(code);
                 Poll::Ready(Some(Err(e.into())))
             }
             Poll::Ready(None) => {
                 // A gRPC response must end with trailers carrying grpc-status.
                 this.broken();
+                this.end(code::INTERNAL);
                 Poll::Ready(None)
             }
         }

@@ -11,9 +11,11 @@ use super::GrpcBody;
 /// gRPC status codes the gateway produces itself.
 pub(crate) mod code {
     pub(crate) const CANCELLED: i32 = 1;
+    pub(crate) const UNKNOWN: i32 = 2;
     pub(crate) const DEADLINE_EXCEEDED: i32 = 4;
     pub(crate) const NOT_FOUND: i32 = 5;
     pub(crate) const FAILED_PRECONDITION: i32 = 9;
+    pub(crate) const INTERNAL: i32 = 13;
     pub(crate) const UNAVAILABLE: i32 = 14;
 }
 

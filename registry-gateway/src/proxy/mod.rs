@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::body::BodySize;
+use actix_web::body::{BodySize, EitherBody, MessageBody};
 use actix_web::http::{header as ax, StatusCode};
 use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
@@ -23,6 +23,10 @@ use uuid::Uuid;
 
 use crate::clock;
 use crate::error::GatewayError;
+use crate::observe::{
+    access_log_on, AccessInfo, Exchange, FinalStatus, ProtocolLabel, RequestId, ServiceHandles,
+    REQUEST_ID_HEADER, UNKNOWN_SERVICE,
+};
 use crate::policy::retry::is_idempotent;
 use crate::policy::{
     attribute, BodyReplay, ClientFault, FailureCause, HeadTimer, Outcome, RetryDecision,
@@ -63,6 +67,8 @@ pub struct ProxySettings {
     pub max_hops: u32,
     /// Peers whose `X-Forwarded-*` headers are kept.
     pub trusted_proxies: TrustedProxies,
+    /// One access-log line per request (`log.access`); read per request.
+    pub access_log: bool,
 }
 
 impl ProxySettings {
@@ -85,6 +91,7 @@ impl ProxySettings {
             instance_id,
             max_hops: config.proxy.max_hops,
             trusted_proxies: TrustedProxies::parse(&config.forwarded.trusted_proxies)?,
+            access_log: config.log.access,
         })
     }
 }
@@ -102,6 +109,8 @@ pub struct Proxy {
     pub settings: ProxySettings,
     /// `Via: 1.1 <instance id>`, added to every proxied request.
     pub via: http::HeaderValue,
+    /// Metric handles of requests for no known service.
+    pub unknown: Arc<ServiceHandles>,
 }
 
 impl Proxy {
@@ -109,11 +118,13 @@ impl Proxy {
     pub fn new(registry: Arc<Registry>, shared: Shared, settings: ProxySettings) -> Self {
         let via = http::HeaderValue::from_str(&settings.instance_id.via_entry())
             .expect("instance ids are header-safe tokens");
+        let unknown = Arc::new(ServiceHandles::new(registry.metrics(), UNKNOWN_SERVICE));
         Proxy {
             registry,
             shared,
             settings,
             via,
+            unknown,
         }
     }
 }
@@ -122,11 +133,11 @@ impl Proxy {
 enum Attempt {
     /// A response the client gets as it is (success or client error); its outcome is recorded when its
     /// body ends.
-    Response(HttpResponse),
+    Response(HttpResponse<ResponseBody>),
     /// No response; the body comes back when it was not consumed.
     Failed(FailureCause, Option<RequestBody>),
     /// A 5xx response: a replica failure, retried when safe, else passed to the client as it is.
-    Retryable(FailureCause, HttpResponse),
+    Retryable(FailureCause, HttpResponse<ResponseBody>),
     /// The client broke its own upload: the request ends here and the replica is not charged.
     ClientFault(ClientFault),
 }
@@ -164,12 +175,54 @@ impl BodySource {
     }
 }
 
-/// actix handler for `/{service}/{tail}` and `/v1/proxy/{service}/{tail}`.
+/// actix handler for `/{service}/{tail}` and `/v1/proxy/{service}/{tail}`: every answer, the replica's
+/// or the gateway's own error, carries the request's `x-request-id` and is counted (and access-logged)
+/// when its body ends.
 pub async fn handle(
     req: HttpRequest,
     payload: web::Payload,
     proxy: web::Data<Proxy>,
-) -> Result<HttpResponse, GatewayError> {
+) -> impl actix_web::Responder {
+    let started = clock::now();
+    let request_id =
+        RequestId::from_client(req.headers().get(REQUEST_ID_HEADER).map(|v| v.as_bytes()));
+    let access = access_log_on(proxy.settings.access_log).then(|| AccessInfo {
+        method: http::Method::from_bytes(req.method().as_str().as_bytes()).unwrap_or_default(),
+        path: req.path().into(),
+        client: req.peer_addr(),
+    });
+    let mut ex = Exchange::new(
+        started,
+        ProtocolLabel::http,
+        &proxy.unknown,
+        request_id,
+        access,
+    );
+    let id = ax::HeaderValue::from_str(request_id.as_str()).expect("request ids are visible ASCII");
+    let mut resp = match forward(&req, payload, &proxy, &mut ex).await {
+        Ok(resp) => resp.map_body(|_, body| EitherBody::left(body.observed(ex))),
+        Err(e) => {
+            let resp = actix_web::ResponseError::error_response(&e);
+            let bytes = match resp.body().size() {
+                BodySize::Sized(n) => n,
+                _ => 0,
+            };
+            ex.finish(FinalStatus::Http(resp.status().as_u16()), bytes);
+            resp.map_body(|_, body| EitherBody::right(body))
+        }
+    };
+    resp.headers_mut()
+        .insert(ax::HeaderName::from_static(REQUEST_ID_HEADER), id);
+    resp
+}
+
+/// Routes and forwards one request, with retries; `ex` learns its service and attempts.
+async fn forward(
+    req: &HttpRequest,
+    payload: web::Payload,
+    proxy: &Proxy,
+    ex: &mut Exchange,
+) -> Result<HttpResponse<ResponseBody>, GatewayError> {
     let settings = &proxy.settings;
     if req.headers().contains_key(ax::VIA) {
         via::check(
@@ -187,6 +240,7 @@ pub async fn handle(
     let svc = registry
         .service(route.service)
         .ok_or_else(|| RegistryError::UnknownService(route.service.to_owned()))?;
+    ex.route(svc.observe(registry.metrics()));
 
     let uri: http::Uri = match req.uri().query() {
         Some(q) => format!("{}?{q}", route.tail).parse(),
@@ -198,14 +252,16 @@ pub async fn handle(
     let idempotent = is_idempotent(method.as_str());
     let peer: Option<IpAddr> = req.peer_addr().map(|a| a.ip());
     let trusted = settings.trusted_proxies.trusts(peer);
-    let mut source = prepare_body(&req, payload, settings).await?;
+    let mut source = prepare_body(req, payload, settings).await?;
+    // Made once: every attempt's copy shares its bytes.
+    let request_id = ex.request_id().header_value();
     svc.count_request(clock::now());
 
     // Attempts never exceed `retry.max_attempts` (at most 10): a fixed array, no allocation.
     // Replicas already tried, or skipped because another gateway holds their half-open probe.
     let mut tried = [Uuid::nil(); 2 * MAX_ATTEMPTS];
     let (mut attempts, mut excluded) = (0usize, 0usize);
-    let mut last: Option<(FailureCause, Option<HttpResponse>)> = None;
+    let mut last: Option<(FailureCause, Option<HttpResponse<ResponseBody>>)> = None;
     while attempts < MAX_ATTEMPTS && excluded < tried.len() {
         let Some(pick) = registry.pick(&svc, &tried[..excluded], clock::now(), is_http) else {
             break;
@@ -226,6 +282,8 @@ pub async fn handle(
         // Built per attempt from the client's headers: cheaper than keeping a copy to clone.
         let mut headers = headers::to_upstream(req.headers(), peer, trusted);
         headers.append(http::header::VIA, proxy.via.clone());
+        headers.insert(REQUEST_ID_HEADER, request_id.clone());
+        ex.attempt(pick.replica.observe(registry.metrics()));
         let replica = Arc::clone(&pick.replica);
         let mut record = Some(AttemptRecord::new(Arc::clone(registry), pick, clock::now()));
         let (cause, response) = match forward_once(
@@ -241,7 +299,7 @@ pub async fn handle(
         {
             Attempt::Response(resp) => return Ok(resp),
             Attempt::ClientFault(fault) => {
-                let fault = framing_fault(&req, fault);
+                let fault = framing_fault(req, fault);
                 if let Some(r) = record.as_mut() {
                     r.finish(Outcome::ClientFault(fault));
                 }
@@ -437,7 +495,7 @@ fn to_client_response(
     conn: upstream::Conn,
     settings: &ProxySettings,
     record: Option<AttemptRecord>,
-) -> HttpResponse {
+) -> HttpResponse<ResponseBody> {
     let (parts, incoming) = resp.into_parts();
     let status = StatusCode::from_u16(parts.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let not_modified = status == StatusCode::NOT_MODIFIED;
@@ -452,6 +510,7 @@ fn to_client_response(
     };
     let body = ResponseBody::new(
         incoming,
+        status.as_u16(),
         size,
         conn,
         settings.max_idle_per_replica,
@@ -460,5 +519,5 @@ fn to_client_response(
     );
     let mut out = HttpResponse::with_body(status, body);
     headers::to_client(&parts.headers, not_modified, out.headers_mut());
-    out.map_into_boxed_body()
+    out
 }

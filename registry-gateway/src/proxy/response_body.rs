@@ -1,6 +1,7 @@
 //! The replica's response body on its way to the client: its attempt's outcome is recorded when the body
 //! ends (a truncated or stalled body is the replica's failure even though the client already has the
-//! head), its connection is pooled again at the end, and a client that goes away charges nobody.
+//! head), its connection is pooled again at the end, and a client that goes away charges nobody. The
+//! client's request ([`Exchange`]) is counted and access-logged when the body ends, with the bytes sent.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,6 +14,7 @@ use hyper::body::{Body, Incoming};
 use tokio::time::Sleep;
 
 use super::upstream::Conn;
+use crate::observe::{Exchange, FinalStatus};
 use crate::policy::{FailureCause, Outcome};
 use crate::registry::AttemptRecord;
 
@@ -32,6 +34,14 @@ pub(crate) struct ResponseBody {
     /// Armed while waiting for the replica's next bytes.
     stall: Option<Pin<Box<Sleep>>>,
     waiting: bool,
+    /// The status the client gets.
+    status: u16,
+    /// Body bytes handed to the client so far.
+    sent: u64,
+    /// Whether the body ended (completely or not).
+    ended: bool,
+    /// The client's request, while it waits for the end of the body.
+    exchange: Option<Exchange>,
 }
 
 impl ResponseBody {
@@ -39,6 +49,7 @@ impl ResponseBody {
     /// `record` (when given) gets the attempt's outcome then.
     pub(crate) fn new(
         incoming: Incoming,
+        status: u16,
         size: BodySize,
         conn: Conn,
         max_idle: usize,
@@ -53,6 +64,10 @@ impl ResponseBody {
             read_timeout,
             stall: None,
             waiting: false,
+            status,
+            sent: 0,
+            ended: false,
+            exchange: None,
         };
         // actix never polls an empty body: the exchange is complete now.
         if body.incoming.is_end_stream() || matches!(size, BodySize::None | BodySize::Sized(0)) {
@@ -61,7 +76,24 @@ impl ResponseBody {
         body
     }
 
+    /// The body's end also ends the client's request `ex` (now, if it already ended).
+    pub(crate) fn observed(mut self, ex: Exchange) -> Self {
+        self.exchange = Some(ex);
+        if self.ended {
+            self.end_exchange();
+        }
+        self
+    }
+
+    fn end_exchange(&mut self) {
+        self.ended = true;
+        if let Some(mut ex) = self.exchange.take() {
+            ex.finish(FinalStatus::Http(self.status), self.sent);
+        }
+    }
+
     fn complete(&mut self) {
+        self.end_exchange();
         if let Some(mut r) = self.record.take() {
             r.finish(Outcome::Success);
         }
@@ -71,6 +103,7 @@ impl ResponseBody {
     }
 
     fn fail(&mut self, cause: FailureCause) -> Poll<Option<Result<Bytes, UpstreamBodyError>>> {
+        self.end_exchange();
         self.conn = None;
         if let Some(mut r) = self.record.take() {
             r.finish(Outcome::Failure(cause));
@@ -119,6 +152,7 @@ impl MessageBody for ResponseBody {
                 Poll::Ready(Some(Ok(frame))) => {
                     this.waiting = false;
                     if let Ok(data) = frame.into_data() {
+                        this.sent += data.len() as u64;
                         if this.incoming.is_end_stream() {
                             this.complete();
                         }
@@ -128,5 +162,12 @@ impl MessageBody for ResponseBody {
                 }
             }
         }
+    }
+}
+
+impl Drop for ResponseBody {
+    /// The client left before the end: its request still counts, with the status it got.
+    fn drop(&mut self) {
+        self.end_exchange();
     }
 }

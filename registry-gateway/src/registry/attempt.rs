@@ -1,5 +1,6 @@
 //! One attempt's bookkeeping: its outcome is recorded exactly once, and an attempt dropped without one
-//! (the client went away, the call was cancelled) gives back the half-open probe it may hold.
+//! (the client went away, the call was cancelled) gives back the half-open probe it may hold. Each
+//! attempt is counted once in `gateway_upstream_attempts_total` (a dropped one as `client_fault`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,6 +46,9 @@ impl AttemptRecord {
                 pick.replica.record_latency(head);
             }
             self.registry.record(&pick, outcome, clock::now());
+            pick.replica
+                .observe(self.registry.metrics())
+                .attempt(outcome);
         }
     }
 
@@ -58,6 +62,7 @@ impl Drop for AttemptRecord {
     fn drop(&mut self) {
         if let Some(pick) = self.pick.take() {
             self.registry.abandon(&pick);
+            pick.replica.observe(self.registry.metrics()).abandoned();
         }
     }
 }

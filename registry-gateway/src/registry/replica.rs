@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::latency::{LatencyCounts, LatencyHistogram};
 use super::transitions::{TransitionLog, TransitionRecord};
 use super::{Protocol, ReplicaAddress, ServiceName};
-use crate::observe::{ReplicaLabels, Shared};
+use crate::observe::{Metrics, ReplicaHandles, ReplicaLabels, Shared};
 use crate::policy::{Breaker, BreakerState, FailureCause, Lease, SlowReason};
 
 /// How a replica got into the registry.
@@ -168,6 +168,8 @@ pub struct Replica {
     removed: AtomicBool,
     /// Response-head latencies of the current outlier interval.
     latency: LatencyHistogram,
+    /// Attempt metric handles, made on the first attempt.
+    observe: OnceLock<Arc<ReplicaHandles>>,
 }
 
 /// A point-in-time view of a replica, for `GET /registry`.
@@ -267,7 +269,15 @@ impl Replica {
             failures: AtomicU64::new(history.failures),
             removed: AtomicBool::new(false),
             latency: LatencyHistogram::default(),
+            observe: OnceLock::new(),
         }
+    }
+
+    /// Its attempt metric handles (`metrics` makes them on the first call), labelled with its address
+    /// as registered ([`ReplicaLabels::of`]).
+    pub fn observe(&self, metrics: &Metrics) -> &Arc<ReplicaHandles> {
+        self.observe
+            .get_or_init(|| Arc::new(ReplicaHandles::new(metrics, &self.metric_labels())))
     }
 
     /// Registration id.
@@ -343,7 +353,7 @@ impl Replica {
     pub fn metric_labels(&self) -> ReplicaLabels {
         ReplicaLabels {
             service: Shared::from(self.service.as_str()),
-            replica: Shared::from(self.address.to_string().as_str()),
+            replica: Shared::from(self.address.as_str()),
         }
     }
 

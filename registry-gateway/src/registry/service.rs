@@ -2,11 +2,12 @@
 //! budget and its self-preservation state.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::evicted::{Evicted, EvictedList};
 use super::{Replica, ServiceName};
+use crate::observe::{Metrics, ServiceHandles};
 use crate::policy::{
     Preservation, RefusalLog, RefusalReport, RetryBudget, RetryBudgetConfig, RoundRobin,
 };
@@ -33,6 +34,8 @@ pub struct Service {
     preservation: Mutex<PreservationSlot>,
     /// Replicas evicted lately, for operators.
     evicted: Mutex<EvictedList>,
+    /// Request metric handles, made on the first request.
+    observe: OnceLock<Arc<ServiceHandles>>,
 }
 
 /// The budget and its log limiter, behind one lock held for a few counter updates (no IO, no allocation).
@@ -59,12 +62,19 @@ impl Service {
             retries_refused: AtomicU64::new(0),
             preservation: Mutex::new(PreservationSlot::default()),
             evicted: Mutex::new(EvictedList::default()),
+            observe: OnceLock::new(),
         }
     }
 
     /// The service's name.
     pub fn name(&self) -> &ServiceName {
         &self.name
+    }
+
+    /// Its request metric handles (`metrics` makes them on the first call).
+    pub fn observe(&self, metrics: &Arc<Metrics>) -> &Arc<ServiceHandles> {
+        self.observe
+            .get_or_init(|| Arc::new(ServiceHandles::new(metrics, self.name.as_str())))
     }
 
     /// The current replicas (a snapshot; cheap to take).
