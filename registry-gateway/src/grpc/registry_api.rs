@@ -151,7 +151,9 @@ fn change_event(event: RegistryEvent) -> pb::RegistryEvent {
     let now = clock::now();
     let e = match event {
         RegistryEvent::Added(r) => pb::registry_event::Event::Added(convert::replica(&r, now)),
-        RegistryEvent::Removed(r, _) => pb::registry_event::Event::Removed(convert::replica(&r, now)),
+        RegistryEvent::Removed(r, _) => {
+            pb::registry_event::Event::Removed(convert::replica(&r, now))
+        }
         RegistryEvent::StateChanged(r, state) => {
             let mut p = convert::replica(&r, now);
             p.state = convert::state(state) as i32;
