@@ -19,6 +19,7 @@ pub mod error;
 pub mod framing;
 pub mod grpc;
 pub mod head_limits;
+pub mod live;
 pub mod observe;
 pub mod policy;
 pub mod proxy;

@@ -120,6 +120,22 @@ pub fn diff(old: &Config, new: &Config) -> Diff {
     out
 }
 
+/// `new` with every key of [`RESTART_KEYS`] set back to its value in `running`: the config a reload puts
+/// in force.
+pub fn keep_restart_keys(mut new: Config, running: &Config) -> Config {
+    new.listen = running.listen;
+    new.admin_listen = running.admin_listen;
+    new.grpc_listen = running.grpc_listen;
+    new.workers = running.workers;
+    new.store = running.store.clone();
+    new.redis = running.redis.clone();
+    new.limits.max_connections = running.limits.max_connections;
+    new.client.header_timeout = running.client.header_timeout;
+    new.proxy.instance_id = running.proxy.instance_id.clone();
+    new.log.access = running.log.access;
+    new
+}
+
 fn as_value(c: &Config) -> Value {
     serde_yaml_ng::to_value(c).unwrap_or(Value::Null)
 }
@@ -225,6 +241,22 @@ mod tests {
         let shown = format!("{} {:?}", d.summary(), d.reloaded);
         assert!(!shown.contains("secret"), "{shown}");
         assert_eq!(d.summary(), "auth.registration_token (changed)");
+    }
+
+    #[test]
+    fn what_is_put_in_force_keeps_the_restart_keys() {
+        let running = config("listen: 127.0.0.1:8080\nbreaker: { failure_threshold: 3 }\n");
+        let file = config(
+            "listen: 127.0.0.1:9\nadmin_listen: 127.0.0.1:10\ngrpc_listen: 127.0.0.1:11\nworkers: 7\n\
+             store: redis://127.0.0.1:1/0\nredis: { resync_interval: 1s, command_timeout: 1s, failure_window: 1s }\n\
+             limits: { max_connections: 5 }\nclient: { header_timeout: 1s }\nproxy: { instance_id: gw-9 }\n\
+             log: { access: false }\nbreaker: { failure_threshold: 4 }\n",
+        );
+        assert_eq!(diff(&running, &file).needs_restart.len(), RESTART_KEYS.len());
+        let next = keep_restart_keys(file, &running);
+        let d = diff(&running, &next);
+        assert!(d.needs_restart.is_empty(), "{d:?}");
+        assert_eq!(d.summary(), "breaker.failure_threshold 3 -> 4");
     }
 
     #[test]

@@ -98,8 +98,8 @@ pub struct Proxy {
     pub registry: Arc<Registry>,
     /// The shared store (claims half-open probes across gateways).
     pub shared: Shared,
-    /// Settings.
-    pub settings: ProxySettings,
+    /// Settings; a config reload replaces them, a request keeps the snapshot it started with.
+    pub settings: crate::live::Live<ProxySettings>,
     /// `Via: 1.1 <instance id>`, added to every proxied request.
     pub via: http::HeaderValue,
 }
@@ -112,7 +112,7 @@ impl Proxy {
         Proxy {
             registry,
             shared,
-            settings,
+            settings: crate::live::Live::new(settings),
             via,
         }
     }
@@ -170,7 +170,8 @@ pub async fn handle(
     payload: web::Payload,
     proxy: web::Data<Proxy>,
 ) -> Result<HttpResponse, GatewayError> {
-    let settings = &proxy.settings;
+    let settings = proxy.settings.snapshot();
+    let settings = &*settings;
     if req.headers().contains_key(ax::VIA) {
         via::check(
             req.headers().get_all(ax::VIA).map(|v| v.as_bytes()),
