@@ -13,6 +13,7 @@
 //! - [`error`]: every error and its one mapping to HTTP.
 
 pub mod admin;
+pub mod banner;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod framing;
 pub mod grpc;
 pub mod head_limits;
 pub mod live;
+pub mod logging;
 pub mod observe;
 pub mod policy;
 pub mod proxy;

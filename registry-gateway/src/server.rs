@@ -54,10 +54,7 @@ impl Gateway {
 
         let listener = bind("HTTP", config.listen)?;
         let http_addr = listener.local_addr()?;
-        let admin_listener = config
-            .admin_listen
-            .map(|a| bind("admin", a))
-            .transpose()?;
+        let admin_listener = config.admin_listen.map(|a| bind("admin", a)).transpose()?;
         let admin_addr = admin_listener
             .as_ref()
             .map(std::net::TcpListener::local_addr)
@@ -69,9 +66,8 @@ impl Gateway {
 
         let now = clock::now();
         let static_replicas = config.static_replicas();
-        check_static(&own_listeners, &static_replicas).map_err(|e| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, e)
-        })?;
+        check_static(&own_listeners, &static_replicas)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         for (service, address) in static_replicas {
             registry.add_static(service, address, now);
         }
@@ -137,21 +133,22 @@ impl Gateway {
             {
                 let head_limits = head_limits.clone();
                 move || {
-                let (admin_settings, registry_data, shared_data) = main_data.clone();
-                App::new()
-                    .wrap(head_limits.clone())
-                    .wrap(ReleaseNext)
-                    .app_data(proxy.clone())
-                    .app_data(admin_settings)
-                    .app_data(registry_data)
-                    .app_data(shared_data)
-                    .configure(if api_here {
-                        admin::configure
-                    } else {
-                        admin::configure_health
-                    })
-                    .default_service(web::to(proxy::handle))
-            }},
+                    let (admin_settings, registry_data, shared_data) = main_data.clone();
+                    App::new()
+                        .wrap(head_limits.clone())
+                        .wrap(ReleaseNext)
+                        .app_data(proxy.clone())
+                        .app_data(admin_settings)
+                        .app_data(registry_data)
+                        .app_data(shared_data)
+                        .configure(if api_here {
+                            admin::configure
+                        } else {
+                            admin::configure_health
+                        })
+                        .default_service(web::to(proxy::handle))
+                }
+            },
         )?;
 
         let admin_server = match admin_listener {
@@ -167,16 +164,17 @@ impl Gateway {
                     backlog: 1024,
                 },
                 {
-                let head_limits = head_limits.clone();
-                move || {
-                    App::new()
-                        .wrap(head_limits.clone())
-                        .wrap(ReleaseNext)
-                        .app_data(admin_settings.clone())
-                        .app_data(registry_data.clone())
-                        .app_data(shared_data.clone())
-                        .configure(admin::configure_admin_listener)
-                }},
+                    let head_limits = head_limits.clone();
+                    move || {
+                        App::new()
+                            .wrap(head_limits.clone())
+                            .wrap(ReleaseNext)
+                            .app_data(admin_settings.clone())
+                            .app_data(registry_data.clone())
+                            .app_data(shared_data.clone())
+                            .configure(admin::configure_admin_listener)
+                    }
+                },
             )?),
         };
 
@@ -298,12 +296,27 @@ fn bind(kind: &str, addr: SocketAddr) -> std::io::Result<std::net::TcpListener> 
     std::net::TcpListener::bind(addr).map_err(|e| {
         let why = match e.kind() {
             std::io::ErrorKind::AddrInUse => "address already in use".to_owned(),
-            std::io::ErrorKind::AddrNotAvailable => "no interface of this machine has that address".to_owned(),
-            std::io::ErrorKind::PermissionDenied => "permission denied (ports below 1024 need privileges)".to_owned(),
+            std::io::ErrorKind::AddrNotAvailable => {
+                "no interface of this machine has that address".to_owned()
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                "permission denied (ports below 1024 need privileges)".to_owned()
+            }
             _ => e.to_string(),
         };
         std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({kind}): {why}"))
     })
+}
+
+/// The checks [`Gateway::start`] makes of a config before it serves, without binding anything: a static
+/// replica that is one of the configured listeners is refused (`--check-config`).
+pub fn check_config(config: &Config) -> Result<(), ConfigError> {
+    let own = OwnListeners::new(own_listeners(
+        config.listen,
+        config.grpc_listen,
+        config.admin_listen,
+    ));
+    check_static(&own, &config.static_replicas())
 }
 
 /// Refuses a static replica that is one of the gateway's own listeners, naming `services.<name>`.
@@ -469,7 +482,8 @@ fn current_nofile_limit() -> Option<u64> {
 async fn sweep_leases(registry: Arc<Registry>, shared: Shared) {
     loop {
         let ttl = registry.policy().lease_ttl;
-        tokio::time::sleep((ttl / 10).clamp(Duration::from_millis(50), Duration::from_secs(1))).await;
+        tokio::time::sleep((ttl / 10).clamp(Duration::from_millis(50), Duration::from_secs(1)))
+            .await;
         // While the shared store is unreachable, renewals made through other gateways cannot arrive:
         // keep the last known registry instead of expiring it.
         registry.sweep_leases(clock::now(), shared.leases_expire());

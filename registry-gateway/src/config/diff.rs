@@ -252,7 +252,10 @@ mod tests {
              limits: { max_connections: 5 }\nclient: { header_timeout: 1s }\nproxy: { instance_id: gw-9 }\n\
              log: { access: false }\nbreaker: { failure_threshold: 4 }\n",
         );
-        assert_eq!(diff(&running, &file).needs_restart.len(), RESTART_KEYS.len());
+        assert_eq!(
+            diff(&running, &file).needs_restart.len(),
+            RESTART_KEYS.len()
+        );
         let next = keep_restart_keys(file, &running);
         let d = diff(&running, &next);
         assert!(d.needs_restart.is_empty(), "{d:?}");

@@ -87,7 +87,9 @@ pub async fn serve(
         .await;
     let health_server = HealthServer::new(HealthService::from_health_reporter(reporter));
     // One permit per open client connection: with none left, stop accepting until one closes.
-    let permits = Arc::new(tokio::sync::Semaphore::new(settings.load().max_connections.max(1)));
+    let permits = Arc::new(tokio::sync::Semaphore::new(
+        settings.load().max_connections.max(1),
+    ));
     let state = Arc::new(GrpcState {
         registry: Arc::clone(&registry),
         shared,

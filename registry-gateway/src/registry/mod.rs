@@ -240,7 +240,9 @@ impl Registry {
     fn service_entry(&self, name: &ServiceName) -> Arc<Service> {
         self.services
             .entry(name.clone())
-            .or_insert_with(|| Arc::new(Service::new(name.clone(), self.policy.load().retry_budget)))
+            .or_insert_with(|| {
+                Arc::new(Service::new(name.clone(), self.policy.load().retry_budget))
+            })
             .clone()
     }
 

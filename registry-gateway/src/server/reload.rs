@@ -33,7 +33,10 @@ pub struct Reloader {
 impl Reloader {
     /// The config in force.
     pub fn running(&self) -> Config {
-        self.running.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Applies `new` (loaded and validated): thresholds, timeouts, limits, tokens and static replicas
@@ -81,4 +84,3 @@ impl Reloader {
         Ok(changes)
     }
 }
-
