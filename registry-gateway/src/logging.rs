@@ -56,6 +56,22 @@ pub fn directives(level: &str, legacy: Option<&str>) -> String {
     out
 }
 
+/// Checks the filter that `level` and `legacy` make, as [`Logging::install`] would.
+pub fn check(level: &str, legacy: Option<&str>) -> Result<(), String> {
+    filter(level, legacy).map(drop)
+}
+
+fn filter(level: &str, legacy: Option<&str>) -> Result<EnvFilter, String> {
+    EnvFilter::try_new(directives(level, legacy)).map_err(|e| {
+        let field = if legacy.is_some() {
+            LEGACY_FILTER_VAR
+        } else {
+            "log.level"
+        };
+        format!("{field}: expected a log filter such as info or debug ({e})")
+    })
+}
+
 impl Logging {
     /// Installs the global logger for `log`, `legacy` (`GATEWAY_LOG`) overriding `log.level`. Errors
     /// (`ERROR` lines) go to stderr as they happen; every other line to stdout, through a writer thread
@@ -94,8 +110,7 @@ impl Logging {
     pub fn apply(&self, log: &LogSection) -> Result<(), String> {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if current.0 != log.level {
-            let filter = EnvFilter::try_new(directives(&log.level, self.legacy.as_deref()))
-                .map_err(|e| format!("log.level: {e}"))?;
+            let filter = filter(&log.level, self.legacy.as_deref())?;
             self.filter.reload(filter).map_err(|e| e.to_string())?;
         }
         if current.1 != log.format {

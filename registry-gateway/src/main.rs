@@ -62,6 +62,12 @@ fn main() -> ExitCode {
         Ok(l) => l,
         Err(e) => return config_error(&source, &e),
     };
+    if let Err(e) =
+        registry_gateway::logging::check(&loaded.config.log.level, legacy_filter.as_deref())
+    {
+        eprintln!("registry-gateway: invalid config: {e}");
+        return ExitCode::from(2);
+    }
     if args.check_config {
         let from = match &loaded.file {
             Some(f) => f.display().to_string(),
@@ -73,8 +79,8 @@ fn main() -> ExitCode {
     let logging = match Logging::install(&loaded.config.log, legacy_filter) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("registry-gateway: invalid config: {e}");
-            return ExitCode::from(2);
+            eprintln!("registry-gateway: cannot start logging: {e}");
+            return ExitCode::FAILURE;
         }
     };
     // `workers` sizes the whole gateway: the actix workers (HTTP) and this runtime (gRPC, background).

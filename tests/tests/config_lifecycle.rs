@@ -37,7 +37,7 @@ fn start(yaml: &str) -> (Proc, std::path::PathBuf) {
 }
 
 /// Runs the gateway to its exit; returns (code, stdout, stderr).
-fn run(mut cmd: Command) -> (Option<i32>, String, String) {
+fn run(cmd: &mut Command) -> (Option<i32>, String, String) {
     let out = cmd
         .stdin(Stdio::null())
         .output()
@@ -67,7 +67,7 @@ fn check_config_validates_without_binding_and_names_the_field() {
         "listen: {addr}\nbreaker: {{ failure_threshold: 2 }}\n"
     ));
     cmd.arg("--check-config");
-    let (code, stdout, stderr) = run(cmd);
+    let (code, stdout, stderr) = run(&mut cmd);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert_eq!(
         stdout.trim(),
@@ -77,7 +77,7 @@ fn check_config_validates_without_binding_and_names_the_field() {
 
     let (mut cmd, _file) = command("breaker: { failure_threshold: 0 }\n");
     cmd.arg("--check-config");
-    let (code, stdout, stderr) = run(cmd);
+    let (code, stdout, stderr) = run(&mut cmd);
     assert_eq!(code, Some(2), "{stdout}{stderr}");
     assert_eq!(
         stderr.trim(),
@@ -89,11 +89,43 @@ fn check_config_validates_without_binding_and_names_the_field() {
     let (mut cmd, _file) = command("");
     cmd.arg("--check-config")
         .env("GATEWAY_LEASE_TTL", "fifteen");
-    let (code, _, stderr) = run(cmd);
+    let (code, _, stderr) = run(&mut cmd);
     assert_eq!(code, Some(2), "{stderr}");
     assert_eq!(
         stderr.trim(),
         "registry-gateway: invalid config: GATEWAY_LEASE_TTL (lease.ttl): expected a duration such as 10s or 500ms, got \"fifteen\""
+    );
+}
+
+#[test]
+fn a_config_error_is_json_when_the_config_asks_for_json() {
+    let (mut cmd, _file) = command("log: { format: json }\nbreaker: { failure_threshold: 0 }\n");
+    let (code, stdout, stderr) = run(cmd.arg("--check-config"));
+    assert_eq!(code, Some(2), "{stdout}{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stderr.trim()).expect("one JSON line");
+    assert_eq!(v["level"], "ERROR");
+    assert_eq!(
+        v["message"],
+        "invalid config: breaker.failure_threshold: must be at least 1"
+    );
+    // The format from the environment, the error from the file.
+    let (mut cmd, _file) = command("lease: { ttl: 0s }\n");
+    cmd.env("GATEWAY_LOG_FORMAT", "json");
+    let (code, _, stderr) = run(&mut cmd);
+    assert_eq!(code, Some(2), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stderr.trim()).expect("one JSON line");
+    assert_eq!(
+        v["message"],
+        "invalid config: lease.ttl: must be longer than 0s"
+    );
+    // A bad legacy filter is a config error naming the variable.
+    let (mut cmd, _file) = command("");
+    cmd.env("GATEWAY_LOG", "info,=x=y").arg("--check-config");
+    let (code, _, stderr) = run(&mut cmd);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("registry-gateway: invalid config: GATEWAY_LOG: expected a log filter"),
+        "{stderr}"
     );
 }
 
@@ -143,7 +175,7 @@ fn a_listener_that_cannot_bind_names_itself_and_its_address() {
         let _file = TempFile(path.clone());
         let mut cmd = Command::new(bin("registry-gateway"));
         cmd.arg("--config").arg(&path).arg(flag).arg(&addr);
-        let (code, stdout, stderr) = run(cmd);
+        let (code, stdout, stderr) = run(&mut cmd);
         assert_eq!(code, Some(1), "{flag}: {stdout}{stderr}");
         let want = format!("cannot listen on {addr} ({kind}): address already in use");
         assert!(stderr.contains(&want), "{flag}: {stderr}");
@@ -162,7 +194,7 @@ async fn listen_accepts_a_host_name() {
     // A name that does not resolve is a config error naming the field.
     let (mut cmd, _file) = command("admin_listen: no-such-host.invalid:1\n");
     cmd.arg("--check-config");
-    let (code, _, stderr) = run(cmd);
+    let (code, _, stderr) = run(&mut cmd);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.starts_with(
