@@ -1,4 +1,5 @@
-//! Typed gateway configuration: YAML file, then `GATEWAY_*` environment variables, then flags; validated at start.
+//! Typed gateway configuration: YAML file, then `GATEWAY_*` environment variables, then flags; validated at
+//! start and at every reload.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -1277,6 +1278,10 @@ mod tests {
             (
                 "log: { format: xml }\n",
                 "invalid config: log.format: expected text or json, got \"xml\"",
+            ),
+            (
+                "services: { a: [http://127.0.0.1:1, 5] }\n",
+                "invalid config: services.a[1]: expected a replica URL such as http://127.0.0.1:9001, got 5",
             ),
             (
                 "breaker: 3\n",

@@ -1,7 +1,9 @@
 //! Self-registering service-registry gateway.
 //!
 //! Request path: [`admin`] and [`proxy`] are the actix-web edges; both act on the [`registry`], whose
-//! decisions come from the pure [`policy`] code. [`config`] is validated at start, [`server`] wires it all.
+//! decisions come from the pure [`policy`] code. [`config`] is validated at start (and again at each
+//! SIGHUP), [`server`] wires it all; settings a reload replaces are [`live`] values, and [`logging`]
+//! writes every line as text or JSON.
 //!
 //! - [`policy`]: outcome classification, breaker, lease, eviction, self-preservation, selection, retry,
 //!   retry budget, slow replicas. No IO, no clock.

@@ -98,6 +98,14 @@ pub(super) fn describe(key: &str) -> Option<String> {
         .map(|example| format!("a mapping of {key} settings (such as {example})"))
 }
 
+/// What one item of the list at `key` holds.
+fn describe_item(key: &str) -> Option<String> {
+    if key.starts_with("services.") {
+        return Some("a replica URL such as http://127.0.0.1:9001".to_owned());
+    }
+    (key == "forwarded.trusted_proxies").then(|| "a CIDR range such as 10.0.0.0/8".to_owned())
+}
+
 /// Whether `key` takes its environment value as text as it is (not parsed as YAML).
 fn is_text(key: &str) -> bool {
     let kind = KINDS.iter().find(|(k, _)| *k == key).map(|(_, kind)| *kind);
@@ -130,7 +138,10 @@ pub(super) fn explain(
     let inner = e.inner().to_string();
     let mut key = Vec::new();
     let mut node = Some(root);
+    // Whether the error is about one item of a list.
+    let mut item = false;
     for seg in e.path().iter() {
+        item = matches!(seg, Segment::Seq { .. });
         match seg {
             Segment::Map { key: k } => {
                 key.push(k.clone());
@@ -162,7 +173,12 @@ pub(super) fn explain(
     if inner.starts_with(super::address::UNRESOLVED) || inner.starts_with("expected ") {
         return (Some(field), inner);
     }
-    let message = match describe(&key) {
+    let kind = if item {
+        describe_item(&key)
+    } else {
+        describe(&key)
+    };
+    let message = match kind {
         Some(kind) => format!("expected {kind}, got {}", render(node)),
         None => plain_words(&inner),
     };
