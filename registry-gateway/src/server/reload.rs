@@ -84,3 +84,66 @@ impl Reloader {
         Ok(changes)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, Gateway};
+
+    fn config(yaml: &str) -> Config {
+        let listen = if yaml.contains("listen:") {
+            ""
+        } else {
+            "listen: 127.0.0.1:0\n"
+        };
+        let c: Config = serde_yaml_ng::from_str(&format!(
+            "{listen}grpc_listen: 127.0.0.1:0\nworkers: 1\n{yaml}"
+        ))
+        .unwrap();
+        c.validate().unwrap();
+        c
+    }
+
+    fn addresses(gw: &Gateway, service: &str) -> Vec<String> {
+        gw.registry()
+            .service(service)
+            .map(|s| {
+                s.replicas()
+                    .iter()
+                    .map(|r| r.address().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_reload_applies_everything_or_nothing() {
+        let gw = Gateway::start(config("services: { a: [\"http://127.0.0.1:1\"] }\n"))
+            .await
+            .unwrap();
+        let reloader = gw.reloader();
+        assert_eq!(gw.registry().policy().breaker.failure_threshold, 3);
+
+        // Refused as a whole: one of the new static replicas is the gateway itself.
+        let own = format!("http://{}", gw.http_addr());
+        let bad = config(&format!(
+            "breaker: {{ failure_threshold: 1 }}\nservices: {{ a: [\"http://127.0.0.1:2\", \"{own}\"] }}\n"
+        ));
+        let e = reloader.apply(bad).unwrap_err().to_string();
+        assert!(e.contains("services.a"), "{e}");
+        assert_eq!(gw.registry().policy().breaker.failure_threshold, 3);
+        assert_eq!(addresses(&gw, "a"), ["http://127.0.0.1:1"]);
+
+        let good = config(
+            "listen: 127.0.0.1:9\nbreaker: { failure_threshold: 1 }\nlimits: { max_uri_bytes: 300 }\n\
+             services: { a: [\"http://127.0.0.1:2\"] }\n",
+        );
+        let diff = reloader.apply(good).unwrap();
+        assert_eq!(diff.needs_restart.len(), 1, "{diff:?}");
+        assert_eq!(gw.registry().policy().breaker.failure_threshold, 1);
+        assert_eq!(addresses(&gw, "a"), ["http://127.0.0.1:2"]);
+        assert_eq!(reloader.head_limits.load().max_uri_bytes, 300);
+        assert_eq!(reloader.proxy.load().max_uri_bytes, 300);
+        // The listener stays where it is, and the running config says so.
+        assert_eq!(reloader.running().listen, "127.0.0.1:0".parse().unwrap());
+    }
+}
