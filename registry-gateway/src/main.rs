@@ -74,6 +74,12 @@ fn main() -> ExitCode {
             None => "defaults + environment".to_owned(),
         };
         println!("config OK: {from}");
+        if !loaded.ignored_env.is_empty() {
+            eprintln!(
+                "registry-gateway: ignoring environment variables that are not config keys: {}",
+                loaded.ignored_env.join(", ")
+            );
+        }
         return ExitCode::SUCCESS;
     }
     let logging = match Logging::install(&loaded.config.log, legacy_filter) {

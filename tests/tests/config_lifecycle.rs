@@ -85,6 +85,18 @@ fn check_config_validates_without_binding_and_names_the_field() {
     );
     assert!(stdout.is_empty(), "{stdout}");
 
+    // Variables that are no keys are named, not fatal.
+    let (mut cmd, file) = command("");
+    cmd.arg("--check-config")
+        .env("GATEWAY_PORT", "tcp://10.0.0.1:8080");
+    let (code, stdout, stderr) = run(&mut cmd);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert_eq!(stdout.trim(), format!("config OK: {}", file.0.display()));
+    assert_eq!(
+        stderr.trim(),
+        "registry-gateway: ignoring environment variables that are not config keys: GATEWAY_PORT"
+    );
+
     // The environment counts as at a real start, named by its variable.
     let (mut cmd, _file) = command("");
     cmd.arg("--check-config")
