@@ -46,7 +46,10 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let source = ConfigSource {
         file: args.config,
-        env: std::env::vars().collect(),
+        // Only what the config reads; kept for reloads.
+        env: std::env::vars()
+            .filter(|(k, _)| k.starts_with("GATEWAY_"))
+            .collect(),
         overrides: Overrides {
             listen: args.listen,
             admin_listen: args.admin_listen,
