@@ -1,11 +1,12 @@
-//! Typed gateway configuration: YAML file, then `GATEWAY_*` environment variables, then flags; validated at start.
+//! Typed gateway configuration: YAML file, then `GATEWAY_*` environment variables, then flags; validated at
+//! start and at every reload.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
 
 use crate::policy::{
@@ -13,6 +14,12 @@ use crate::policy::{
     RetryPolicy,
 };
 use crate::registry::{RegistryPolicy, ReplicaAddress, ServiceName};
+
+mod address;
+pub mod diff;
+mod fields;
+
+pub use address::resolve as resolve_address;
 
 /// A configuration problem, as one sentence naming the field.
 #[derive(Debug, thiserror::Error)]
@@ -46,15 +53,19 @@ fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
 }
 
 /// The whole gateway configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// HTTP listener (proxy, and the admin API unless `admin_listen` is set). Default `127.0.0.1:8080`.
+    /// Host names (`localhost:8080`) are resolved when the config is loaded.
+    #[serde(with = "address")]
     pub listen: SocketAddr,
     /// Optional separate listener for the admin and registration API. When set, `listen` serves only
     /// proxied traffic (plus `/healthz` and `/readyz`).
+    #[serde(with = "address::optional")]
     pub admin_listen: Option<SocketAddr>,
     /// gRPC listener (h2c: registration API, health, gRPC proxy). Default `127.0.0.1:50050`.
+    #[serde(with = "address")]
     pub grpc_listen: SocketAddr,
     /// Worker threads of the HTTP listener (actix workers) and of the gRPC runtime. Default: one per core.
     pub workers: Option<usize>,
@@ -91,7 +102,7 @@ pub struct Config {
 }
 
 /// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines (default).
@@ -102,7 +113,7 @@ pub enum LogFormat {
 }
 
 /// `log:`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSection {
     /// Which lines are written, as a tracing filter (`info`, `debug`, `info,registry_gateway=debug`).
@@ -125,7 +136,7 @@ impl Default for LogSection {
 }
 
 /// `redis:`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSection {
     /// Full resync from Redis this often, and after every reconnect. Default 5s.
@@ -150,7 +161,7 @@ impl Default for RedisSection {
 }
 
 /// `breaker:`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BreakerSection {
     /// Consecutive failures that open a replica's breaker. Default 3.
@@ -170,7 +181,7 @@ pub struct BreakerSection {
 }
 
 /// `outlier:` slow replicas are opened like failing ones.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OutlierSection {
     /// Whether slow replicas are ejected. Default true.
@@ -198,7 +209,7 @@ impl Default for OutlierSection {
 }
 
 /// `eviction:`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EvictionSection {
     /// Consecutive failures that evict a registered replica. Default 5.
@@ -209,7 +220,7 @@ pub struct EvictionSection {
 }
 
 /// `lease:`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LeaseSection {
     /// Without a heartbeat for this long a replica is removed. Default 15s.
@@ -234,7 +245,7 @@ impl LeaseSection {
 }
 
 /// `retry:`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetrySection {
     /// Attempts per request, the first included. Default 3.
@@ -246,7 +257,7 @@ pub struct RetrySection {
 }
 
 /// `retry.budget:`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetryBudgetSection {
     /// `false` turns the budget off: every retry the retry rules allow is sent. Default true.
@@ -273,7 +284,7 @@ impl Default for RetryBudgetSection {
 }
 
 /// `upstream:`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UpstreamSection {
     /// TCP connect timeout. Default 1s.
@@ -294,7 +305,7 @@ pub struct UpstreamSection {
 }
 
 /// `auth:`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSection {
     /// When set, register, heartbeat and deregister need `Authorization: Bearer <token>`, and reads of the
@@ -306,7 +317,7 @@ pub struct AuthSection {
 }
 
 /// `client:`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClientSection {
     /// Time a client has to send a whole request head; past it, 408 and close. Default 5s.
@@ -327,7 +338,7 @@ impl Default for ClientSection {
 }
 
 /// `proxy:`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProxySection {
     /// Most `Via` entries a request may carry (gateways it went through); past it, 508. Default 8.
@@ -346,7 +357,7 @@ impl Default for ProxySection {
 }
 
 /// `forwarded:`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ForwardedSection {
     /// Peers (CIDR, such as `127.0.0.1/32` or `10.0.0.0/8`) whose `X-Forwarded-*` headers are kept and
@@ -355,7 +366,7 @@ pub struct ForwardedSection {
 }
 
 /// `limits:`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsSection {
     /// Largest accepted `POST /register` body. Default 64 KiB.
@@ -515,7 +526,7 @@ pub const KEYS: &[&str] = &[
     "log.access",
 ];
 
-/// `GATEWAY_*` variables that are not config keys: the config file path and the log filter.
+/// `GATEWAY_*` variables that are not config keys: the config file path and the legacy log filter.
 pub const NON_CONFIG_VARS: &[&str] = &["GATEWAY_CONFIG", "GATEWAY_LOG"];
 
 /// The environment variable that sets a dotted key.
@@ -523,24 +534,98 @@ pub fn env_name(key: &str) -> String {
     format!("GATEWAY_{}", key.replace('.', "_").to_uppercase())
 }
 
+/// A loaded config and what loading it noticed.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The validated config.
+    pub config: Config,
+    /// The file it was read from; `None`: defaults and environment only.
+    pub file: Option<PathBuf>,
+    /// `GATEWAY_*` variables that set a key, sorted.
+    pub applied_env: Vec<String>,
+    /// `GATEWAY_*` variables that name no key (such as the `GATEWAY_PORT=tcp://…` Kubernetes adds for a
+    /// Service named `gateway`): ignored, sorted, for one warning once logging is up.
+    pub ignored_env: Vec<String>,
+}
+
+/// Values given on the command line, applied over the file and the environment (at start and on reload).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--admin-listen`.
+    pub admin_listen: Option<String>,
+    /// `--grpc-listen`.
+    pub grpc_listen: Option<String>,
+    /// `--store`.
+    pub store: Option<String>,
+}
+
+/// Where the config comes from: a file (or `GATEWAY_CONFIG`, or none), the environment, flags. Kept so
+/// that a reload reads the same file with the same environment and flags.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSource {
+    /// `--config`.
+    pub file: Option<PathBuf>,
+    /// The environment as it was at start.
+    pub env: Vec<(String, String)>,
+    /// Command-line values.
+    pub overrides: Overrides,
+}
+
+impl ConfigSource {
+    /// Loads and validates the config, flags applied.
+    pub fn load(&self) -> Result<Loaded, ConfigError> {
+        let mut loaded = Config::load_env(self.file.as_deref(), self.env.iter().cloned())?;
+        let c = &mut loaded.config;
+        let o = &self.overrides;
+        for (flag, value, slot) in [
+            ("--listen", &o.listen, &mut c.listen),
+            ("--grpc-listen", &o.grpc_listen, &mut c.grpc_listen),
+        ] {
+            if let Some(v) = value {
+                *slot = address::resolve(v).map_err(|e| invalid(flag, e))?;
+            }
+        }
+        if let Some(v) = &o.admin_listen {
+            c.admin_listen = Some(address::resolve(v).map_err(|e| invalid("--admin-listen", e))?);
+        }
+        if let Some(store) = &o.store {
+            c.store = store.clone();
+            crate::store::StoreKind::parse(store).map_err(|e| invalid("--store", e))?;
+        }
+        Ok(loaded)
+    }
+}
+
 impl Config {
     /// Loads the config: `file` (if any), then `GATEWAY_*` variables from `env`, validated.
-    /// `GATEWAY_CONFIG` is the file path when `file` is `None`; an unknown `GATEWAY_*` variable is an error.
+    /// `GATEWAY_CONFIG` is the file path when `file` is `None`. See [`Config::load_env`] for the variables
+    /// that were ignored.
     pub fn load(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
+        Config::load_env(file, env).map(|l| l.config)
+    }
+
+    /// [`Config::load`], also returning the file read and which `GATEWAY_*` variables were applied and
+    /// which were ignored (they name no key). A known key with a bad value is an error naming the variable.
+    pub fn load_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Loaded, ConfigError> {
         let env: BTreeMap<String, String> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with("GATEWAY_"))
             .collect();
         let path = file
-            .map(|p| p.to_string_lossy().into_owned())
-            .or_else(|| env.get("GATEWAY_CONFIG").cloned());
+            .map(Path::to_path_buf)
+            .or_else(|| env.get("GATEWAY_CONFIG").map(PathBuf::from));
         let mut root = match &path {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
+                    path: path.display().to_string(),
                     source,
                 })?;
                 match serde_yaml_ng::from_str::<Value>(&text)
@@ -557,34 +642,51 @@ impl Config {
             }
             None => Value::Mapping(Mapping::new()),
         };
+        // Dotted key → the variable that set it, to name the variable in an error.
+        let mut from_env: BTreeMap<&str, String> = BTreeMap::new();
+        let mut ignored_env = Vec::new();
         for (name, value) in &env {
             if NON_CONFIG_VARS.contains(&name.as_str()) {
                 continue;
             }
-            let key = KEYS.iter().find(|k| env_name(k) == *name).ok_or_else(|| {
-                ConfigError::Parse(format!(
-                    "unknown environment variable {name} (known: GATEWAY_CONFIG, {})",
-                    KEYS.iter()
-                        .map(|k| env_name(k))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
+            let Some(key) = KEYS.iter().find(|k| env_name(k) == *name) else {
+                ignored_env.push(name.clone());
+                continue;
+            };
+            let parsed = fields::env_value(key, value).map_err(|e| ConfigError::Invalid {
+                field: name.clone(),
+                message: e,
             })?;
-            let parsed: Value = serde_yaml_ng::from_str(value)
-                .map_err(|e| ConfigError::Parse(format!("{name}: {e}")))?;
             set_path(&mut root, key, parsed);
+            from_env.insert(key, name.clone());
         }
-        let config: Config = serde_path_to_error::deserialize(root).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if path == "." {
-                ConfigError::Parse(inner.to_string())
-            } else {
-                ConfigError::Parse(format!("{path}: {inner}"))
+        let name_field = |field: String| match from_env.get(field.as_str()) {
+            Some(var) => format!("{var} ({field})"),
+            None => field,
+        };
+        let config: Config = serde_path_to_error::deserialize(root.clone()).map_err(|e| {
+            let (field, message) = fields::explain(&e, &root);
+            match field {
+                None => ConfigError::Parse(message),
+                Some(field) => ConfigError::Invalid {
+                    field: name_field(field),
+                    message,
+                },
             }
         })?;
-        config.validate()?;
-        Ok(config)
+        config.validate().map_err(|e| match e {
+            ConfigError::Invalid { field, message } => ConfigError::Invalid {
+                field: name_field(field),
+                message,
+            },
+            other => other,
+        })?;
+        Ok(Loaded {
+            config,
+            file: path,
+            applied_env: from_env.into_values().collect(),
+            ignored_env,
+        })
     }
 
     /// Checks ranges and cross-field rules.
@@ -745,6 +847,12 @@ impl Config {
             ));
         }
         crate::store::StoreKind::parse(&self.store).map_err(|e| invalid("store", e))?;
+        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
+            invalid(
+                "log.level",
+                format!("expected a log filter such as info or debug ({e})"),
+            )
+        })?;
         for (field, d) in [
             ("redis.resync_interval", self.redis.resync_interval),
             ("redis.command_timeout", self.redis.command_timeout),
@@ -866,22 +974,24 @@ fn set_path(root: &mut Value, dotted: &str, value: Value) {
 
 /// Durations as human strings: `"10s"`, `"500ms"`, `"1m 30s"`.
 mod duration {
-    use serde::{Deserialize, Deserializer};
+    use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "'{s}' is not a duration such as \"10s\" or \"500ms\": {e}"
-            ))
+        humantime::parse_duration(&s).map_err(|_| {
+            serde::de::Error::custom(format!("expected {}, got \"{s}\"", super::fields::DURATION))
         })
+    }
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
     }
 }
 
 /// An optional duration: absent (or `null`) is `None`, else a string as in [`duration`].
 mod optional_duration {
-    use serde::{Deserialize, Deserializer};
+    use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(
@@ -889,11 +999,19 @@ mod optional_duration {
     ) -> Result<Option<Duration>, D::Error> {
         match Option::<String>::deserialize(d)? {
             None => Ok(None),
-            Some(s) => humantime::parse_duration(&s).map(Some).map_err(|e| {
+            Some(s) => humantime::parse_duration(&s).map(Some).map_err(|_| {
                 serde::de::Error::custom(format!(
-                    "'{s}' is not a duration such as \"10s\" or \"500ms\": {e}"
+                    "expected {}, got \"{s}\"",
+                    super::fields::DURATION
                 ))
             }),
+        }
+    }
+
+    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::duration::serialize(d, s),
+            None => s.serialize_none(),
         }
     }
 }
@@ -1048,10 +1166,173 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("listn"), "{e}");
-        let e = load_yaml("", &[("GATEWAY_BREKER_X", "1")])
+        assert!(e.contains("not a config key"), "{e}");
+    }
+
+    fn load_env(env: &[(&str, &str)]) -> Result<Loaded, ConfigError> {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::load_env(None, env)
+    }
+
+    #[test]
+    fn kubernetes_service_variables_are_ignored_and_returned() {
+        // What Kubernetes injects for a Service named `gateway`, next to one real setting.
+        let l = load_env(&[
+            ("GATEWAY_PORT", "tcp://10.0.0.1:8080"),
+            ("GATEWAY_PORT_8080_TCP", "tcp://10.0.0.1:8080"),
+            ("GATEWAY_PORT_8080_TCP_ADDR", "10.0.0.1"),
+            ("GATEWAY_SERVICE_HOST", "10.0.0.1"),
+            ("GATEWAY_SERVICE_PORT", "8080"),
+            ("GATEWAY_BREAKER_FAILURE_THRESHOLD", "4"),
+            ("GATEWAY_LOG", "debug"),
+            ("HOME", "/root"),
+        ])
+        .unwrap();
+        assert_eq!(l.config.breaker.failure_threshold, 4);
+        assert_eq!(
+            l.ignored_env,
+            [
+                "GATEWAY_PORT",
+                "GATEWAY_PORT_8080_TCP",
+                "GATEWAY_PORT_8080_TCP_ADDR",
+                "GATEWAY_SERVICE_HOST",
+                "GATEWAY_SERVICE_PORT"
+            ]
+        );
+        assert_eq!(l.applied_env, ["GATEWAY_BREAKER_FAILURE_THRESHOLD"]);
+        assert_eq!(l.file, None);
+        // A typo is ignored the same way (the start warning lists it).
+        let l = load_env(&[("GATEWAY_BREKER_X", "1")]).unwrap();
+        assert_eq!(l.ignored_env, ["GATEWAY_BREKER_X"]);
+    }
+
+    #[test]
+    fn a_known_variable_with_a_bad_value_is_an_error_naming_it() {
+        let cases = [
+            (
+                "GATEWAY_BREAKER_FAILURE_THRESHOLD",
+                "abc",
+                "invalid config: GATEWAY_BREAKER_FAILURE_THRESHOLD (breaker.failure_threshold): \
+                 expected a positive whole number, got \"abc\"",
+            ),
+            (
+                "GATEWAY_RETRY_MAX_ATTEMPTS",
+                "0",
+                "invalid config: GATEWAY_RETRY_MAX_ATTEMPTS (retry.max_attempts): must be between 1 and 10",
+            ),
+            (
+                "GATEWAY_LEASE_TTL",
+                "soon",
+                "invalid config: GATEWAY_LEASE_TTL (lease.ttl): expected a duration such as 10s or 500ms, got \"soon\"",
+            ),
+            (
+                "GATEWAY_OUTLIER_ENABLED",
+                "maybe",
+                "invalid config: GATEWAY_OUTLIER_ENABLED (outlier.enabled): expected true or false, got \"maybe\"",
+            ),
+        ];
+        for (var, value, want) in cases {
+            let e = load_env(&[(var, value)]).unwrap_err().to_string();
+            assert_eq!(e, want);
+        }
+        // Text keys take the value as it is: a numeric token is a token.
+        let c = load_env(&[("GATEWAY_AUTH_REGISTRATION_TOKEN", "12345")]).unwrap();
+        assert_eq!(c.config.auth.registration_token.as_deref(), Some("12345"));
+    }
+
+    #[test]
+    fn type_errors_use_plain_words() {
+        let cases = [
+            (
+                "breaker: { failure_threshold: abc }\n",
+                "invalid config: breaker.failure_threshold: expected a positive whole number, got \"abc\"",
+            ),
+            (
+                "retry: { budget: { min_per_second: -1 } }\n",
+                "invalid config: retry.budget.min_per_second: expected a whole number, got -1",
+            ),
+            (
+                "retry: { budget: { ratio: lots } }\n",
+                "invalid config: retry.budget.ratio: expected a number between 0 and 1, got \"lots\"",
+            ),
+            (
+                "breaker: { open_timeout: 10 }\n",
+                "invalid config: breaker.open_timeout: expected a duration such as 10s or 500ms, got 10",
+            ),
+            (
+                "outlier: { enabled: maybe }\n",
+                "invalid config: outlier.enabled: expected true or false, got \"maybe\"",
+            ),
+            (
+                "forwarded: { trusted_proxies: 10.0.0.0/8 }\n",
+                "invalid config: forwarded.trusted_proxies: expected a list of CIDR ranges such as [10.0.0.0/8], got \"10.0.0.0/8\"",
+            ),
+            (
+                "listen: nowhere\n",
+                "invalid config: listen: expected an address such as 127.0.0.1:8080 or localhost:8080, got \"nowhere\"",
+            ),
+            (
+                "limits: { max_header_bytes: 1.5 }\n",
+                "invalid config: limits.max_header_bytes: expected a whole number of bytes, got 1.5",
+            ),
+            (
+                "log: { format: xml }\n",
+                "invalid config: log.format: expected text or json, got \"xml\"",
+            ),
+            (
+                "services: { a: [http://127.0.0.1:1, 5] }\n",
+                "invalid config: services.a[1]: expected a replica URL such as http://127.0.0.1:9001, got 5",
+            ),
+            (
+                "breaker: 3\n",
+                "invalid config: breaker: expected a mapping of breaker settings (such as breaker.failure_threshold), got 3",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let e = load_yaml(yaml, &[]).unwrap_err().to_string();
+            assert_eq!(e, want, "{yaml:?}");
+            for rust in ["u32", "usize", "f64", "u64", "boolean", "sequence"] {
+                assert!(!e.contains(rust), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn listeners_accept_host_names() {
+        let c = load_yaml(
+            "listen: localhost:8080\nadmin_listen: localhost:8081\n",
+            &[("GATEWAY_GRPC_LISTEN", "localhost:50051")],
+        )
+        .unwrap();
+        assert_eq!(c.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        assert_eq!(
+            c.admin_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 8081)))
+        );
+        assert_eq!(c.grpc_listen, SocketAddr::from(([127, 0, 0, 1], 50051)));
+        let e = load_yaml("grpc_listen: no-such-host.invalid:1\n", &[])
             .unwrap_err()
             .to_string();
-        assert!(e.contains("GATEWAY_BREKER_X"), "{e}");
+        assert!(
+            e.starts_with(
+                "invalid config: grpc_listen: cannot resolve host \"no-such-host.invalid\""
+            ),
+            "{e}"
+        );
+        // Flags too, named as flags.
+        let source = ConfigSource {
+            overrides: Overrides {
+                listen: Some("localhost:0".into()),
+                admin_listen: Some("no-such-host.invalid:1".into()),
+                ..Overrides::default()
+            },
+            ..ConfigSource::default()
+        };
+        let e = source.load().unwrap_err().to_string();
+        assert!(
+            e.starts_with("invalid config: --admin-listen: cannot resolve"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1117,6 +1398,7 @@ mod tests {
             ),
             ("services: { ok: [https://127.0.0.1:1] }\n", "services.ok"),
             ("listen: nowhere\n", "listen"),
+            ("log: { level: \"info,=x=y\" }\n", "log.level"),
         ];
         for (yaml, field) in cases {
             let e = load_yaml(yaml, &[]).unwrap_err().to_string();

@@ -10,7 +10,7 @@ use futures_util::future::Either;
 
 use crate::error::GatewayError;
 
-/// The limits, as an actix middleware factory.
+/// The limits; as an actix middleware factory, see [`LiveHeadLimits`].
 #[derive(Debug, Clone, Copy)]
 pub struct HeadLimits {
     /// Longest request target (path and query), in bytes.
@@ -46,7 +46,11 @@ impl HeadLimits {
     }
 }
 
-impl<S, B> Transform<S, ServiceRequest> for HeadLimits
+/// The middleware: checks each request against the limits in force (a config reload replaces them).
+#[derive(Debug, Clone)]
+pub struct LiveHeadLimits(pub crate::live::Live<HeadLimits>);
+
+impl<S, B> Transform<S, ServiceRequest> for LiveHeadLimits
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
 {
@@ -59,7 +63,7 @@ where
     fn new_transform(&self, service: S) -> Self::Future {
         ready(Ok(HeadLimitsService {
             service,
-            limits: *self,
+            limits: self.0.clone(),
         }))
     }
 }
@@ -67,7 +71,7 @@ where
 /// The middleware's service.
 pub struct HeadLimitsService<S> {
     service: S,
-    limits: HeadLimits,
+    limits: crate::live::Live<HeadLimits>,
 }
 
 type CallFuture<S, B> = Either<
@@ -91,7 +95,7 @@ where
     fn call(&self, req: ServiceRequest) -> Self::Future {
         use futures_util::FutureExt;
         let uri = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        let verdict = self.limits.check(
+        let verdict = self.limits.load().check(
             req.method().as_str(),
             uri,
             req.headers()

@@ -1,7 +1,9 @@
 //! Self-registering service-registry gateway.
 //!
 //! Request path: [`admin`] and [`proxy`] are the actix-web edges; both act on the [`registry`], whose
-//! decisions come from the pure [`policy`] code. [`config`] is validated at start, [`server`] wires it all.
+//! decisions come from the pure [`policy`] code. [`config`] is validated at start (and again at each
+//! SIGHUP), [`server`] wires it all; settings a reload replaces are [`live`] values, and [`logging`]
+//! writes every line as text or JSON.
 //!
 //! - [`policy`]: outcome classification, breaker, lease, eviction, self-preservation, selection, retry,
 //!   retry budget, slow replicas. No IO, no clock.
@@ -13,12 +15,15 @@
 //! - [`error`]: every error and its one mapping to HTTP.
 
 pub mod admin;
+pub mod banner;
 pub mod clock;
 pub mod config;
 pub mod error;
 pub mod framing;
 pub mod grpc;
 pub mod head_limits;
+pub mod live;
+pub mod logging;
 pub mod observe;
 pub mod policy;
 pub mod proxy;

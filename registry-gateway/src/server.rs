@@ -11,10 +11,15 @@ use crate::clock;
 use crate::config::{Config, ConfigError};
 use crate::framing::{self, ListenerSettings, ReleaseNext};
 use crate::grpc::{self, GrpcSettings};
-use crate::head_limits::HeadLimits;
+use crate::head_limits::{HeadLimits, LiveHeadLimits};
+use crate::live::Live;
 use crate::proxy::{self, InstanceId, Proxy, ProxySettings};
-use crate::registry::{is_local_ip, Listener, OwnListeners, Registry};
+use crate::registry::{is_local_ip, Listener, OwnListeners, Registry, ReplicaAddress, ServiceName};
 use crate::store::{RedisSettings, Shared, StoreKind};
+
+mod reload;
+
+pub use reload::Reloader;
 
 /// A started gateway.
 pub struct Gateway {
@@ -30,6 +35,9 @@ pub struct Gateway {
     grpc_stop: tokio::sync::watch::Sender<bool>,
     /// Ends the open event streams (`GET /registry/events`) at shutdown, before the drain.
     streams_stop: tokio::sync::watch::Sender<bool>,
+    max_connections: usize,
+    instance_id: InstanceId,
+    reloader: Reloader,
 }
 
 impl Gateway {
@@ -46,38 +54,30 @@ impl Gateway {
             None => InstanceId::random(),
         };
 
-        let listener = std::net::TcpListener::bind(config.listen)?;
+        let listener = bind("HTTP", config.listen)?;
         let http_addr = listener.local_addr()?;
-        let admin_listener = config
-            .admin_listen
-            .map(std::net::TcpListener::bind)
-            .transpose()?;
+        let admin_listener = config.admin_listen.map(|a| bind("admin", a)).transpose()?;
         let admin_addr = admin_listener
             .as_ref()
             .map(std::net::TcpListener::local_addr)
             .transpose()?;
-        let grpc_listener = std::net::TcpListener::bind(config.grpc_listen)?;
+        let grpc_listener = bind("gRPC", config.grpc_listen)?;
         grpc_listener.set_nonblocking(true)?;
         let grpc_addr = grpc_listener.local_addr()?;
         let own_listeners = OwnListeners::new(own_listeners(http_addr, grpc_addr, admin_addr));
 
         let now = clock::now();
-        for (service, address) in config.static_replicas() {
-            own_listeners.check(&address, is_local_ip).map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    ConfigError::Invalid {
-                        field: format!("services.{service}"),
-                        message: e.to_string(),
-                    },
-                )
-            })?;
+        let static_replicas = config.static_replicas();
+        check_static(&own_listeners, &static_replicas)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        for (service, address) in static_replicas {
             registry.add_static(service, address, now);
         }
         let tokens = ApiTokens::new(
             config.auth.registration_token.clone(),
             config.auth.read_token.clone(),
         );
+        let live_tokens = Live::new(tokens.clone());
         let registration_on = registration_listeners(http_addr, grpc_addr, admin_addr);
         for l in exposed_registration(tokens.registration_is_open(), &registration_on) {
             tracing::warn!(listener = %l.addr, kind = l.kind,
@@ -105,10 +105,12 @@ impl Gateway {
                 .map_err(std::io::Error::other)?,
         ));
         let admin_settings = web::Data::new(AdminSettings {
-            tokens: tokens.clone(),
-            registration_body_max: config.limits.registration_body_max,
+            tokens: live_tokens.clone(),
+            registration_body_max: Live::new(config.limits.registration_body_max),
             own_listeners: own_listeners.clone(),
         });
+        let proxy_settings = proxy.settings.clone();
+        let admin_settings_body_max = admin_settings.registration_body_max.clone();
         let registry_data = web::Data::new(Arc::clone(&registry));
         let shared_data = web::Data::new(shared.clone());
         let (streams_stop, streams) = StreamShutdown::channel();
@@ -123,10 +125,7 @@ impl Gateway {
             shared_data.clone(),
             streams.clone(),
         );
-        let head_limits = HeadLimits {
-            max_uri_bytes: config.limits.max_uri_bytes,
-            max_header_bytes: config.limits.max_header_bytes,
-        };
+        let head_limits = LiveHeadLimits(Live::new(head_limits(&config)));
         let server = framing::serve(
             "gateway-http",
             listener,
@@ -136,22 +135,25 @@ impl Gateway {
                 header_timeout: config.client.header_timeout,
                 backlog: 4096,
             },
-            move || {
-                let (admin_settings, registry_data, shared_data, streams) = main_data.clone();
-                App::new()
-                    .wrap(head_limits)
-                    .wrap(ReleaseNext)
-                    .app_data(proxy.clone())
-                    .app_data(admin_settings)
-                    .app_data(registry_data)
-                    .app_data(shared_data)
-                    .app_data(streams)
-                    .configure(if api_here {
-                        admin::configure
-                    } else {
-                        admin::configure_health
-                    })
-                    .default_service(web::to(proxy::handle))
+            {
+                let head_limits = head_limits.clone();
+                move || {
+                    let (admin_settings, registry_data, shared_data, streams) = main_data.clone();
+                    App::new()
+                        .wrap(head_limits.clone())
+                        .wrap(ReleaseNext)
+                        .app_data(proxy.clone())
+                        .app_data(admin_settings)
+                        .app_data(registry_data)
+                        .app_data(shared_data)
+                        .app_data(streams)
+                        .configure(if api_here {
+                            admin::configure
+                        } else {
+                            admin::configure_health
+                        })
+                        .default_service(web::to(proxy::handle))
+                }
             },
         )?;
 
@@ -167,55 +169,51 @@ impl Gateway {
                     header_timeout: config.client.header_timeout,
                     backlog: 1024,
                 },
-                move || {
-                    App::new()
-                        .wrap(head_limits)
-                        .wrap(ReleaseNext)
-                        .app_data(admin_settings.clone())
-                        .app_data(registry_data.clone())
-                        .app_data(shared_data.clone())
-                        .app_data(streams.clone())
-                        .configure(admin::configure_admin_listener)
+                {
+                    let head_limits = head_limits.clone();
+                    move || {
+                        App::new()
+                            .wrap(head_limits.clone())
+                            .wrap(ReleaseNext)
+                            .app_data(admin_settings.clone())
+                            .app_data(registry_data.clone())
+                            .app_data(shared_data.clone())
+                            .app_data(streams.clone())
+                            .configure(admin::configure_admin_listener)
+                    }
                 },
             )?),
         };
 
         let grpc_listener = tokio::net::TcpListener::from_std(grpc_listener)?;
         let (grpc_stop, grpc_stopped) = tokio::sync::watch::channel(false);
+        let grpc_settings = Live::new(
+            grpc_settings(&config, &instance_id, max_connections).map_err(std::io::Error::other)?,
+        );
         let grpc = tokio::spawn(grpc::serve(
             grpc_listener,
             Arc::clone(&registry),
             shared.clone(),
-            tokens,
-            own_listeners,
-            GrpcSettings {
-                max_attempts: config.retry.max_attempts,
-                connect_timeout: config.upstream.connect_timeout,
-                request_timeout: config.upstream.request_timeout,
-                instance_id: instance_id.clone(),
-                max_hops: config.proxy.max_hops,
-                trusted_proxies: crate::proxy::TrustedProxies::parse(
-                    &config.forwarded.trusted_proxies,
-                )
-                .map_err(std::io::Error::other)?,
-                max_connections,
-                access_log: config.log.access,
-            },
+            live_tokens.clone(),
+            own_listeners.clone(),
+            grpc_settings.clone(),
             grpc_stopped,
         ));
 
-        let sweeper = tokio::spawn(sweep_leases(
-            Arc::clone(&registry),
-            config.lease.ttl,
-            shared,
-        ));
-        let outlier = config
-            .outlier
-            .enabled
-            .then(|| tokio::spawn(eject_slow(Arc::clone(&registry), config.outlier.interval)));
-        let admin = admin_addr.map_or_else(|| "-".to_owned(), |a| a.to_string());
-        tracing::info!(%http_addr, %grpc_addr, %admin, workers, max_connections, %instance_id,
-            "registry-gateway listening");
+        let sweeper = tokio::spawn(sweep_leases(Arc::clone(&registry), shared));
+        let outlier = Some(tokio::spawn(eject_slow(Arc::clone(&registry))));
+        let reloader = Reloader {
+            registry: Arc::clone(&registry),
+            proxy: proxy_settings,
+            grpc: grpc_settings,
+            tokens: live_tokens,
+            registration_body_max: admin_settings_body_max,
+            head_limits: head_limits.0.clone(),
+            own_listeners,
+            instance_id: instance_id.clone(),
+            max_connections,
+            running: Arc::new(std::sync::Mutex::new(config)),
+        };
         Ok(Gateway {
             http_addr,
             grpc_addr,
@@ -228,7 +226,25 @@ impl Gateway {
             grpc,
             grpc_stop,
             streams_stop,
+            max_connections,
+            instance_id,
+            reloader,
         })
+    }
+
+    /// `limits.max_connections` in force (lowered at start to fit the open-files limit if needed).
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
+    /// This gateway's name in `Via`.
+    pub fn instance_id(&self) -> &InstanceId {
+        &self.instance_id
+    }
+
+    /// The handle that applies a reloaded config to this gateway while it runs.
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// The HTTP listener's address (useful when the config asked for port 0).
@@ -282,6 +298,76 @@ impl Gateway {
         }
         server.await.map_err(std::io::Error::other)?
     }
+}
+
+/// Binds one listener; the error names it and its address: `cannot listen on 127.0.0.1:8080 (HTTP):
+/// address already in use`.
+fn bind(kind: &str, addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    std::net::TcpListener::bind(addr).map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::AddrInUse => "address already in use".to_owned(),
+            std::io::ErrorKind::AddrNotAvailable => {
+                "no interface of this machine has that address".to_owned()
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                "permission denied (ports below 1024 need privileges)".to_owned()
+            }
+            _ => e.to_string(),
+        };
+        std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({kind}): {why}"))
+    })
+}
+
+/// The checks [`Gateway::start`] makes of a config before it serves, without binding anything: a static
+/// replica that is one of the configured listeners is refused (`--check-config`).
+pub fn check_config(config: &Config) -> Result<(), ConfigError> {
+    let own = OwnListeners::new(own_listeners(
+        config.listen,
+        config.grpc_listen,
+        config.admin_listen,
+    ));
+    check_static(&own, &config.static_replicas())
+}
+
+/// Refuses a static replica that is one of the gateway's own listeners, naming `services.<name>`.
+fn check_static(
+    own: &OwnListeners,
+    replicas: &[(ServiceName, ReplicaAddress)],
+) -> Result<(), ConfigError> {
+    for (service, address) in replicas {
+        own.check(address, is_local_ip)
+            .map_err(|e| ConfigError::Invalid {
+                field: format!("services.{service}"),
+                message: e.to_string(),
+            })?;
+    }
+    Ok(())
+}
+
+/// The request-head limits of `config`.
+fn head_limits(config: &Config) -> HeadLimits {
+    HeadLimits {
+        max_uri_bytes: config.limits.max_uri_bytes,
+        max_header_bytes: config.limits.max_header_bytes,
+    }
+}
+
+/// The gRPC listener's settings from `config`; `max_connections` is fixed at start.
+fn grpc_settings(
+    config: &Config,
+    instance_id: &InstanceId,
+    max_connections: usize,
+) -> Result<GrpcSettings, String> {
+    Ok(GrpcSettings {
+        max_attempts: config.retry.max_attempts,
+        connect_timeout: config.upstream.connect_timeout,
+        request_timeout: config.upstream.request_timeout,
+        instance_id: instance_id.clone(),
+        max_hops: config.proxy.max_hops,
+        trusted_proxies: crate::proxy::TrustedProxies::parse(&config.forwarded.trusted_proxies)?,
+        max_connections,
+        access_log: config.log.access,
+    })
 }
 
 /// Every listener, for the own-address check.
@@ -403,25 +489,24 @@ fn current_nofile_limit() -> Option<u64> {
 }
 
 /// Removes replicas whose lease ran out, several times per TTL so removal is at most a fraction late.
-async fn sweep_leases(registry: Arc<Registry>, ttl: Duration, shared: Shared) {
-    let period = (ttl / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// The TTL is read at every round: a reload that changes it changes the pace.
+async fn sweep_leases(registry: Arc<Registry>, shared: Shared) {
     loop {
-        tick.tick().await;
+        let ttl = registry.policy().lease_ttl;
+        tokio::time::sleep((ttl / 10).clamp(Duration::from_millis(50), Duration::from_secs(1)))
+            .await;
         // While the shared store is unreachable, renewals made through other gateways cannot arrive:
         // keep the last known registry instead of expiring it.
         registry.sweep_leases(clock::now(), shared.leases_expire());
     }
 }
 
-/// Ends an outlier interval every `interval`: slow replicas are opened (`outlier`).
-async fn eject_slow(registry: Arc<Registry>, interval: Duration) {
-    let mut tick = tokio::time::interval(interval);
-    // A late tick (a busy runtime) makes a longer interval, not two short ones.
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Ends an outlier interval every `outlier.interval`: slow replicas are opened. Reads the policy at
+/// every round, so a reload can turn ejection on or off and change the interval.
+async fn eject_slow(registry: Arc<Registry>) {
     loop {
-        tick.tick().await;
+        // A busy runtime makes a longer interval, not two short ones.
+        tokio::time::sleep(registry.policy().outlier.interval).await;
         registry.eject_slow(clock::now());
     }
 }

@@ -73,6 +73,7 @@ impl Proc {
             _files: files,
         };
         let line = p.wait_for_line("listening on http://", Duration::from_secs(30));
+        let line = log_message(&line);
         let url = line
             .split("listening on ")
             .nth(1)
@@ -87,6 +88,21 @@ impl Proc {
             .to_owned();
         p.url = url;
         p
+    }
+
+    /// Sends SIGHUP (the gateway reloads its config file).
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP {}", self.pid());
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Waits for an output line containing `needle` and returns it; panics with the output so far on timeout.
@@ -234,7 +250,20 @@ impl Drop for Proc {
     }
 }
 
-fn temp_path(prefix: &str, ext: &str) -> PathBuf {
+/// The message of a log line: the `message` field of a JSON line (`log.format: json`), else the line.
+pub fn log_message(line: &str) -> String {
+    if line.starts_with('{') {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+            if let Some(m) = v["message"].as_str() {
+                return m.to_owned();
+            }
+        }
+    }
+    line.to_owned()
+}
+
+/// A path in the temporary directory, unique to this process.
+pub fn temp_path(prefix: &str, ext: &str) -> PathBuf {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     std::env::temp_dir().join(format!("{prefix}-{}-{n}.{ext}", std::process::id()))

@@ -253,8 +253,11 @@ pub(crate) fn access_token(query: &str) -> Option<String> {
 /// there is no `authorization` header.
 fn authorize(req: &HttpRequest, settings: &AdminSettings) -> Result<(), GatewayError> {
     match (authorization(req), access_token(req.query_string())) {
-        (None, Some(token)) => settings.tokens.check_read(Some(&format!("Bearer {token}"))),
-        (header, _) => settings.tokens.check_read(header),
+        (None, Some(token)) => settings
+            .tokens
+            .load()
+            .check_read(Some(&format!("Bearer {token}"))),
+        (header, _) => settings.tokens.load().check_read(header),
     }
 }
 
@@ -552,8 +555,11 @@ mod tests {
     #[test]
     fn the_query_token_counts_only_when_no_header_is_sent() {
         let settings = AdminSettings {
-            tokens: crate::admin::ApiTokens::new(Some("w".into()), Some("r".into())),
-            registration_body_max: 1,
+            tokens: crate::live::Live::new(crate::admin::ApiTokens::new(
+                Some("w".into()),
+                Some("r".into()),
+            )),
+            registration_body_max: crate::live::Live::new(1),
             own_listeners: crate::registry::OwnListeners::new(Vec::new()),
         };
         let allowed = |uri: &str, header: Option<&str>| {

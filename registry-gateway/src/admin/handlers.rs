@@ -21,12 +21,12 @@ type Settings = web::Data<AdminSettings>;
 
 /// Register, heartbeat, deregister: the registration token, when one is set.
 fn authorize(req: &HttpRequest, settings: &AdminSettings) -> Result<(), GatewayError> {
-    settings.tokens.check_write(authorization(req))
+    settings.tokens.load().check_write(authorization(req))
 }
 
 /// Reads of the registry: open while no token is configured, else the read or registration token.
 fn authorize_read(req: &HttpRequest, settings: &AdminSettings) -> Result<(), GatewayError> {
-    settings.tokens.check_read(authorization(req))
+    settings.tokens.load().check_read(authorization(req))
 }
 
 /// Reads the whole body, refusing more than `limit` bytes without reading them all.
@@ -98,7 +98,8 @@ pub(crate) async fn register(
             .get(header::CONTENT_TYPE)
             .map(|v| v.as_bytes()),
     )?;
-    let body = read_limited(&req, payload, settings.registration_body_max).await?;
+    let body_max = **settings.registration_body_max.load();
+    let body = read_limited(&req, payload, body_max).await?;
     let registration = parse_registration(&body)?;
     settings
         .own_listeners

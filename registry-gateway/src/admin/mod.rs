@@ -19,10 +19,10 @@ use crate::registry::OwnListeners;
 #[derive(Debug, Clone)]
 pub struct AdminSettings {
     /// Bearer tokens: the registration token for writes, the read token (or the registration token)
-    /// for reads of the registry.
-    pub tokens: ApiTokens,
-    /// Largest accepted `POST /register` body.
-    pub registration_body_max: usize,
+    /// for reads of the registry. Replaced by a config reload.
+    pub tokens: crate::live::Live<ApiTokens>,
+    /// Largest accepted `POST /register` body. Replaced by a config reload.
+    pub registration_body_max: crate::live::Live<usize>,
     /// The gateway's own listeners: registering one of them as a replica is refused.
     pub own_listeners: OwnListeners,
 }

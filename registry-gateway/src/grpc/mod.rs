@@ -60,7 +60,8 @@ pub struct GrpcSettings {
 pub(crate) struct GrpcState {
     pub(crate) registry: Arc<Registry>,
     pub(crate) shared: Shared,
-    pub(crate) settings: GrpcSettings,
+    /// Replaced by a config reload; a call keeps the snapshot it started with.
+    pub(crate) settings: crate::live::Live<GrpcSettings>,
     pub(crate) connections: upstream::Connections,
     /// Metric handles of calls for no known service.
     pub(crate) unknown: Arc<crate::observe::ServiceHandles>,
@@ -71,13 +72,14 @@ pub(crate) struct GrpcState {
 /// Serves gRPC on `listener` until `shutdown` turns true, then lets open calls finish.
 ///
 /// `tokens` guard the registration API as on HTTP; registering one of `own_listeners` is refused.
+/// `tokens` and `settings` are live: a config reload replaces them.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     registry: Arc<Registry>,
     shared: Shared,
-    tokens: ApiTokens,
+    tokens: crate::live::Live<ApiTokens>,
     own_listeners: OwnListeners,
-    settings: GrpcSettings,
+    settings: crate::live::Live<GrpcSettings>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let reporter = HealthReporter::new();
@@ -89,7 +91,9 @@ pub async fn serve(
         .await;
     let health_server = HealthServer::new(HealthService::from_health_reporter(reporter));
     // One permit per open client connection: with none left, stop accepting until one closes.
-    let permits = Arc::new(tokio::sync::Semaphore::new(settings.max_connections.max(1)));
+    let permits = Arc::new(tokio::sync::Semaphore::new(
+        settings.load().max_connections.max(1),
+    ));
     let state = Arc::new(GrpcState {
         registry: Arc::clone(&registry),
         shared,

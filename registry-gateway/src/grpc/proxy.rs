@@ -32,7 +32,7 @@ pub(crate) async fn forward(req: Request<Incoming>, state: Arc<GrpcState>) -> Re
     let started = clock::now();
     let request_id =
         RequestId::from_client(req.headers().get(REQUEST_ID_HEADER).map(|v| v.as_bytes()));
-    let access = access_log_on(state.settings.access_log).then(|| AccessInfo {
+    let access = access_log_on(state.settings.load().access_log).then(|| AccessInfo {
         method: req.method().clone(),
         path: req.uri().path().into(),
         client: req.extensions().get::<std::net::SocketAddr>().copied(),
@@ -70,13 +70,14 @@ async fn call(
     started: std::time::Instant,
 ) -> Result<Answer, Response<GrpcBody>> {
     let registry = &state.registry;
+    let settings = state.settings.snapshot();
     if let Err(e) = crate::proxy::via::check(
         req.headers()
             .get_all(http::header::VIA)
             .iter()
             .map(|v| v.as_bytes()),
-        &state.settings.instance_id,
-        state.settings.max_hops,
+        &settings.instance_id,
+        settings.max_hops,
     ) {
         return Err(status::error_response(
             code::FAILED_PRECONDITION,
@@ -87,7 +88,7 @@ async fn call(
     let mut req = req.map(|b| ClientBody::new(b, broke.clone()));
     req.headers_mut()
         .insert(REQUEST_ID_HEADER, ex.request_id().header_value());
-    if let Ok(via) = HeaderValue::from_str(&state.settings.instance_id.via_entry()) {
+    if let Ok(via) = HeaderValue::from_str(&settings.instance_id.via_entry()) {
         req.headers_mut().append(http::header::VIA, via);
     }
     let grpc_service = req
@@ -150,7 +151,7 @@ async fn call(
         .map(|a| a.ip());
     if let Some(ip) = peer {
         // Only a trusted proxy in front may say who the client is (forwarded.trusted_proxies).
-        let prev = match state.settings.trusted_proxies.trusts(peer) {
+        let prev = match settings.trusted_proxies.trusts(peer) {
             true => req
                 .headers()
                 .get("x-forwarded-for")
@@ -171,7 +172,7 @@ async fn call(
     let mut tried: Vec<Uuid> = Vec::new();
     let mut last_failure: Option<FailureCause> = None;
     let mut over_budget = false;
-    let max_attempts = state.settings.max_attempts as usize;
+    let max_attempts = settings.max_attempts as usize;
     let mut attempts = 0;
     while attempts < max_attempts {
         let Some(pick) = registry.pick(&svc, &tried, clock::now(), accept) else {
@@ -197,7 +198,7 @@ async fn call(
         let authority = pick.replica.address().authority().to_owned();
         let mut sender = match state
             .connections
-            .ready(&authority, state.settings.connect_timeout)
+            .ready(&authority, settings.connect_timeout)
             .await
         {
             Ok(s) => s,
@@ -238,7 +239,7 @@ async fn call(
             },
             None => None,
         };
-        let wait = remaining.unwrap_or(state.settings.request_timeout);
+        let wait = remaining.unwrap_or(settings.request_timeout);
         let mut record = AttemptRecord::new(Arc::clone(registry), pick, attempt_started);
         let result = tokio::time::timeout(wait, sender.try_send_request(req)).await;
         match result {

@@ -17,7 +17,7 @@ use crate::registry::{is_local_ip, OwnListeners, Registry, RegistryError, Regist
 /// Serves `registry.v1.Registry` on the shared registry.
 pub(crate) struct RegistryApi {
     pub(crate) registry: Arc<Registry>,
-    pub(crate) tokens: ApiTokens,
+    pub(crate) tokens: crate::live::Live<ApiTokens>,
     /// The gateway's own listeners: registering one of them is refused.
     pub(crate) own_listeners: OwnListeners,
 }
@@ -36,6 +36,7 @@ impl RegistryApi {
     /// Register, heartbeat, deregister: the registration token, when one is set.
     fn authorize<T>(&self, req: &Request<T>) -> Result<(), Status> {
         self.tokens
+            .load()
             .check_write(authorization(req))
             .map_err(unauthenticated)
     }
@@ -43,6 +44,7 @@ impl RegistryApi {
     /// `ListServices` and `Watch`: the same rule as `GET /registry`.
     fn authorize_read<T>(&self, req: &Request<T>) -> Result<(), Status> {
         self.tokens
+            .load()
             .check_read(authorization(req))
             .map_err(unauthenticated)
     }

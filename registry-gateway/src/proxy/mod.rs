@@ -105,8 +105,8 @@ pub struct Proxy {
     pub registry: Arc<Registry>,
     /// The shared store (claims half-open probes across gateways).
     pub shared: Shared,
-    /// Settings.
-    pub settings: ProxySettings,
+    /// Settings; a config reload replaces them, a request keeps the snapshot it started with.
+    pub settings: crate::live::Live<ProxySettings>,
     /// `Via: 1.1 <instance id>`, added to every proxied request.
     pub via: http::HeaderValue,
     /// Metric handles of requests for no known service.
@@ -122,7 +122,7 @@ impl Proxy {
         Proxy {
             registry,
             shared,
-            settings,
+            settings: crate::live::Live::new(settings),
             via,
             unknown,
         }
@@ -186,7 +186,8 @@ pub async fn handle(
     let started = clock::now();
     let request_id =
         RequestId::from_client(req.headers().get(REQUEST_ID_HEADER).map(|v| v.as_bytes()));
-    let access = access_log_on(proxy.settings.access_log).then(|| AccessInfo {
+    let settings = proxy.settings.snapshot();
+    let access = access_log_on(settings.access_log).then(|| AccessInfo {
         method: http::Method::from_bytes(req.method().as_str().as_bytes()).unwrap_or_default(),
         path: req.path().into(),
         client: req.peer_addr(),
@@ -199,7 +200,7 @@ pub async fn handle(
         access,
     );
     let id = ax::HeaderValue::from_str(request_id.as_str()).expect("request ids are visible ASCII");
-    let mut resp = match forward(&req, payload, &proxy, &mut ex).await {
+    let mut resp = match forward(&req, payload, &proxy, &settings, &mut ex).await {
         Ok(resp) => resp.map_body(|_, body| EitherBody::left(body.observed(ex))),
         Err(e) => {
             let resp = actix_web::ResponseError::error_response(&e);
@@ -221,9 +222,9 @@ async fn forward(
     req: &HttpRequest,
     payload: web::Payload,
     proxy: &Proxy,
+    settings: &ProxySettings,
     ex: &mut Exchange,
 ) -> Result<HttpResponse<ResponseBody>, GatewayError> {
-    let settings = &proxy.settings;
     if req.headers().contains_key(ax::VIA) {
         via::check(
             req.headers().get_all(ax::VIA).map(|v| v.as_bytes()),

@@ -140,7 +140,8 @@ pub struct Registry {
     /// gRPC service name → registry services that have had a replica serving it.
     grpc_index: DashMap<String, Vec<ServiceName>>,
     tombstones: Mutex<HashMap<(ServiceName, ReplicaAddress), Tombstone>>,
-    policy: RegistryPolicy,
+    /// Replaced by a config reload ([`Registry::set_policy`]); each operation loads it once.
+    policy: arc_swap::ArcSwap<RegistryPolicy>,
     events: tokio::sync::broadcast::Sender<RegistryEvent>,
     /// Local changes for a shared store, when one is attached ([`Registry::share_changes`]).
     changes: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Change>>,
@@ -162,7 +163,7 @@ impl Registry {
             services: DashMap::new(),
             grpc_index: DashMap::new(),
             tombstones: Mutex::new(HashMap::new()),
-            policy,
+            policy: arc_swap::ArcSwap::from_pointee(policy),
             events: tokio::sync::broadcast::channel(4096).0,
             changes: std::sync::OnceLock::new(),
             metrics: Arc::new(Metrics::new()),
@@ -246,15 +247,42 @@ impl Registry {
         }
     }
 
-    /// Its policy.
-    pub fn policy(&self) -> &RegistryPolicy {
-        &self.policy
+    /// Its policy (the one in force now: a reload may replace it).
+    pub fn policy(&self) -> arc_swap::Guard<Arc<RegistryPolicy>> {
+        self.policy.load()
+    }
+
+    /// Replaces the policy (config reload): thresholds apply to the next decision of every replica;
+    /// a changed retry budget starts afresh in every service; leases keep the TTL they were granted.
+    pub fn set_policy(&self, policy: RegistryPolicy) {
+        let budget_changed = self.policy.load().retry_budget != policy.retry_budget;
+        self.policy.store(Arc::new(policy));
+        if budget_changed {
+            for svc in self.services() {
+                svc.set_retry_budget(policy.retry_budget);
+            }
+        }
+    }
+
+    /// Removes a static replica the config no longer lists (config reload); false when there is none.
+    pub fn remove_static(&self, service: &str, address: &ReplicaAddress, now: Instant) -> bool {
+        let Some(svc) = self.service(service) else {
+            return false;
+        };
+        let found = svc
+            .replicas()
+            .iter()
+            .find(|r| r.origin() == Origin::Static && r.address() == address)
+            .cloned();
+        found.is_some_and(|r| self.remove(&svc, &r, EvictionReason::Deregistered, now))
     }
 
     fn service_entry(&self, name: &ServiceName) -> Arc<Service> {
         self.services
             .entry(name.clone())
-            .or_insert_with(|| Arc::new(Service::new(name.clone(), self.policy.retry_budget)))
+            .or_insert_with(|| {
+                Arc::new(Service::new(name.clone(), self.policy.load().retry_budget))
+            })
             .clone()
     }
 
@@ -331,14 +359,14 @@ impl Registry {
             let key = (reg.service.clone(), reg.address.clone());
             let tomb = self.tombstones_lock().remove(&key);
             let tomb = tomb.filter(|t| {
-                now.saturating_duration_since(t.evicted_at) < self.policy.probation_memory
+                now.saturating_duration_since(t.evicted_at) < self.policy.load().probation_memory
             });
             let (breaker, history, state_reason) = match tomb {
                 Some(t) => (
                     Breaker::on_probation(
                         t.history.consecutive_failures,
                         now,
-                        &self.policy.breaker,
+                        &self.policy.load().breaker,
                     ),
                     t.history,
                     StateReason::Probation,
@@ -351,7 +379,7 @@ impl Registry {
             };
             let mut state = ReplicaState::new(
                 breaker,
-                Lease::new(self.policy.lease_ttl, now),
+                Lease::new(self.policy.load().lease_ttl, now),
                 state_reason,
                 now,
             );
@@ -574,7 +602,7 @@ impl Registry {
         accept: impl Fn(&Replica) -> bool,
     ) -> Option<Pick> {
         let replicas = svc.replicas();
-        let cfg = &self.policy.breaker;
+        let cfg = &self.policy.load().breaker;
         // A concurrent request may claim a half-open probe between the check and the claim: try again.
         for _ in 0..replicas.len().max(1) {
             let i = svc.rr.pick(replicas.len(), |i| {
@@ -615,7 +643,7 @@ impl Registry {
         now: Instant,
         accept: impl Fn(&Replica) -> bool,
     ) -> Option<Duration> {
-        let cfg = &self.policy.breaker;
+        let cfg = &self.policy.load().breaker;
         svc.replicas()
             .iter()
             .filter(|r| accept(r))
@@ -624,11 +652,11 @@ impl Registry {
     }
 
     fn transitioned(&self, r: &Arc<Replica>, t: Transition, now: Instant) {
-        log_transition(r, t, self.policy.breaker.half_open_probes);
+        log_transition(r, t, self.policy.load().breaker.half_open_probes);
         match t {
             Transition::Opened | Transition::Reopened => self.share(|| Change::Opened {
                 address: r.address().clone(),
-                open_for: self.policy.breaker.open_timeout,
+                open_for: self.policy.load().breaker.open_timeout,
             }),
             Transition::Closed => self.share(|| Change::Closed {
                 address: r.address().clone(),
@@ -663,7 +691,7 @@ impl Registry {
                 st.last_failure = Some(cause);
             }
             let before = st.breaker.consecutive_failures();
-            let t = st.breaker.record(failed, now, &self.policy.breaker);
+            let t = st.breaker.record(failed, now, &self.policy.load().breaker);
             let consecutive = st.breaker.consecutive_failures();
             let reason = match (t, outcome) {
                 (Some(Transition::Opened), Outcome::Failure(last)) => {
@@ -680,7 +708,7 @@ impl Registry {
                     Some(StateReason::ProbeFailed(cause))
                 }
                 (Some(Transition::Closed), _) => Some(StateReason::ProbesSucceeded(
-                    self.policy.breaker.half_open_probes.max(1),
+                    self.policy.load().breaker.half_open_probes.max(1),
                 )),
                 _ => None,
             };
@@ -692,7 +720,7 @@ impl Registry {
         // Peers add failures up; a success only matters to them when it ends a run of failures, or
         // when a failure-ratio rule counts every request.
         let streak = failed || before > 0;
-        if streak || self.policy.breaker.failure_ratio.is_some() {
+        if streak || self.policy.load().breaker.failure_ratio.is_some() {
             self.share(|| Change::Attempt {
                 address: r.address().clone(),
                 failed,
@@ -708,7 +736,7 @@ impl Registry {
             self.transitioned(r, t, now);
         }
         if failed && r.origin() == Origin::Registered {
-            if let Some(reason) = self.policy.eviction.on_failures(consecutive) {
+            if let Some(reason) = self.policy.load().eviction.on_failures(consecutive) {
                 if let Some(svc) = self.service(r.service().as_str()) {
                     self.remove(&svc, r, reason, now);
                 }
@@ -724,7 +752,7 @@ impl Registry {
         if r.is_removed() {
             return false;
         }
-        let open_for = self.policy.breaker.open_timeout;
+        let open_for = self.policy.load().breaker.open_timeout;
         {
             let mut st = r.lock();
             // A failure may have opened it since the interval's stats were taken: that reason stands.
@@ -754,7 +782,7 @@ impl Registry {
     /// Ends an outlier interval at `now`: drains every replica's latencies, judges each service's replicas
     /// of one protocol together ([`outlier::find_slow`]) and opens the slow ones. Returns how many opened.
     pub fn eject_slow(&self, now: Instant) -> usize {
-        let cfg = &self.policy.outlier;
+        let cfg = &self.policy.load().outlier;
         let mut opened = 0;
         for svc in self.services() {
             let replicas = svc.replicas();
@@ -823,7 +851,7 @@ impl Registry {
                 removed += self.sweep_service(&svc, now);
             }
         }
-        let memory = self.policy.probation_memory;
+        let memory = self.policy.load().probation_memory;
         self.tombstones_lock()
             .retain(|_, t| now.saturating_duration_since(t.evicted_at) < memory);
         for svc in self.services() {
@@ -834,7 +862,7 @@ impl Registry {
 
     /// One service's share of the sweep: count its leases, ask the self-preservation policy, apply it.
     fn sweep_service(&self, svc: &Service, now: Instant) -> usize {
-        let policy = &self.policy.preservation;
+        let policy = &self.policy.load().preservation;
         let mut census = Census {
             registered: 0,
             lapsing: 0,

@@ -27,8 +27,9 @@ pub struct Service {
     /// Copy-on-write: the proxy clones the `Arc` and routes without holding any lock.
     replicas: RwLock<Arc<[Arc<Replica>]>>,
     pub(crate) rr: RoundRobin,
-    /// Shared by the HTTP and the gRPC proxy; `None` when `retry.budget.enabled` is false.
-    budget: Option<Mutex<Budget>>,
+    /// Shared by the HTTP and the gRPC proxy; `None` when `retry.budget.enabled` is false. Replaced
+    /// whole by a config reload that changes it.
+    budget: Mutex<Option<Budget>>,
     retries_refused: AtomicU64,
     /// Only the lease sweep changes it.
     preservation: Mutex<PreservationSlot>,
@@ -46,19 +47,23 @@ struct Budget {
     log: RefusalLog,
 }
 
+impl Budget {
+    fn new(config: RetryBudgetConfig) -> Self {
+        Budget {
+            config,
+            budget: RetryBudget::new(config),
+            log: RefusalLog::new(Duration::from_secs(1)),
+        }
+    }
+}
+
 impl Service {
     pub(crate) fn new(name: ServiceName, budget: Option<RetryBudgetConfig>) -> Self {
         Service {
             name,
             replicas: RwLock::new(Arc::from(Vec::new())),
             rr: RoundRobin::default(),
-            budget: budget.map(|config| {
-                Mutex::new(Budget {
-                    config,
-                    budget: RetryBudget::new(config),
-                    log: RefusalLog::new(Duration::from_secs(1)),
-                })
-            }),
+            budget: Mutex::new(budget.map(Budget::new)),
             retries_refused: AtomicU64::new(0),
             preservation: Mutex::new(PreservationSlot::default()),
             evicted: Mutex::new(EvictedList::default()),
@@ -85,22 +90,30 @@ impl Service {
             .clone()
     }
 
+    fn budget(&self) -> MutexGuard<'_, Option<Budget>> {
+        self.budget.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces the retry budget (config reload); its counts start afresh.
+    pub(crate) fn set_retry_budget(&self, config: Option<RetryBudgetConfig>) {
+        *self.budget() = config.map(Budget::new);
+    }
+
     /// Counts one client request at `now` in the retry budget (once per request, whatever its attempts).
     pub fn count_request(&self, now: Instant) {
-        if let Some(b) = &self.budget {
-            b.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .budget
-                .deposit(now);
+        if let Some(b) = self.budget().as_mut() {
+            b.budget.deposit(now);
         }
     }
 
     /// Whether the retry budget lets one more attempt of a request go out at `now` (it is then counted).
     /// A refusal is counted, and logged at most once per second.
     pub fn allow_retry(&self, now: Instant) -> bool {
-        let Some(b) = &self.budget else { return true };
         let (report, config) = {
-            let mut b = b.lock().unwrap_or_else(|e| e.into_inner());
+            let mut guard = self.budget();
+            let Some(b) = guard.as_mut() else {
+                return true;
+            };
             if b.budget.try_withdraw(now) {
                 return true;
             }

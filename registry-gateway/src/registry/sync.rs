@@ -18,10 +18,10 @@ impl Registry {
     pub fn apply_registered(&self, rec: ReplicaRecord, lease_left: Duration, now: Instant) {
         // A peer cannot grant a longer lease than this gateway would (and a huge value from the wire
         // must not overflow the clock).
-        let lease_left = lease_left.min(self.policy.lease_ttl);
+        let lease_left = lease_left.min(self.policy.load().lease_ttl);
         let svc = self.service_entry(&rec.service);
         let renewed_at = (now + lease_left)
-            .checked_sub(self.policy.lease_ttl)
+            .checked_sub(self.policy.load().lease_ttl)
             .unwrap_or(now);
         let registered_at = self.wall.unix_ms(now);
         let (added, replaced) = svc.update(|list| {
@@ -40,7 +40,7 @@ impl Registry {
                 .map(|i| list.remove(i));
             let mut state = ReplicaState::new(
                 Breaker::default(),
-                Lease::new(self.policy.lease_ttl, renewed_at),
+                Lease::new(self.policy.load().lease_ttl, renewed_at),
                 StateReason::RegisteredByPeer,
                 now,
             );
@@ -119,7 +119,7 @@ impl Registry {
     /// was admitting requests before.
     pub fn apply_opened(&self, address: &ReplicaAddress, open_for: Duration, now: Instant) -> bool {
         // A peer cannot keep a breaker open longer than this gateway's own open timeout would.
-        let open_for = open_for.min(self.policy.breaker.open_timeout);
+        let open_for = open_for.min(self.policy.load().breaker.open_timeout);
         let mut changed = false;
         self.each_with_address(address, |r| {
             let was = {
@@ -169,10 +169,10 @@ impl Registry {
         total: u64,
         now: Instant,
     ) -> bool {
-        if total < u64::from(self.policy.breaker.failure_threshold) {
+        if total < u64::from(self.policy.load().breaker.failure_threshold) {
             return false;
         }
-        let open_for = self.policy.breaker.open_timeout;
+        let open_for = self.policy.load().breaker.open_timeout;
         let mut opened = false;
         self.each_with_address(address, |r| {
             let mut st = r.lock();
@@ -198,7 +198,7 @@ impl Registry {
         failures: u32,
         now: Instant,
     ) -> bool {
-        let cfg = self.policy.breaker;
+        let cfg = self.policy.load().breaker;
         let mut opened = false;
         self.each_with_address(address, |r| {
             let t = {
@@ -235,7 +235,7 @@ impl Registry {
         total: u64,
         now: Instant,
     ) -> bool {
-        if total < u64::from(self.policy.breaker.half_open_probes) {
+        if total < u64::from(self.policy.load().breaker.half_open_probes) {
             return false;
         }
         let mut closed = false;
@@ -265,7 +265,7 @@ impl Registry {
 
     /// Another gateway holds the half-open probe of `address`: hold ours back.
     pub fn defer_probe(&self, address: &ReplicaAddress, now: Instant) {
-        let cfg = self.policy.breaker;
+        let cfg = self.policy.load().breaker;
         self.each_with_address(address, |r| {
             let mut st = r.lock();
             let from = st.breaker.state(now);
@@ -305,7 +305,7 @@ impl Registry {
 
     /// Every registered replica, as records with the lease time left (to write them to a shared store).
     pub fn registered_records(&self, now: Instant) -> Vec<(ReplicaRecord, Duration)> {
-        let ttl = self.policy.lease_ttl;
+        let ttl = self.policy.load().lease_ttl;
         self.services()
             .iter()
             .flat_map(|svc| svc.replicas().to_vec())
