@@ -182,6 +182,46 @@ mod tests {
     }
 
     #[test]
+    fn a_tunnel_is_counted_once_as_101_at_its_switch() {
+        let m = Arc::new(Metrics::new());
+        let users = Arc::new(ServiceHandles::new(&m, "chat"));
+        for finish in [true, false] {
+            let mut ex = Exchange::new(
+                clock::now(),
+                ProtocolLabel::http,
+                &users,
+                RequestId::generate(),
+                None,
+            );
+            ex.switched();
+            ex.switched();
+            if finish {
+                ex.finish_tunnel(10, 20);
+            }
+            // Dropped without a finish (the client's connection died with the tunnel): still a 101.
+            drop(ex);
+        }
+        let text = m.encode();
+        assert_eq!(
+            line(
+                &text,
+                "gateway_requests_total{service=\"chat\",protocol=\"http\",code=\"101\"}"
+            ),
+            Some(2.0),
+            "{text}"
+        );
+        assert!(!text.contains("code=\"499\""));
+        assert_eq!(
+            line(
+                &text,
+                "gateway_request_duration_seconds_count{service=\"chat\",protocol=\"http\"}"
+            ),
+            Some(2.0),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn a_dropped_exchange_is_a_client_that_left() {
         let m = Arc::new(Metrics::new());
         let unknown = Arc::new(ServiceHandles::new(&m, ""));

@@ -225,15 +225,16 @@ pub(crate) async fn attempt(
 /// Relays bytes both ways. The client's end of stream is passed on as a half-close (the replica may go
 /// on sending); the replica's end closes the tunnel, since actix-http cannot half-close a client
 /// connection. Any byte either way restarts the idle clock.
-async fn relay<U>(
+async fn relay<U, C, E>(
     upstream: U,
-    mut client: web::Payload,
+    mut client: C,
     to_client: mpsc::Sender<Bytes>,
     idle_timeout: Duration,
     uploaded: Rc<Cell<u64>>,
 ) -> TunnelEnd
 where
     U: tokio::io::AsyncRead + tokio::io::AsyncWrite,
+    C: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
 {
     let (mut up_read, mut up_write) = tokio::io::split(upstream);
     let last = Cell::new(clock::now());
@@ -423,6 +424,94 @@ mod tests {
         ] {
             assert!(!may_move_on(sent), "{sent:?}");
         }
+    }
+
+    /// A tunnel between a duplex "replica" and a channel "client", on paused time.
+    struct Rig {
+        replica: tokio::io::DuplexStream,
+        client: mpsc::UnboundedSender<Result<Bytes, ()>>,
+        to_client: mpsc::Receiver<Bytes>,
+        uploaded: Rc<Cell<u64>>,
+        relay: tokio::task::JoinHandle<TunnelEnd>,
+    }
+
+    fn rig(idle: Duration) -> Rig {
+        let (replica, upstream) = tokio::io::duplex(64 * 1024);
+        let (client, mut client_rx) = mpsc::unbounded_channel();
+        let client_rx = futures_util::stream::poll_fn(move |cx| client_rx.poll_recv(cx));
+        let (tx, to_client) = mpsc::channel(4);
+        let uploaded = Rc::new(Cell::new(0));
+        let relay =
+            tokio::task::spawn_local(relay(upstream, client_rx, tx, idle, Rc::clone(&uploaded)));
+        Rig {
+            replica,
+            client,
+            to_client,
+            uploaded,
+            relay,
+        }
+    }
+
+    async fn local<F: std::future::Future>(f: F) -> F::Output {
+        tokio::task::LocalSet::new().run_until(f).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_go_both_ways_and_each_restarts_the_idle_clock() {
+        local(async {
+            let mut r = rig(Duration::from_secs(10));
+            let t0 = tokio::time::Instant::now();
+            // t=0..9s: client → replica; t=9..18s: replica → client; idle from t=18s, closed at t=28s.
+            r.client.send(Ok(Bytes::from_static(b"up"))).unwrap();
+            let mut buf = [0u8; 2];
+            r.replica.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"up");
+            tokio::time::sleep(Duration::from_secs(9)).await;
+            r.replica.write_all(b"down").await.unwrap();
+            assert_eq!(r.to_client.recv().await.unwrap(), "down");
+            tokio::time::sleep(Duration::from_secs(9)).await;
+            r.client.send(Ok(Bytes::from_static(b"!"))).unwrap();
+            assert_eq!(r.relay.await.unwrap(), TunnelEnd::Idle);
+            assert_eq!(t0.elapsed(), Duration::from_secs(28));
+            assert_eq!(r.uploaded.get(), 3);
+            // Both sides are closed: the replica reads its end, the client's body ends.
+            let mut rest = Vec::new();
+            r.replica.read_to_end(&mut rest).await.unwrap();
+            assert_eq!(rest, b"!");
+            assert_eq!(r.to_client.recv().await, None);
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_half_close_reaches_the_replica_which_may_still_answer() {
+        local(async {
+            let mut r = rig(Duration::from_secs(300));
+            r.client.send(Ok(Bytes::from_static(b"last"))).unwrap();
+            drop(r.client);
+            let mut got = Vec::new();
+            r.replica.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"last");
+            r.replica.write_all(b"reply").await.unwrap();
+            assert_eq!(r.to_client.recv().await.unwrap(), "reply");
+            drop(r.replica);
+            assert_eq!(r.relay.await.unwrap(), TunnelEnd::ReplicaClosed);
+            assert_eq!(r.to_client.recv().await, None);
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_goes_away_ends_the_tunnel_and_closes_the_replica() {
+        local(async {
+            let mut r = rig(Duration::from_secs(300));
+            drop(r.to_client);
+            assert_eq!(r.relay.await.unwrap(), TunnelEnd::ClientClosed);
+            let mut rest = Vec::new();
+            r.replica.read_to_end(&mut rest).await.unwrap();
+            assert!(rest.is_empty());
+        })
+        .await;
     }
 
     #[test]
