@@ -565,18 +565,7 @@ async fn upgrade_once(
     client: &mut Option<web::Payload>,
     record: &mut Option<AttemptRecord>,
 ) -> Attempt {
-    let answer = upgrade::attempt(
-        replica,
-        method,
-        uri,
-        headers,
-        settings.connect_timeout,
-        settings.request_timeout,
-        settings.upgrade_idle_timeout,
-        client,
-        record,
-    )
-    .await;
+    let answer = upgrade::attempt(replica, method, uri, headers, settings, client, record).await;
     let resp = match answer {
         upgrade::UpgradeAttempt::Switched(resp) => return Attempt::Switched(*resp),
         upgrade::UpgradeAttempt::Failed(cause) => return Attempt::Failed(cause, None),

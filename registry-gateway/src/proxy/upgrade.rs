@@ -24,7 +24,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::headers;
+use super::{headers, ProxySettings};
 use crate::clock;
 use crate::observe::Exchange;
 use crate::policy::{FailureCause, Outcome};
@@ -146,21 +146,18 @@ async fn connect(
 }
 
 /// One upgrade attempt: the handshake to `replica`, and on its 101 the tunnel, relaying `client` (the
-/// bytes after the client's head) until either side closes or it idles for `idle_timeout`.
-#[allow(clippy::too_many_arguments)]
+/// bytes after the client's head) until either side closes or it idles for `proxy.upgrade_idle_timeout`.
 pub(crate) async fn attempt(
     replica: &Replica,
     method: &http::Method,
     uri: &http::Uri,
     mut headers: http::HeaderMap,
-    connect_timeout: Duration,
-    head_timeout: Duration,
-    idle_timeout: Duration,
+    settings: &ProxySettings,
     client: &mut Option<web::Payload>,
     record: &mut Option<AttemptRecord>,
 ) -> UpgradeAttempt {
     let authority = replica.address().authority();
-    let mut sender = match connect(authority, connect_timeout).await {
+    let mut sender = match connect(authority, settings.connect_timeout).await {
         Ok(s) => s,
         Err(cause) => return UpgradeAttempt::Failed(cause),
     };
@@ -170,7 +167,8 @@ pub(crate) async fn attempt(
     *req.method_mut() = method.clone();
     *req.uri_mut() = uri.clone();
     *req.headers_mut() = headers;
-    let resp = match tokio::time::timeout(head_timeout, sender.send_request(req)).await {
+    let resp = match tokio::time::timeout(settings.request_timeout, sender.send_request(req)).await
+    {
         Err(_) => return UpgradeAttempt::Failed(FailureCause::Timeout),
         Ok(Err(_)) => return UpgradeAttempt::Failed(FailureCause::Transport),
         Ok(Ok(resp)) => resp,
@@ -197,7 +195,7 @@ pub(crate) async fn attempt(
         TokioIo::new(upgraded),
         payload,
         tx,
-        idle_timeout,
+        settings.upgrade_idle_timeout,
         Rc::clone(&uploaded),
     );
     let address = replica.address().to_string();
