@@ -345,6 +345,11 @@ pub struct ProxySection {
     pub max_hops: u32,
     /// This gateway's name in `Via`; a request already carrying it is a loop (508). Default: random at start.
     pub instance_id: Option<String>,
+    /// Carry WebSocket upgrades to the replicas; `false` answers them 403. Default true.
+    pub upgrades: bool,
+    /// A tunnel with no byte in either direction for this long is closed. Default 300s.
+    #[serde(with = "duration")]
+    pub upgrade_idle_timeout: Duration,
 }
 
 impl Default for ProxySection {
@@ -352,6 +357,8 @@ impl Default for ProxySection {
         ProxySection {
             max_hops: 8,
             instance_id: None,
+            upgrades: true,
+            upgrade_idle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -516,6 +523,8 @@ pub const KEYS: &[&str] = &[
     "client.body_timeout",
     "proxy.max_hops",
     "proxy.instance_id",
+    "proxy.upgrades",
+    "proxy.upgrade_idle_timeout",
     "forwarded.trusted_proxies",
     "store",
     "redis.resync_interval",
@@ -816,6 +825,12 @@ impl Config {
             if n < min {
                 return Err(invalid(field, format!("must be at least {min}")));
             }
+        }
+        if self.proxy.upgrade_idle_timeout.is_zero() {
+            return Err(invalid(
+                "proxy.upgrade_idle_timeout",
+                "must be longer than 0s",
+            ));
         }
         if self.proxy.max_hops == 0 {
             return Err(invalid("proxy.max_hops", "must be at least 1"));

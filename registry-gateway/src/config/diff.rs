@@ -261,6 +261,18 @@ mod tests {
     }
 
     #[test]
+    fn upgrade_settings_reload_at_once() {
+        let old = config("");
+        let new = config("proxy: { upgrades: false, upgrade_idle_timeout: 30s }\n");
+        let d = diff(&old, &new);
+        assert!(d.needs_restart.is_empty(), "{d:?}");
+        assert_eq!(
+            d.summary(),
+            "proxy.upgrades true -> false, proxy.upgrade_idle_timeout 5m -> 30s"
+        );
+    }
+
+    #[test]
     fn every_restart_key_is_a_key() {
         for k in RESTART_KEYS {
             assert!(KEYS.contains(k), "{k}");

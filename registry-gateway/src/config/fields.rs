@@ -69,6 +69,8 @@ const KINDS: &[(&str, &str)] = &[
     ("client.body_timeout", DURATION),
     ("proxy.max_hops", POSITIVE),
     ("proxy.instance_id", "a name such as gw-1"),
+    ("proxy.upgrades", BOOL),
+    ("proxy.upgrade_idle_timeout", DURATION),
     (
         "forwarded.trusted_proxies",
         "a list of CIDR ranges such as [10.0.0.0/8]",
