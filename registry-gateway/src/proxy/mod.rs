@@ -69,13 +69,16 @@ pub struct ProxySettings {
     pub trusted_proxies: TrustedProxies,
     /// One access-log line per request (`log.access`); read per request.
     pub access_log: bool,
+    /// Trust and client certificate for `https://` replicas (`upstream.tls`); new connections take it.
+    pub upstream_tls: crate::tls::UpstreamTls,
 }
 
 impl ProxySettings {
-    /// The proxy's settings from a validated config.
+    /// The proxy's settings from a validated config, with its `upstream.tls` files already read.
     pub fn from_config(
         config: &crate::Config,
         instance_id: InstanceId,
+        upstream_tls: crate::tls::UpstreamTls,
     ) -> Result<ProxySettings, String> {
         Ok(ProxySettings {
             retry: config.retry_policy(),
@@ -92,6 +95,7 @@ impl ProxySettings {
             max_hops: config.proxy.max_hops,
             trusted_proxies: TrustedProxies::parse(&config.forwarded.trusted_proxies)?,
             access_log: config.log.access,
+            upstream_tls,
         })
     }
 }
@@ -427,8 +431,10 @@ async fn forward_once(
     settings: &ProxySettings,
     record: &mut Option<AttemptRecord>,
 ) -> Attempt {
-    let authority = replica.address().authority();
-    let mut conn = match upstream::checkout(authority, settings.connect_timeout).await {
+    let address = replica.address();
+    let authority = address.authority();
+    let tls = &settings.upstream_tls;
+    let mut conn = match upstream::checkout(address, tls, settings.connect_timeout).await {
         Ok(c) => c,
         Err(cause) => return Attempt::Failed(cause, Some(body)),
     };
@@ -448,7 +454,7 @@ async fn forward_once(
     // came back unsent, so send it once more on a fresh connection.
     if conn.reused {
         if let Err(SendError::NotSent(req)) = result {
-            conn = match upstream::connect(authority, settings.connect_timeout).await {
+            conn = match upstream::connect(address, tls, settings.connect_timeout).await {
                 Ok(c) => c,
                 Err(cause) => return Attempt::Failed(cause, Some(req.into_body())),
             };
