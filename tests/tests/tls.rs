@@ -199,6 +199,73 @@ async fn tls_replica(name: &'static str, leaf: &Leaf, clients: Option<&Pki>) -> 
     }
 }
 
+/// What a gRPC TLS replica saw of one call: the ALPN protocol of its connection and the `:scheme`.
+type GrpcSeen = Arc<Mutex<Vec<(Option<Vec<u8>>, Option<String>)>>>;
+
+/// A gRPC replica over TLS in this process (hyper h2 + tokio-rustls, ALPN `h2` only): every call gets
+/// one `SayResponse { message: "tls-grpc" }` and `grpc-status: 0`.
+async fn grpc_tls_replica(leaf: &Leaf) -> (u16, GrpcSeen, tokio::task::JoinHandle<()>) {
+    let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der.clone()], key)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen: GrpcSeen = Arc::default();
+    let calls = Arc::clone(&seen);
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let (acceptor, calls) = (acceptor.clone(), Arc::clone(&calls));
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+                let svc = hyper::service::service_fn(move |req: http::Request<_>| {
+                    let scheme = req.uri().scheme_str().map(str::to_owned);
+                    calls.lock().unwrap().push((alpn.clone(), scheme));
+                    async move {
+                        use prost::Message;
+                        let msg = registry_proto::demo::v1::SayResponse {
+                            message: "tls-grpc".into(),
+                            ..Default::default()
+                        }
+                        .encode_to_vec();
+                        let mut frame = vec![0u8];
+                        frame.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+                        frame.extend_from_slice(&msg);
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("grpc-status", "0".parse().unwrap());
+                        let frames = futures_util::stream::iter([
+                            Ok::<_, Infallible>(hyper::body::Frame::data(Bytes::from(frame))),
+                            Ok(hyper::body::Frame::trailers(trailers)),
+                        ]);
+                        Ok::<_, Infallible>(
+                            hyper::Response::builder()
+                                .header("content-type", "application/grpc")
+                                .body(http_body_util::StreamBody::new(frames))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+            });
+        }
+    });
+    (port, seen, task)
+}
+
 /// A gateway whose config file the test may rewrite (then SIGHUP).
 fn gateway_with_file(yaml: &str) -> (Proc, PathBuf) {
     let (cmd, file) = gateway_command(&format!("workers: 2\n{yaml}"));
@@ -575,6 +642,50 @@ async fn sighup_swaps_the_listener_certificate_for_new_handshakes_only() {
     assert!(line.contains("tls.cert_file"), "{line}");
     let again = handshake(&gw.addr, "localhost", http1()).await.unwrap();
     assert_eq!(peer_leaf(&again), b.der);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_replica_is_reached_over_tls_with_h2() {
+    let pki = Pki::new("replica CA");
+    let (port, seen, task) = grpc_tls_replica(&pki.server()).await;
+    let ca = file("ca", &pki.pem());
+    let gw = gateway(&format!(
+        "upstream: {{ tls: {{ ca_file: {} }} }}\n",
+        path(&ca)
+    ));
+    let c = Client::new();
+    let r = c
+        .post_json(
+            &format!("{}/register", gw.url),
+            &serde_json::json!({
+                "service": "echo",
+                "address": format!("https://127.0.0.1:{port}"),
+                "protocol": "grpc",
+                "grpc_services": ["demo.v1.Echo"],
+            }),
+        )
+        .await;
+    assert!(r.status.is_success(), "{} {:?}", r.status, r.body);
+    let mut echo =
+        registry_proto::demo::v1::echo_client::EchoClient::new(e2e::channel(&gw.grpc_url).await);
+    for _ in 0..3 {
+        let resp = echo
+            .say(registry_proto::demo::v1::SayRequest {
+                message: "hi".into(),
+            })
+            .await
+            .expect("call over TLS");
+        assert_eq!(resp.into_inner().message, "tls-grpc");
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|(alpn, scheme)| alpn.as_deref() == Some(&b"h2"[..])
+                && scheme.as_deref() == Some("https")),
+        "{seen:?}"
+    );
+    task.abort();
 }
 
 /// Runs the gateway with `yaml` to its exit: (code, stderr).
