@@ -203,14 +203,12 @@ impl Gateway {
                 .map_err(std::io::Error::other)?,
         );
         if let Some(cert) = &config.tls.cert_file {
-            tracing::info!(
-                "TLS on the HTTP, gRPC{} listeners: certificate {cert}",
-                if admin_addr.is_some() {
-                    " and admin"
-                } else {
-                    ""
-                }
-            );
+            let listeners = if admin_addr.is_some() {
+                "HTTP, gRPC and admin"
+            } else {
+                "HTTP and gRPC"
+            };
+            tracing::info!("TLS on the {listeners} listeners: certificate {cert}");
         }
         let grpc = tokio::spawn(grpc::serve(
             grpc_listener,

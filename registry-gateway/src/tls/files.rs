@@ -120,3 +120,55 @@ fn certified(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(content: &str) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!("gw-tls-{}.pem", uuid::Uuid::new_v4()));
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_missing_file_is_named_with_its_field_and_the_plain_reason() {
+        let e = certificates("tls.cert_file", "/nonexistent/x.pem").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid config: tls.cert_file: cannot read /nonexistent/x.pem: No such file or directory"
+        );
+        let e = private_key("upstream.tls.key_file", "/nonexistent/k.pem").unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "invalid config: upstream.tls.key_file: cannot read /nonexistent/k.pem"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_file_without_pem_is_refused() {
+        let path = temp("just text\n");
+        let shown = path.display().to_string();
+        let e = certificates("upstream.tls.ca_file", &shown).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "invalid config: upstream.tls.ca_file: no PEM certificate (BEGIN CERTIFICATE) in {shown}"
+            )
+        );
+        let e = private_key("tls.key_file", &shown).unwrap_err().to_string();
+        assert!(
+            e.starts_with("invalid config: tls.key_file: no PEM private key in"),
+            "{e}"
+        );
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn os_error_numbers_are_left_out() {
+        let e = std::io::Error::from_raw_os_error(13);
+        assert_eq!(io_reason(&e), "Permission denied");
+    }
+}
