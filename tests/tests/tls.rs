@@ -509,8 +509,17 @@ async fn the_http_and_admin_listeners_speak_tls_with_http1_only() {
         assert_eq!(code, "200", "{host}: {body}");
         assert!(body.contains("ok"), "{body}");
     }
-    let (code, body) = curl(&ca, &format!("https://127.0.0.1:{port}/orders/hello"));
+    let (code, body) = curl(&ca, &format!("https://127.0.0.1:{port}/orders/echo/x"));
     assert_eq!(code, "200", "{body}");
+    // The replica learns that its client came over TLS.
+    let echoed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let proto = echoed["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p[0] == "x-forwarded-proto")
+        .map(|p| p[1].clone());
+    assert_eq!(proto, Some(serde_json::json!("https")), "{body}");
     let (code, body) = curl(&ca, &format!("https://127.0.0.1:{admin}/registry"));
     assert_eq!(code, "200", "{body}");
     assert!(body.contains("orders"), "{body}");

@@ -71,6 +71,8 @@ pub struct ProxySettings {
     pub access_log: bool,
     /// Trust and client certificate for `https://` replicas (`upstream.tls`); new connections take it.
     pub upstream_tls: crate::tls::UpstreamTls,
+    /// Clients reach the listener over TLS (`tls`): `X-Forwarded-Proto: https`.
+    pub client_tls: bool,
 }
 
 impl ProxySettings {
@@ -96,6 +98,7 @@ impl ProxySettings {
             trusted_proxies: TrustedProxies::parse(&config.forwarded.trusted_proxies)?,
             access_log: config.log.access,
             upstream_tls,
+            client_tls: config.tls.enabled(),
         })
     }
 }
@@ -285,7 +288,8 @@ async fn forward(
         let Some(body) = source.take() else { break };
         attempts += 1;
         // Built per attempt from the client's headers: cheaper than keeping a copy to clone.
-        let mut headers = headers::to_upstream(req.headers(), peer, trusted);
+        let proto = if settings.client_tls { "https" } else { "http" };
+        let mut headers = headers::to_upstream(req.headers(), peer, trusted, proto);
         headers.append(http::header::VIA, proxy.via.clone());
         headers.insert(REQUEST_ID_HEADER, request_id.clone());
         ex.attempt(pick.replica.observe(registry.metrics()));
