@@ -74,13 +74,18 @@ pub struct ProxySettings {
     pub upgrades: bool,
     /// A tunnel idle this long either way is closed (`proxy.upgrade_idle_timeout`).
     pub upgrade_idle_timeout: Duration,
+    /// Trust and client certificate for `https://` replicas (`upstream.tls`); new connections take it.
+    pub upstream_tls: crate::tls::UpstreamTls,
+    /// Clients reach the listener over TLS (`tls`): `X-Forwarded-Proto: https`.
+    pub client_tls: bool,
 }
 
 impl ProxySettings {
-    /// The proxy's settings from a validated config.
+    /// The proxy's settings from a validated config, with its `upstream.tls` files already read.
     pub fn from_config(
         config: &crate::Config,
         instance_id: InstanceId,
+        upstream_tls: crate::tls::UpstreamTls,
     ) -> Result<ProxySettings, String> {
         Ok(ProxySettings {
             retry: config.retry_policy(),
@@ -99,6 +104,8 @@ impl ProxySettings {
             access_log: config.log.access,
             upgrades: config.proxy.upgrades,
             upgrade_idle_timeout: config.proxy.upgrade_idle_timeout,
+            upstream_tls,
+            client_tls: config.tls.enabled(),
         })
     }
 }
@@ -321,7 +328,8 @@ async fn forward(
         let Some(body) = source.take() else { break };
         attempts += 1;
         // Built per attempt from the client's headers: cheaper than keeping a copy to clone.
-        let mut headers = headers::to_upstream(req.headers(), peer, trusted);
+        let proto = if settings.client_tls { "https" } else { "http" };
+        let mut headers = headers::to_upstream(req.headers(), peer, trusted, proto);
         headers.append(http::header::VIA, proxy.via.clone());
         headers.insert(REQUEST_ID_HEADER, request_id.clone());
         ex.attempt(pick.replica.observe(registry.metrics()));
@@ -487,8 +495,10 @@ async fn forward_once(
     settings: &ProxySettings,
     record: &mut Option<AttemptRecord>,
 ) -> Attempt {
-    let authority = replica.address().authority();
-    let mut conn = match upstream::checkout(authority, settings.connect_timeout).await {
+    let address = replica.address();
+    let authority = address.authority();
+    let tls = &settings.upstream_tls;
+    let mut conn = match upstream::checkout(address, tls, settings.connect_timeout).await {
         Ok(c) => c,
         Err(cause) => return Attempt::Failed(cause, Some(body)),
     };
@@ -508,7 +518,7 @@ async fn forward_once(
     // came back unsent, so send it once more on a fresh connection.
     if conn.reused {
         if let Err(SendError::NotSent(req)) = result {
-            conn = match upstream::connect(authority, settings.connect_timeout).await {
+            conn = match upstream::connect(address, tls, settings.connect_timeout).await {
                 Ok(c) => c,
                 Err(cause) => return Attempt::Failed(cause, Some(req.into_body())),
             };

@@ -118,24 +118,30 @@ pub(crate) enum UpgradeAttempt {
     Failed(FailureCause),
 }
 
-/// Opens a fresh connection to `authority` that can be upgraded (never pooled).
+/// Opens a fresh connection to `address` that can be upgraded (never pooled): TCP, then TLS (ALPN
+/// `http/1.1`) for an `https://` replica, both within `connect_timeout`.
 async fn connect(
-    authority: &str,
+    address: &crate::registry::ReplicaAddress,
+    tls: &crate::tls::UpstreamTls,
     connect_timeout: Duration,
 ) -> Result<SendRequest<Empty<Bytes>>, FailureCause> {
-    let stream = match tokio::time::timeout(
-        connect_timeout,
-        tokio::net::TcpStream::connect(authority),
-    )
-    .await
-    {
-        Err(_) => return Err(FailureCause::ConnectTimeout),
-        Ok(Err(_)) => return Err(FailureCause::Connect),
-        Ok(Ok(s)) => s,
-    };
-    let _ = stream.set_nodelay(true);
+    let deadline = tokio::time::Instant::now() + connect_timeout;
+    let stream = crate::tls::connect_tcp(address, deadline).await?;
+    if address.is_tls() {
+        let tls = crate::tls::connect_tls(tls, stream, address, false, deadline).await?;
+        handshake(tls).await
+    } else {
+        handshake(stream).await
+    }
+}
+
+/// HTTP/1.1 with upgrades over `io`; the connection runs on this worker's task set.
+async fn handshake<T>(io: T) -> Result<SendRequest<Empty<Bytes>>, FailureCause>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (sender, conn) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
+        .handshake(TokioIo::new(io))
         .await
         .map_err(|_| FailureCause::Connect)?;
     tokio::task::spawn_local(async move {
@@ -157,7 +163,13 @@ pub(crate) async fn attempt(
     record: &mut Option<AttemptRecord>,
 ) -> UpgradeAttempt {
     let authority = replica.address().authority();
-    let mut sender = match connect(authority, settings.connect_timeout).await {
+    let mut sender = match connect(
+        replica.address(),
+        &settings.upstream_tls,
+        settings.connect_timeout,
+    )
+    .await
+    {
         Ok(s) => s,
         Err(cause) => return UpgradeAttempt::Failed(cause),
     };
