@@ -55,24 +55,7 @@ pub(super) fn millis(d: Duration) -> f64 {
 /// Writes `entry` as one `access` line.
 pub(super) fn write(entry: &Entry<'_>) {
     let client = DashOr(entry.info.client);
-    if let Some(bytes_in) = entry.bytes_in {
-        tracing::info!(
-            target: "access",
-            method = %entry.info.method,
-            path = %entry.info.path,
-            service = %entry.service,
-            replica = %entry.replica.unwrap_or("-"),
-            status = %entry.status,
-            attempts = entry.attempts,
-            duration_ms = millis(entry.duration),
-            bytes = entry.bytes,
-            bytes_in,
-            request_id = %entry.request_id,
-            client = %client,
-            "access"
-        );
-        return;
-    }
+    // `bytes_in` (tunnels only) is written when it is `Some`.
     tracing::info!(
         target: "access",
         method = %entry.info.method,
@@ -83,6 +66,7 @@ pub(super) fn write(entry: &Entry<'_>) {
         attempts = entry.attempts,
         duration_ms = millis(entry.duration),
         bytes = entry.bytes,
+        bytes_in = entry.bytes_in,
         request_id = %entry.request_id,
         client = %client,
         "access"

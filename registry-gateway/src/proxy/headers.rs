@@ -146,10 +146,11 @@ pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn client(pairs: &[(&'static str, &'static str)]) -> ax::HeaderMap {
+    /// A header map from static pairs (shared with the other proxy tests).
+    pub(crate) fn client(pairs: &[(&'static str, &'static str)]) -> ax::HeaderMap {
         let mut m = ax::HeaderMap::new();
         for (k, v) in pairs {
             m.append(

@@ -349,17 +349,7 @@ impl MessageBody for TunnelBody {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> ax::HeaderMap {
-        let mut m = ax::HeaderMap::new();
-        for (k, v) in pairs {
-            m.append(
-                ax::HeaderName::from_static(k),
-                ax::HeaderValue::from_static(v),
-            );
-        }
-        m
-    }
+    use crate::proxy::headers::tests::client as headers;
 
     #[test]
     fn a_websocket_handshake_is_tunnelled_or_refused() {
