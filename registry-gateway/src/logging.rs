@@ -40,8 +40,8 @@ pub struct Logging {
     _guard: WorkerGuard,
 }
 
-/// The filter in force: `legacy` (`GATEWAY_LOG`) when set, else `level`; the chatty crates of [`QUIET`]
-/// at `warn` unless the filter names them.
+/// The filter in force: `legacy` (`GATEWAY_LOG`) when set, else `level`; the chatty crates (actix-server,
+/// actix-http, h2, hyper, tower: start-up chatter) at `warn` unless the filter names them.
 pub fn directives(level: &str, legacy: Option<&str>) -> String {
     let base = legacy.unwrap_or(level).trim();
     let mut out = base.to_owned();
