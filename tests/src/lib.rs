@@ -35,6 +35,16 @@ where
     }
 }
 
+/// The value of `key=` in a text log line (an access line: `... status=200 attempts=1 ...`).
+pub fn log_field<'a>(line: &'a str, key: &str) -> &'a str {
+    let pat = format!(" {key}=");
+    let start = line
+        .find(&pat)
+        .unwrap_or_else(|| panic!("no {key}= in {line}"))
+        + pat.len();
+    line[start..].split(' ').next().unwrap_or("")
+}
+
 /// Seconds since midnight of a log line's RFC 3339 timestamp (`2026-11-22T13:20:33.194339Z ...`).
 pub fn log_time(line: &str) -> f64 {
     let t = line

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use e2e::http::register;
 use e2e::process::demo_grpc;
-use e2e::{channel, demo, eventually, gateway, Client, Proc};
+use e2e::{channel, demo, eventually, gateway, log_field, Client, Proc};
 use http::{Method, StatusCode};
 use registry_proto::demo::v1::{echo_client::EchoClient, FailRequest, SayRequest};
 
@@ -113,16 +113,6 @@ async fn scrape_until(
     })
     .await;
     found.unwrap_or_else(|_| panic!("metrics never showed {what}; last scrape:\n{last}"))
-}
-
-/// The value of `key=` in an access-log line.
-fn field<'a>(line: &'a str, key: &str) -> &'a str {
-    let pat = format!(" {key}=");
-    let start = line
-        .find(&pat)
-        .unwrap_or_else(|| panic!("no {key}= in {line}"))
-        + pat.len();
-    line[start..].split(' ').next().unwrap_or("")
 }
 
 /// The headers a demo-http echo saw, as (name, value) pairs.
@@ -268,8 +258,8 @@ async fn a_killed_replica_shows_as_failed_attempts_and_retries_while_clients_get
     );
     // The access log tells the same story: some request took two attempts and still got its 200.
     let line = gw.expect_line("attempts=2", WAIT);
-    assert_eq!(field(&line, "status"), "200", "{line}");
-    assert_eq!(field(&line, "replica"), live.url, "{line}");
+    assert_eq!(log_field(&line, "status"), "200", "{line}");
+    assert_eq!(log_field(&line, "replica"), live.url, "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,10 +291,13 @@ async fn every_http_request_leaves_one_access_line_and_its_request_id_round_trip
         ("attempts", "1"),
         ("bytes", &r.body.len().to_string()),
     ] {
-        assert_eq!(field(&line, k), v, "{k} in {line}");
+        assert_eq!(log_field(&line, k), v, "{k} in {line}");
     }
-    assert!(field(&line, "client").starts_with("127.0.0.1:"), "{line}");
-    assert!(field(&line, "duration_ms").parse::<f64>().unwrap() >= 0.0);
+    assert!(
+        log_field(&line, "client").starts_with("127.0.0.1:"),
+        "{line}"
+    );
+    assert!(log_field(&line, "duration_ms").parse::<f64>().unwrap() >= 0.0);
     assert!(!line.contains("secret"), "the query is not logged: {line}");
 
     // None sent: one is generated, and the replica, the client and the log all see the same one.
@@ -349,7 +342,7 @@ async fn every_http_request_leaves_one_access_line_and_its_request_id_round_trip
         ("attempts", "0"),
         ("bytes", &r.body.len().to_string()),
     ] {
-        assert_eq!(field(&line, k), v, "{k} in {line}");
+        assert_eq!(log_field(&line, k), v, "{k} in {line}");
     }
     // One line per request: four requests, four lines.
     eventually(WAIT, "four access lines", || async {
@@ -489,11 +482,14 @@ async fn grpc_calls_are_counted_by_status_name_and_carry_the_request_id() {
         ("status", "OK"),
         ("attempts", "1"),
     ] {
-        assert_eq!(field(&line, k), v, "{k} in {line}");
+        assert_eq!(log_field(&line, k), v, "{k} in {line}");
     }
-    assert!(field(&line, "bytes").parse::<u64>().unwrap() > 0, "{line}");
+    assert!(
+        log_field(&line, "bytes").parse::<u64>().unwrap() > 0,
+        "{line}"
+    );
     let line = gw.expect_line("path=/demo.v1.Echo/Fail", WAIT);
-    assert_eq!(field(&line, "status"), "NOT_FOUND", "{line}");
+    assert_eq!(log_field(&line, "status"), "NOT_FOUND", "{line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -519,8 +515,8 @@ async fn a_grpc_call_for_no_known_service_is_counted_under_the_empty_service() {
     .await;
     assert!(!m.text.contains("made-up-name"), "{}", m.text);
     let line = gw.expect_line("request_id=lost-1", WAIT);
-    assert_eq!(field(&line, "replica"), "-", "{line}");
-    assert_eq!(field(&line, "attempts"), "0", "{line}");
+    assert_eq!(log_field(&line, "replica"), "-", "{line}");
+    assert_eq!(log_field(&line, "attempts"), "0", "{line}");
 }
 
 fn c_new() -> Client {

@@ -7,7 +7,7 @@ use e2e::http::{health, register};
 use e2e::process::free_port;
 use e2e::raw::{Behaviour, RawClient, RawReplica};
 use e2e::websocket::{self, op, Frame, SAMPLE_ACCEPT};
-use e2e::{demo, eventually, gateway, Client};
+use e2e::{demo, eventually, gateway, log_field, Client};
 use http::StatusCode;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -89,8 +89,8 @@ async fn text_and_binary_frames_echo_through_the_gateway() {
     let line = gw.expect_line("request_id=ws-echo-1", WAIT);
     assert!(line.contains("status=101"), "{line}");
     assert!(line.contains("path=/chat/ws"), "{line}");
-    let bytes_in: u64 = field(&line, "bytes_in").parse().unwrap();
-    let bytes: u64 = field(&line, "bytes").parse().unwrap();
+    let bytes_in: u64 = log_field(&line, "bytes_in").parse().unwrap();
+    let bytes: u64 = log_field(&line, "bytes").parse().unwrap();
     assert!(
         bytes > big.len() as u64 && bytes_in > big.len() as u64,
         "{line}"
@@ -103,16 +103,6 @@ async fn text_and_binary_frames_echo_through_the_gateway() {
     );
     let h = health(&c, &gw.url, "chat", &a.url).await.unwrap();
     assert_eq!((h.requests, h.failures), (1, 0), "{h:?}");
-}
-
-/// The value of `key=` in a log line.
-fn field<'a>(line: &'a str, key: &str) -> &'a str {
-    let pat = format!(" {key}=");
-    let start = line
-        .find(&pat)
-        .unwrap_or_else(|| panic!("no {key}= in {line}"))
-        + pat.len();
-    line[start..].split(' ').next().unwrap_or("")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
