@@ -10,6 +10,7 @@ use super::content_type::require_json;
 use super::dto::{
     unix_ms, EvictedDto, RegisterRequest, RegisterResponse, RegistryDto, ReplicaDto, ServiceDto,
 };
+use super::inventory::{Inventory, InventoryFilter};
 use super::AdminSettings;
 use crate::clock;
 use crate::error::GatewayError;
@@ -204,7 +205,8 @@ pub(super) fn replica_dto(registry: &Registry, r: &Replica, now: std::time::Inst
     ReplicaDto::new(r.view(now), holding)
 }
 
-/// `GET /registry`: every service and replica.
+/// `GET /registry`: every service and replica (or those the query's filters keep), streamed service by
+/// service so that its memory stays bounded whatever the fleet's size.
 pub(crate) async fn registry(
     req: HttpRequest,
     registry: Reg,
@@ -212,7 +214,13 @@ pub(crate) async fn registry(
     settings: Settings,
 ) -> Result<HttpResponse, GatewayError> {
     authorize_read(&req, &settings)?;
-    Ok(HttpResponse::Ok().json(registry_dto(&registry, &shared)))
+    let filter = InventoryFilter::parse(req.query_string())?;
+    let chunks = Inventory::new(std::sync::Arc::clone(&registry), shared.status(), filter);
+    Ok(HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .streaming(futures_util::stream::iter(
+            chunks.map(Ok::<_, std::convert::Infallible>),
+        )))
 }
 
 /// `GET /registry/{service}`.

@@ -6,6 +6,7 @@ mod content_type;
 pub(crate) mod dto;
 mod events;
 pub(crate) mod handlers;
+mod inventory;
 mod ui;
 
 use actix_web::web;

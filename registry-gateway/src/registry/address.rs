@@ -6,9 +6,8 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ReplicaAddress {
     /// `http://host:port`, normalised (lowercase host, no trailing slash): the replica's identity.
-    url: String,
-    /// `host:port` as sent in `Host` and used to connect.
-    authority: String,
+    /// One allocation: the authority is the text after `http://`.
+    url: Box<str>,
     /// The port, never 0.
     port: u16,
 }
@@ -79,10 +78,8 @@ impl ReplicaAddress {
         if port == 0 {
             return Err(InvalidAddress::PortZero);
         }
-        let authority = format!("{host}:{port}");
         Ok(ReplicaAddress {
-            url: format!("http://{authority}"),
-            authority,
+            url: format!("http://{host}:{port}").into_boxed_str(),
             port,
         })
     }
@@ -94,14 +91,15 @@ impl ReplicaAddress {
 
     /// `host:port`.
     pub fn authority(&self) -> &str {
-        &self.authority
+        &self.url["http://".len()..]
     }
 
     /// The host as written in the URL, lowercase: a name, an IPv4 address, or `[IPv6]` in brackets.
     pub fn host(&self) -> &str {
-        self.authority
+        let authority = self.authority();
+        authority
             .rsplit_once(':')
-            .map_or(self.authority.as_str(), |(host, _)| host)
+            .map_or(authority, |(host, _)| host)
     }
 
     /// The port (never 0).
