@@ -215,3 +215,80 @@ async fn fifty_thousand_replicas_register_renew_leave_and_stream_in_bounded_memo
         "RSS grew by {grown} MiB while streaming the registry"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_under_the_registry_answer_as_before_for_every_method_and_shape() {
+    let gw = gateway("");
+    let c = Client::new();
+    let id = register(&c, &gw.url, "orders", "http://127.0.0.5:9").await;
+    let url = |p: &str| format!("{}/registry/{p}", gw.url);
+    let cases = [
+        (http::Method::GET, "orders".to_owned(), StatusCode::OK),
+        (
+            http::Method::PUT,
+            "orders".to_owned(),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (http::Method::GET, format!("orders/{id}"), StatusCode::OK),
+        (
+            http::Method::POST,
+            format!("orders/{id}"),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            http::Method::PUT,
+            format!("orders/{id}/heartbeat"),
+            StatusCode::OK,
+        ),
+        (
+            http::Method::GET,
+            format!("orders/{id}/heartbeat"),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            http::Method::PUT,
+            "orders/not-an-id/heartbeat".to_owned(),
+            StatusCode::NOT_FOUND,
+        ),
+        (http::Method::GET, "nope".to_owned(), StatusCode::NOT_FOUND),
+        (
+            http::Method::GET,
+            "orders/".to_owned(),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            http::Method::GET,
+            format!("orders/{id}/"),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            http::Method::GET,
+            format!("orders/{id}/heartbeat/x"),
+            StatusCode::NOT_FOUND,
+        ),
+        (http::Method::GET, String::new(), StatusCode::NOT_FOUND),
+        (
+            http::Method::DELETE,
+            format!("orders/{id}"),
+            StatusCode::NO_CONTENT,
+        ),
+        (
+            http::Method::GET,
+            format!("orders/{id}"),
+            StatusCode::NOT_FOUND,
+        ),
+    ];
+    for (method, path, status) in cases {
+        let r = c
+            .request(method.clone(), &url(&path), &[], bytes::Bytes::new())
+            .await;
+        assert_eq!(r.status, status, "{method} /registry/{path}: {:?}", r.body);
+        if status.is_client_error() {
+            assert!(
+                r.json()["error"].is_string(),
+                "{method} /registry/{path}: {:?}",
+                r.body
+            );
+        }
+    }
+}

@@ -6,8 +6,8 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ReplicaAddress {
     /// `http://host:port`, normalised (lowercase host, no trailing slash): the replica's identity.
-    /// One allocation: the authority is the text after `http://`.
-    url: Box<str>,
+    /// One allocation, shared with the replica's metric labels: the authority is the text after `http://`.
+    url: std::sync::Arc<str>,
     /// The port, never 0.
     port: u16,
 }
@@ -79,7 +79,7 @@ impl ReplicaAddress {
             return Err(InvalidAddress::PortZero);
         }
         Ok(ReplicaAddress {
-            url: format!("http://{host}:{port}").into_boxed_str(),
+            url: std::sync::Arc::from(format!("http://{host}:{port}")),
             port,
         })
     }
@@ -87,6 +87,11 @@ impl ReplicaAddress {
     /// `http://host:port`.
     pub fn as_str(&self) -> &str {
         &self.url
+    }
+
+    /// The address text, shared (no copy).
+    pub(crate) fn shared(&self) -> std::sync::Arc<str> {
+        std::sync::Arc::clone(&self.url)
     }
 
     /// `host:port`.

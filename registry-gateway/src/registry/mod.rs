@@ -186,7 +186,7 @@ impl Registry {
         self.metrics
             .replicas
             .get_or_create(&ServiceLabel {
-                service: Shared::from(svc.name().as_str()),
+                service: Shared(svc.name().shared()),
             })
             .set(svc.len() as i64);
     }
@@ -334,7 +334,7 @@ impl Registry {
                 now,
             );
             let r = Arc::new(Replica::new(
-                service,
+                svc.name().clone(),
                 address,
                 Protocol::Http,
                 Origin::Static,
@@ -397,8 +397,9 @@ impl Registry {
             );
             state.metadata = reg.metadata.clone();
             state.grpc_services = reg.grpc_services.clone();
+            // The service's own name: one copy of it however many replicas it has.
             let r = Arc::new(Replica::new(
-                reg.service.clone(),
+                svc.name().clone(),
                 reg.address.clone(),
                 reg.protocol,
                 Origin::Registered,
@@ -567,7 +568,7 @@ impl Registry {
             self.metrics
                 .evictions
                 .get_or_create(&EvictionLabels {
-                    service: Shared::from(svc.name().as_str()),
+                    service: Shared(svc.name().shared()),
                     reason: label,
                 })
                 .inc();

@@ -359,8 +359,8 @@ impl Replica {
     /// The `{service, replica}` labels of its metric series.
     pub fn metric_labels(&self) -> ReplicaLabels {
         ReplicaLabels {
-            service: Shared::from(self.service.as_str()),
-            replica: Shared::from(self.address.as_str()),
+            service: Shared(self.service.shared()),
+            replica: Shared(self.address.shared()),
         }
     }
 

@@ -48,7 +48,7 @@ impl Registry {
             state.grpc_services = rec.grpc_services.clone();
             let r = Arc::new(Replica::with_id(
                 rec.id,
-                rec.service.clone(),
+                svc.name().clone(),
                 rec.address.clone(),
                 rec.protocol,
                 state,
