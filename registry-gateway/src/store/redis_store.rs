@@ -26,6 +26,8 @@ pub struct RedisStore {
     client: redis::Client,
     conn: tokio::sync::Mutex<Option<ConnectionManager>>,
     gw: Uuid,
+    /// How its own pub/sub messages begin ([`Message::prefix_of`]).
+    own_prefix: String,
     registry: Arc<Registry>,
     settings: RedisSettings,
     connected: AtomicBool,
@@ -64,10 +66,12 @@ impl RedisStore {
             .ok_or("this registry is already shared with a store")?;
         registry.metrics().register_store();
         registry.metrics().store_connected.set(0);
+        let gw = Uuid::new_v4();
         let store = Arc::new(RedisStore {
             client,
             conn: tokio::sync::Mutex::new(None),
-            gw: Uuid::new_v4(),
+            gw,
+            own_prefix: Message::prefix_of(gw),
             registry,
             settings,
             connected: AtomicBool::new(false),
@@ -573,8 +577,13 @@ impl RedisStore {
                     self.resync_now.notify_one();
                     let mut messages = ps.into_on_message();
                     while let Some(msg) = messages.next().await {
-                        if let Ok(payload) = msg.get_payload::<String>() {
-                            self.apply(&payload);
+                        let payload = msg.get_payload_bytes();
+                        // Its own messages come back too: skipped unparsed.
+                        if payload.starts_with(self.own_prefix.as_bytes()) {
+                            continue;
+                        }
+                        if let Ok(payload) = std::str::from_utf8(payload) {
+                            self.apply(payload);
                         }
                     }
                     self.failed("pub/sub", "subscription connection lost");
