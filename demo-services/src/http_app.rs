@@ -1,4 +1,4 @@
-//! The demo HTTP service's routes: hello, users, orders, echo, upload, download, status, slow.
+//! The demo HTTP service's routes: hello, users, orders, echo, upload, download, status, slow, ws.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +35,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/download", web::get().to(download))
         .route("/status/{code}", web::route().to(status))
         .route("/slow", web::get().to(slow))
+        .route("/ws", web::get().to(crate::websocket::echo))
         .default_service(web::to(echo));
 }
 

@@ -4,3 +4,4 @@ pub mod faults;
 pub mod grpc_app;
 pub mod http_app;
 pub mod registration;
+pub mod websocket;

@@ -52,6 +52,33 @@ fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// A certificate and its key: both set or neither, neither empty. Reading them is [`crate::tls`]'s job.
+fn check_pair(
+    section: &str,
+    cert: &Option<String>,
+    key: &Option<String>,
+) -> Result<(), ConfigError> {
+    for (name, value) in [("cert_file", cert), ("key_file", key)] {
+        if value.as_deref().is_some_and(|p| p.trim().is_empty()) {
+            return Err(invalid(
+                &format!("{section}.{name}"),
+                "must not be empty when set",
+            ));
+        }
+    }
+    match (cert, key) {
+        (Some(_), None) => Err(invalid(
+            &format!("{section}.key_file"),
+            format!("must be set with {section}.cert_file"),
+        )),
+        (None, Some(_)) => Err(invalid(
+            &format!("{section}.cert_file"),
+            format!("must be set with {section}.key_file"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The whole gateway configuration.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -99,6 +126,37 @@ pub struct Config {
     pub redis: RedisSection,
     /// Logging: level, format, access log.
     pub log: LogSection,
+    /// TLS on the HTTP, admin and gRPC listeners (off unless both files are set).
+    pub tls: TlsSection,
+}
+
+/// `tls:` the listeners' certificate. Both files or neither; re-read at every reload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM certificate chain, leaf first. Default unset (listeners speak plain HTTP and h2c).
+    pub cert_file: Option<String>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the leaf certificate.
+    pub key_file: Option<String>,
+}
+
+impl TlsSection {
+    /// Whether the listeners speak TLS.
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some()
+    }
+}
+
+/// `upstream.tls:` how `https://` replicas are trusted, and the gateway's client certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamTlsSection {
+    /// PEM file of one or more CA certificates trusted besides the platform's roots. Default unset.
+    pub ca_file: Option<String>,
+    /// PEM client certificate chain shown to replicas that ask for one (mTLS). With `key_file`.
+    pub cert_file: Option<String>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<String>,
 }
 
 /// How log lines are written.
@@ -302,6 +360,8 @@ pub struct UpstreamSection {
     pub send_timeout: Duration,
     /// Idle keep-alive connections kept per replica and worker. Default 64.
     pub max_idle_per_replica: usize,
+    /// TLS to `https://` replicas.
+    pub tls: UpstreamTlsSection,
 }
 
 /// `auth:`
@@ -345,6 +405,11 @@ pub struct ProxySection {
     pub max_hops: u32,
     /// This gateway's name in `Via`; a request already carrying it is a loop (508). Default: random at start.
     pub instance_id: Option<String>,
+    /// Carry WebSocket upgrades to the replicas; `false` answers them 403. Default true.
+    pub upgrades: bool,
+    /// A tunnel with no byte in either direction for this long is closed. Default 300s.
+    #[serde(with = "duration")]
+    pub upgrade_idle_timeout: Duration,
 }
 
 impl Default for ProxySection {
@@ -352,6 +417,8 @@ impl Default for ProxySection {
         ProxySection {
             max_hops: 8,
             instance_id: None,
+            upgrades: true,
+            upgrade_idle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -402,6 +469,7 @@ impl Default for Config {
             store: "memory".into(),
             redis: RedisSection::default(),
             log: LogSection::default(),
+            tls: TlsSection::default(),
         }
     }
 }
@@ -457,6 +525,7 @@ impl Default for UpstreamSection {
             read_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
             max_idle_per_replica: 64,
+            tls: UpstreamTlsSection::default(),
         }
     }
 }
@@ -505,6 +574,9 @@ pub const KEYS: &[&str] = &[
     "upstream.read_timeout",
     "upstream.send_timeout",
     "upstream.max_idle_per_replica",
+    "upstream.tls.ca_file",
+    "upstream.tls.cert_file",
+    "upstream.tls.key_file",
     "services",
     "auth.registration_token",
     "auth.read_token",
@@ -516,6 +588,8 @@ pub const KEYS: &[&str] = &[
     "client.body_timeout",
     "proxy.max_hops",
     "proxy.instance_id",
+    "proxy.upgrades",
+    "proxy.upgrade_idle_timeout",
     "forwarded.trusted_proxies",
     "store",
     "redis.resync_interval",
@@ -524,6 +598,8 @@ pub const KEYS: &[&str] = &[
     "log.level",
     "log.format",
     "log.access",
+    "tls.cert_file",
+    "tls.key_file",
 ];
 
 /// `GATEWAY_*` variables that are not config keys: the config file path and the legacy log filter.
@@ -817,8 +893,32 @@ impl Config {
                 return Err(invalid(field, format!("must be at least {min}")));
             }
         }
+        if self.proxy.upgrade_idle_timeout.is_zero() {
+            return Err(invalid(
+                "proxy.upgrade_idle_timeout",
+                "must be longer than 0s",
+            ));
+        }
         if self.proxy.max_hops == 0 {
             return Err(invalid("proxy.max_hops", "must be at least 1"));
+        }
+        check_pair("tls", &self.tls.cert_file, &self.tls.key_file)?;
+        check_pair(
+            "upstream.tls",
+            &self.upstream.tls.cert_file,
+            &self.upstream.tls.key_file,
+        )?;
+        if self
+            .upstream
+            .tls
+            .ca_file
+            .as_deref()
+            .is_some_and(|p| p.trim().is_empty())
+        {
+            return Err(invalid(
+                "upstream.tls.ca_file",
+                "must not be empty when set",
+            ));
         }
         if let Some(id) = &self.proxy.instance_id {
             crate::proxy::InstanceId::parse(id).map_err(|e| invalid("proxy.instance_id", e))?;
@@ -1053,6 +1153,51 @@ mod tests {
         assert_eq!(c.outlier.min_requests, 20);
         assert_eq!(c.outlier.interval, Duration::from_secs(1));
         assert_eq!(c.registry_policy().outlier, OutlierConfig::default());
+    }
+
+    #[test]
+    fn tls_files_come_in_pairs_and_are_named_when_wrong() {
+        let c = load_yaml(
+            "tls: { cert_file: /c.pem, key_file: /k.pem }\nupstream: { tls: { ca_file: /ca.pem } }\n",
+            &[],
+        )
+        .unwrap();
+        assert!(c.tls.enabled());
+        assert_eq!(c.upstream.tls.ca_file.as_deref(), Some("/ca.pem"));
+        assert_eq!(c.upstream.tls.cert_file, None);
+        assert!(!Config::default().tls.enabled());
+        let e = |yaml: &str, env: &[(&str, &str)]| load_yaml(yaml, env).unwrap_err().to_string();
+        assert_eq!(
+            e("tls: { cert_file: /c.pem }\n", &[]),
+            "invalid config: tls.key_file: must be set with tls.cert_file"
+        );
+        assert_eq!(
+            e("upstream: { tls: { key_file: /k.pem } }\n", &[]),
+            "invalid config: upstream.tls.cert_file: must be set with upstream.tls.key_file"
+        );
+        assert_eq!(
+            e("upstream: { tls: { ca_file: \" \" } }\n", &[]),
+            "invalid config: upstream.tls.ca_file: must not be empty when set"
+        );
+        assert!(e("tls: { ca_file: /ca.pem }\n", &[]).contains("tls"));
+        // Environment variables set them too; an empty one unsets.
+        let c = load_yaml(
+            "",
+            &[
+                ("GATEWAY_UPSTREAM_TLS_CA_FILE", "/etc/ca.pem"),
+                ("GATEWAY_TLS_CERT_FILE", "/c.pem"),
+                ("GATEWAY_TLS_KEY_FILE", "/k.pem"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.upstream.tls.ca_file.as_deref(), Some("/etc/ca.pem"));
+        assert_eq!(c.tls.key_file.as_deref(), Some("/k.pem"));
+        let c = load_yaml(
+            "upstream: { tls: { ca_file: /ca.pem } }\n",
+            &[("GATEWAY_UPSTREAM_TLS_CA_FILE", "")],
+        )
+        .unwrap();
+        assert_eq!(c.upstream.tls.ca_file, None);
     }
 
     #[test]
@@ -1396,7 +1541,7 @@ mod tests {
                 "services: { Bad_Name: [http://127.0.0.1:1] }\n",
                 "services.Bad_Name",
             ),
-            ("services: { ok: [https://127.0.0.1:1] }\n", "services.ok"),
+            ("services: { ok: [ftp://127.0.0.1:1] }\n", "services.ok"),
             ("listen: nowhere\n", "listen"),
             ("log: { level: \"info,=x=y\" }\n", "log.level"),
         ];

@@ -103,6 +103,9 @@ pub enum GatewayError {
         /// Attempts made.
         attempts: u32,
     },
+    /// A protocol upgrade (WebSocket) while `proxy.upgrades` is off.
+    #[error("protocol upgrades ({0}) are disabled on this gateway (proxy.upgrades)")]
+    UpgradeDisabled(String),
 }
 
 impl GatewayError {
@@ -129,6 +132,7 @@ impl GatewayError {
             GatewayError::BadPath(_) => "bad_path",
             GatewayError::ClientBodyTimeout => "client_body_timeout",
             GatewayError::ClientBody(_) => "bad_request_body",
+            GatewayError::UpgradeDisabled(_) => "upgrade_disabled",
         }
     }
 
@@ -162,6 +166,9 @@ impl ResponseError for GatewayError {
             GatewayError::NoReplicaAvailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::AllAttemptsFailed { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            // A policy refusal: the request is well formed and the route exists, but this gateway will
+            // not carry it. Retrying cannot help, unlike 503; 426 would ask for an upgrade, not refuse one.
+            GatewayError::UpgradeDisabled(_) => StatusCode::FORBIDDEN,
         }
     }
 

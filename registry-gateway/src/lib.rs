@@ -12,6 +12,7 @@
 //! - [`admin`]: `POST /register`, heartbeats, deregistration, `GET /registry`, health.
 //! - [`grpc`]: the gRPC listener (hyper h2c): registration API, health, transparent proxy.
 //! - [`store`]: sharing the registry between gateways (Redis), off the proxy path.
+//! - [`tls`]: rustls (ring) for the listeners and `https://` replicas; certificates reload on SIGHUP.
 //! - [`error`]: every error and its one mapping to HTTP.
 
 pub mod admin;
@@ -30,6 +31,7 @@ pub mod proxy;
 pub mod registry;
 pub mod server;
 pub mod store;
+pub mod tls;
 
 #[cfg(test)]
 mod fuzz_tests;

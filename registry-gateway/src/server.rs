@@ -16,6 +16,7 @@ use crate::live::Live;
 use crate::proxy::{self, InstanceId, Proxy, ProxySettings};
 use crate::registry::{is_local_ip, Listener, OwnListeners, Registry, ReplicaAddress, ServiceName};
 use crate::store::{RedisSettings, Shared, StoreKind};
+use crate::tls::{ListenerTls, UpstreamTls, ALPN_HTTP1};
 
 mod reload;
 
@@ -53,6 +54,14 @@ impl Gateway {
             Some(id) => InstanceId::parse(id).map_err(std::io::Error::other)?,
             None => InstanceId::random(),
         };
+
+        let invalid_input =
+            |e: ConfigError| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+        let listener_tls = ListenerTls::load(&config.tls).map_err(invalid_input)?;
+        let upstream_tls = UpstreamTls::load(&config.upstream.tls).map_err(invalid_input)?;
+        let http_tls = listener_tls
+            .as_ref()
+            .map(|t| t.server_config(&[ALPN_HTTP1]));
 
         let listener = bind("HTTP", config.listen)?;
         let http_addr = listener.local_addr()?;
@@ -101,7 +110,7 @@ impl Gateway {
         let proxy = web::Data::new(Proxy::new(
             Arc::clone(&registry),
             shared.clone(),
-            ProxySettings::from_config(&config, instance_id.clone())
+            ProxySettings::from_config(&config, instance_id.clone(), upstream_tls.clone())
                 .map_err(std::io::Error::other)?,
         ));
         let admin_settings = web::Data::new(AdminSettings {
@@ -135,6 +144,7 @@ impl Gateway {
                 header_timeout: config.client.header_timeout,
                 backlog: 4096,
             },
+            http_tls.clone(),
             {
                 let head_limits = head_limits.clone();
                 move || {
@@ -169,6 +179,7 @@ impl Gateway {
                     header_timeout: config.client.header_timeout,
                     backlog: 1024,
                 },
+                http_tls,
                 {
                     let head_limits = head_limits.clone();
                     move || {
@@ -188,10 +199,20 @@ impl Gateway {
         let grpc_listener = tokio::net::TcpListener::from_std(grpc_listener)?;
         let (grpc_stop, grpc_stopped) = tokio::sync::watch::channel(false);
         let grpc_settings = Live::new(
-            grpc_settings(&config, &instance_id, max_connections).map_err(std::io::Error::other)?,
+            grpc_settings(&config, &instance_id, max_connections, upstream_tls)
+                .map_err(std::io::Error::other)?,
         );
+        if let Some(cert) = &config.tls.cert_file {
+            let listeners = if admin_addr.is_some() {
+                "HTTP, gRPC and admin"
+            } else {
+                "HTTP and gRPC"
+            };
+            tracing::info!("TLS on the {listeners} listeners: certificate {cert}");
+        }
         let grpc = tokio::spawn(grpc::serve(
             grpc_listener,
+            listener_tls.clone(),
             Arc::clone(&registry),
             shared.clone(),
             live_tokens.clone(),
@@ -212,6 +233,7 @@ impl Gateway {
             own_listeners,
             instance_id: instance_id.clone(),
             max_connections,
+            listener_tls,
             running: Arc::new(std::sync::Mutex::new(config)),
         };
         Ok(Gateway {
@@ -319,14 +341,16 @@ fn bind(kind: &str, addr: SocketAddr) -> std::io::Result<std::net::TcpListener> 
 }
 
 /// The checks [`Gateway::start`] makes of a config before it serves, without binding anything: a static
-/// replica that is one of the configured listeners is refused (`--check-config`).
+/// replica that is one of the configured listeners is refused, and every TLS file must be readable and
+/// each key must match its certificate (`--check-config`).
 pub fn check_config(config: &Config) -> Result<(), ConfigError> {
     let own = OwnListeners::new(own_listeners(
         config.listen,
         config.grpc_listen,
         config.admin_listen,
     ));
-    check_static(&own, &config.static_replicas())
+    check_static(&own, &config.static_replicas())?;
+    crate::tls::check(config)
 }
 
 /// Refuses a static replica that is one of the gateway's own listeners, naming `services.<name>`.
@@ -357,6 +381,7 @@ fn grpc_settings(
     config: &Config,
     instance_id: &InstanceId,
     max_connections: usize,
+    upstream_tls: UpstreamTls,
 ) -> Result<GrpcSettings, String> {
     Ok(GrpcSettings {
         max_attempts: config.retry.max_attempts,
@@ -367,6 +392,7 @@ fn grpc_settings(
         trusted_proxies: crate::proxy::TrustedProxies::parse(&config.forwarded.trusted_proxies)?,
         max_connections,
         access_log: config.log.access,
+        upstream_tls,
     })
 }
 

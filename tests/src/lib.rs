@@ -9,6 +9,7 @@ pub mod process;
 pub mod raw;
 pub mod sse;
 pub mod traffic;
+pub mod websocket;
 
 pub use http::{Client, Response};
 pub use process::{demo, gateway, Proc};

@@ -140,6 +140,16 @@ async fn ten_replicas_silent_at_once_stay_listed_and_served_for_the_hold_then_go
         "held {held} s:\n{}",
         gw.output()
     );
+    // The log is written by its own thread: wait for all ten lines rather than race it.
+    eventually(
+        Duration::from_secs(5),
+        "ten [EVICT] lines written",
+        || async {
+            let n = gw.lines_with("ms by self-preservation)").len();
+            (n >= 10).then_some(())
+        },
+    )
+    .await;
     let evicted = gw.lines_with("ms by self-preservation)");
     assert_eq!(
         evicted.iter().filter(|l| l.contains("[EVICT]")).count(),
@@ -202,6 +212,14 @@ async fn two_of_ten_going_silent_are_evicted_after_the_ttl_as_usual() {
     assert_eq!(now, want, "{svc}");
     assert!(svc["preserving_until_unix_ms"].is_null(), "{svc}");
     assert!(gw.lines_with("[PRESERVE]").is_empty(), "{}", gw.output());
+    // The log is written by its own thread: wait for both lines rather than race it.
+    gw.expect_line("[EVICT]", Duration::from_secs(5));
+    eventually(
+        Duration::from_secs(5),
+        "both [EVICT] lines written",
+        || async { (gw.lines_with("[EVICT]").len() >= 2).then_some(()) },
+    )
+    .await;
     let evictions = gw.lines_with("[EVICT]");
     assert_eq!(evictions.len(), 2, "{}", gw.output());
     assert!(evictions

@@ -93,6 +93,11 @@ async fn a_killed_replica_costs_no_client_request_and_is_opened_then_evicted() {
     traffic.wait_for_more(200, Duration::from_secs(10)).await;
     let failures = traffic.stop().await;
     assert!(failures.is_empty(), "client saw failures: {failures:?}");
+    // The log is written by its own thread: wait for the lines before counting them.
+    gw.expect_line(
+        &format!("[EVICT] {} from orders (5 consecutive failures)", b.url),
+        Duration::from_secs(5),
+    );
     assert_eq!(
         gw.lines_with(&format!("[CIRCUIT] {} OPEN (threshold reached)", b.url))
             .len(),

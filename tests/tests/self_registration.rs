@@ -118,7 +118,9 @@ async fn a_killed_replica_is_gone_when_its_lease_runs_out() {
     wait_for_addresses(&c, &gw.url, "orders", &urls[1..], Duration::from_secs(10)).await;
     let took = killed_at.elapsed();
     assert!(took < Duration::from_millis(1_500 + 1_500), "took {took:?}");
-    let line = gw.lines_with(&format!("[EVICT] {} from orders (lease expired", urls[0]));
+    let evict = format!("[EVICT] {} from orders (lease expired", urls[0]);
+    gw.expect_line(&evict, Duration::from_secs(5));
+    let line = gw.lines_with(&evict);
     assert_eq!(line.len(), 1, "{}", gw.output());
 }
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 import unittest
+from pathlib import Path
 
 from harness import Backend, CountingServer, Gateway, eventually
 from registry_client import Backoff, Failed, GatewayError, InvalidGatewayUrl, Registered, Registering, Registration
@@ -66,6 +70,37 @@ class AgainstGateway(unittest.TestCase):
             self.assertIn("registry-client pyctx @ " + gw.url, {t.name for t in threading.enumerate()})
         self.assertEqual(gw.ids("pyctx"), [])
         self.assertEqual({t.name for t in threading.enumerate()} - before, set())
+
+    def test_a_service_process_deregisters_on_sigterm(self) -> None:
+        # A real service process as the README shows it: start, then deregister from its SIGTERM handler.
+        # A long lease, so only the deregistration can make the replica disappear.
+        gw = self.gateway("lease: { ttl: 60s, heartbeat_interval: 5s }\n")
+        package = str(Path(__file__).resolve().parents[1])
+        script = (
+            "import signal, sys, time\n"
+            f"sys.path.insert(0, {package!r})\n"
+            "from registry_client import Registration\n"
+            f"r = Registration([{gw.url!r}], 'pysig', {self.backend.url!r}).start()\n"
+            "assert r.wait_registered(10), r.states()\n"
+            "def stop(*_):\n"
+            "    r.deregister()\n"
+            "    sys.exit(0)\n"
+            "signal.signal(signal.SIGTERM, stop)\n"
+            "print('registered', r.id(), flush=True)\n"
+            "while True:\n"
+            "    time.sleep(0.05)\n"
+        )
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        self.assertTrue(line.startswith("registered "), line)
+        rid = line.split()[1]
+        self.assertEqual(gw.ids("pysig"), [rid])
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=15), 0)
+        proc.stdout.close()
+        self.assertEqual(gw.ids("pysig"), [])
 
     def test_heartbeats_keep_it_past_the_lease_ttl(self) -> None:
         gw = self.gateway()

@@ -362,7 +362,10 @@ pub(crate) async fn events(
     };
     let mut first = Vec::from(format!("retry: {RECONNECT_MS}\n"));
     first.extend_from_slice(&feed.snapshot());
-    tracing::info!(peer = ?req.peer_addr(), "registry event stream opened");
+    let peer = req
+        .peer_addr()
+        .map_or_else(|| "-".to_owned(), |a| a.to_string());
+    tracing::info!(%peer, "registry event stream opened");
     let first = futures_util::stream::once(async move { Ok::<_, Infallible>(Bytes::from(first)) });
     let rest = futures_util::stream::unfold(feed, |mut feed| async move {
         let message = feed.next().await?;

@@ -101,7 +101,7 @@ pub fn diff(old: &Config, new: &Config) -> Diff {
                 new: render(vb),
             }
         };
-        if RESTART_KEYS.contains(key) {
+        if RESTART_KEYS.contains(key) || (key.starts_with("tls.") && tls_switched(old, new)) {
             out.needs_restart.push(change);
         } else {
             out.reloaded.push(change);
@@ -131,7 +131,16 @@ pub fn keep_restart_keys(mut new: Config, running: &Config) -> Config {
     new.limits.max_connections = running.limits.max_connections;
     new.client.header_timeout = running.client.header_timeout;
     new.proxy.instance_id = running.proxy.instance_id.clone();
+    if tls_switched(running, &new) {
+        new.tls = running.tls.clone();
+    }
     new
+}
+
+/// Whether `new` turns the listeners' TLS on or off: that needs a restart (the listeners are bound
+/// plain or TLS at start); a new certificate on a TLS listener does not.
+fn tls_switched(old: &Config, new: &Config) -> bool {
+    old.tls.enabled() != new.tls.enabled()
 }
 
 fn as_value(c: &Config) -> Value {
@@ -258,6 +267,43 @@ mod tests {
         let d = diff(&running, &next);
         assert!(d.needs_restart.is_empty(), "{d:?}");
         assert_eq!(d.summary(), "breaker.failure_threshold 3 -> 4");
+    }
+
+    #[test]
+    fn upgrade_settings_reload_at_once() {
+        let old = config("");
+        let new = config("proxy: { upgrades: false, upgrade_idle_timeout: 30s }\n");
+        let d = diff(&old, &new);
+        assert!(d.needs_restart.is_empty(), "{d:?}");
+        assert_eq!(
+            d.summary(),
+            "proxy.upgrades true -> false, proxy.upgrade_idle_timeout 5m -> 30s"
+        );
+    }
+
+    #[test]
+    fn a_new_listener_certificate_reloads_but_turning_tls_on_or_off_needs_a_restart() {
+        let plain = config("breaker: { failure_threshold: 3 }\n");
+        let tls = config("tls: { cert_file: /a.pem, key_file: /a.key }\n");
+        let rotated = config(
+            "tls: { cert_file: /b.pem, key_file: /b.key }\nupstream: { tls: { ca_file: /ca.pem } }\n",
+        );
+        let keys = |cs: &[Change]| cs.iter().map(|c| c.key).collect::<Vec<_>>();
+
+        let d = diff(&tls, &rotated);
+        assert_eq!(
+            keys(&d.reloaded),
+            ["upstream.tls.ca_file", "tls.cert_file", "tls.key_file"]
+        );
+        assert!(d.needs_restart.is_empty());
+        assert_eq!(keep_restart_keys(rotated.clone(), &tls).tls, rotated.tls);
+
+        let on = diff(&plain, &tls);
+        assert_eq!(keys(&on.needs_restart), ["tls.cert_file", "tls.key_file"]);
+        assert!(!keep_restart_keys(tls.clone(), &plain).tls.enabled());
+        let off = diff(&tls, &plain);
+        assert_eq!(keys(&off.needs_restart), ["tls.cert_file", "tls.key_file"]);
+        assert_eq!(keep_restart_keys(plain, &tls).tls, tls.tls);
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub(super) const DURATION: &str = "a duration such as 10s or 500ms";
 pub(super) const BOOL: &str = "true or false";
 /// A listener address.
 pub(super) const ADDRESS: &str = "an address such as 127.0.0.1:8080 or localhost:8080";
+/// A file path.
+pub(super) const FILE: &str = "a file path such as /etc/gateway/cert.pem";
 /// Free text (tokens).
 pub(super) const TEXT: &str = "a text value";
 
@@ -55,6 +57,9 @@ const KINDS: &[(&str, &str)] = &[
     ("upstream.read_timeout", DURATION),
     ("upstream.send_timeout", DURATION),
     ("upstream.max_idle_per_replica", WHOLE),
+    ("upstream.tls.ca_file", FILE),
+    ("upstream.tls.cert_file", FILE),
+    ("upstream.tls.key_file", FILE),
     (
         "services",
         "a mapping of service names to lists of replica URLs",
@@ -69,6 +74,8 @@ const KINDS: &[(&str, &str)] = &[
     ("client.body_timeout", DURATION),
     ("proxy.max_hops", POSITIVE),
     ("proxy.instance_id", "a name such as gw-1"),
+    ("proxy.upgrades", BOOL),
+    ("proxy.upgrade_idle_timeout", DURATION),
     (
         "forwarded.trusted_proxies",
         "a list of CIDR ranges such as [10.0.0.0/8]",
@@ -80,6 +87,8 @@ const KINDS: &[(&str, &str)] = &[
     ("log.level", "a log filter such as info or debug"),
     ("log.format", "text or json"),
     ("log.access", BOOL),
+    ("tls.cert_file", FILE),
+    ("tls.key_file", FILE),
 ];
 
 /// What `key` (dotted, without list indexes) holds, in a user's words.

@@ -271,6 +271,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_websocket_handshake_lets_the_tunnel_bytes_through_at_once() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let mut gate = Gate::new(server);
+        let head = b"GET /chat/ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+        // The client's first frame right behind the head, before any response.
+        let frame = b"\x81\x82abcd\x09\x0b";
+        client
+            .write_all(&[&head[..], &frame[..]].concat())
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < head.len() + frame.len() {
+            seen.extend(read_now(&mut gate).await.expect("never held back"));
+        }
+        assert_eq!(seen, [&head[..], &frame[..]].concat());
+        // And every later byte, with no release ever.
+        client.write_all(b"more").await.unwrap();
+        assert_eq!(read_now(&mut gate).await.unwrap(), b"more");
+        // The other way is the connection itself.
+        gate.write_all(b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x81\x00")
+            .await
+            .unwrap();
+        let mut back = [0u8; 38];
+        client.read_exact(&mut back).await.unwrap();
+        assert!(back.ends_with(b"\r\n\r\n\x81\x00"));
+    }
+
+    #[tokio::test]
     async fn a_malformed_chunk_ends_the_stream_just_before_it() {
         let (mut client, server) = tokio::io::duplex(64 * 1024);
         let mut gate = Gate::new(server);

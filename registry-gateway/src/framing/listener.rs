@@ -1,10 +1,14 @@
 //! An HTTP/1.1 listener: actix-web's application served through actix-http, with every connection
 //! behind a [`Gate`] (what `actix_web::HttpServer` does, plus the gate it has no hook for).
+//!
+//! With TLS the handshake comes first and the gate reads the decrypted bytes. Only `http/1.1` is
+//! offered by ALPN: the gate parses HTTP/1.1 framing, and this listener has no HTTP/2 path.
 
-use std::future::ready;
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
+use actix_http::error::DispatchError;
 use actix_http::{HttpService, Request, Response};
 use actix_server::{Server, ServerBuilder};
 use actix_service::{
@@ -14,6 +18,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{AppConfig, Service};
 
 use super::Gate;
+use crate::tls::ClientIo;
 
 /// How a listener serves its connections.
 #[derive(Debug, Clone, Copy)]
@@ -28,11 +33,13 @@ pub struct ListenerSettings {
     pub backlog: u32,
 }
 
-/// Serves the application `factory` builds on `listener` until the returned server is stopped.
+/// Serves the application `factory` builds on `listener` until the returned server is stopped; over
+/// TLS with `tls` (its ALPN should offer `http/1.1` only).
 pub fn serve<F, I, S, B>(
     name: &str,
     listener: TcpListener,
     settings: ListenerSettings,
+    tls: Option<Arc<rustls::ServerConfig>>,
     factory: F,
 ) -> std::io::Result<Server>
 where
@@ -49,6 +56,7 @@ where
     let builder = ServerBuilder::default();
     let shutdown = builder.graceful_shutdown_signal();
     let header_timeout = settings.header_timeout;
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     Ok(builder
         .workers(settings.workers)
         .max_concurrent_connections(settings.max_connections_per_worker)
@@ -63,7 +71,7 @@ where
                     let signal = shutdown.clone();
                     async move { signal.notified().await }
                 })
-                .on_connect_ext(|io: &Gate<actix_rt::net::TcpStream>, ext| {
+                .on_connect_ext(|io: &Gate<ClientIo>, ext| {
                     ext.insert(io.handle());
                 })
                 .h1(map_config(
@@ -72,15 +80,43 @@ where
                         .map_err(|err| err.into().error_response()),
                     |_| AppConfig::default(),
                 ));
-            fn_service(|io: actix_rt::net::TcpStream| {
+            let acceptor = acceptor.clone();
+            fn_service(move |io: actix_rt::net::TcpStream| {
                 let peer = io.peer_addr().ok();
                 let _ = io.set_nodelay(true);
-                ready(Ok::<_, actix_http::error::DispatchError>((
-                    Gate::new(io),
-                    peer,
-                )))
+                let acceptor = acceptor.clone();
+                async move {
+                    let io = match acceptor {
+                        None => ClientIo::Plain(io),
+                        Some(acceptor) => {
+                            ClientIo::Tls(Box::new(handshake(acceptor, io, header_timeout).await?))
+                        }
+                    };
+                    Ok::<_, DispatchError>((Gate::new(io), peer))
+                }
             })
             .and_then(http)
         })?
         .run())
+}
+
+/// The server side of a TLS handshake, within `timeout`. A failure ends the connection, logged at debug
+/// (scanners and clients that distrust the certificate are routine).
+async fn handshake(
+    acceptor: tokio_rustls::TlsAcceptor,
+    io: actix_rt::net::TcpStream,
+    timeout: Duration,
+) -> Result<tokio_rustls::server::TlsStream<actix_rt::net::TcpStream>, DispatchError> {
+    let peer = io.peer_addr().ok();
+    let result = match tokio::time::timeout(timeout, acceptor.accept(io)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "TLS handshake timed out",
+        )),
+    };
+    result.map_err(|e| {
+        tracing::debug!(peer = ?peer, error = %e, "TLS handshake with a client failed");
+        DispatchError::Io(e)
+    })
 }

@@ -183,10 +183,12 @@ fn body_of(req: &httparse::Request<'_, '_>) -> Body {
     if req.method == Some("CONNECT") {
         return Body::Unframed;
     }
-    let (mut length, mut chunked, mut coded) = (None, false, false);
+    let (mut length, mut chunked, mut coded, mut websocket) = (None, false, false, false);
     for h in req.headers.iter() {
+        // What actix-http hands over as a raw stream up to the end of the connection (a WebSocket
+        // handshake, tunnelled after a 101); any other `Upgrade` keeps the request framed as usual.
         if h.name.eq_ignore_ascii_case("upgrade") {
-            return Body::Unframed;
+            websocket |= is_websocket_token(h.value);
         }
         if h.name.eq_ignore_ascii_case("content-length") {
             let parsed = std::str::from_utf8(h.value)
@@ -212,9 +214,16 @@ fn body_of(req: &httparse::Request<'_, '_>) -> Body {
         (true, true, None) => Body::Chunked,
         // A coding other than chunked last, or with a Content-Length: refused by the server.
         (true, _, _) => Body::Unframed,
+        // The server reads a WebSocket handshake's bytes to the end of the connection, whatever its length.
+        (false, _, _) if websocket => Body::Unframed,
         (false, _, Some(n)) => Body::Length(n),
         (false, _, None) => Body::None,
     }
+}
+
+/// Whether an `Upgrade` value is what actix-http streams: exactly `websocket`, trimmed, any case.
+fn is_websocket_token(value: &[u8]) -> bool {
+    value.trim_ascii().eq_ignore_ascii_case(b"websocket")
 }
 
 enum ChunkScan {
@@ -392,6 +401,7 @@ mod tests {
             b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
             b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
             b"GET /chat HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+            b"GET /chat HTTP/1.1\r\nUpgrade: WebSocket \r\nContent-Length: 2\r\n\r\n",
             b"NOT HTTP\r\n\r\n",
         ] {
             let mut s = RequestScanner::default();
@@ -403,6 +413,23 @@ mod tests {
             );
             assert_eq!(s.feed(b"GET / HTTP/1.1\r\n\r\n"), Scan::Within);
         }
+    }
+
+    #[test]
+    fn an_upgrade_other_than_websocket_stays_framed() {
+        // The server frames it by its length and answers it as a normal request: so does the gate.
+        let h2c =
+            b"GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: h2c\r\nContent-Length: 2\r\n\r\nhi";
+        let next = b"GET /b HTTP/1.1\r\n\r\n";
+        let all = [&h2c[..], &next[..]].concat();
+        assert_eq!(
+            scan_all(&all),
+            [Scan::Complete(h2c.len()), Scan::Complete(next.len())]
+        );
+        // A chunked body wins over a WebSocket upgrade, as in the server.
+        let chunked =
+            b"POST / HTTP/1.1\r\nUpgrade: websocket\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        assert_eq!(scan_all(chunked), [Scan::Complete(chunked.len())]);
     }
 
     #[test]

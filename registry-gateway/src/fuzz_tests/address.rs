@@ -10,7 +10,8 @@ fn check(input: &str) -> Result<(), TestCaseError> {
     let Ok(a) = ReplicaAddress::parse(input) else {
         return Ok(());
     };
-    prop_assert_eq!(a.as_str(), format!("http://{}", a.authority()));
+    let scheme = if a.is_tls() { "https" } else { "http" };
+    prop_assert_eq!(a.as_str(), format!("{scheme}://{}", a.authority()));
     prop_assert_eq!(
         ReplicaAddress::parse(a.as_str()),
         Ok(a.clone()),

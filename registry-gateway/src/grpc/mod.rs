@@ -1,5 +1,6 @@
-//! gRPC listener (hyper, h2c): the gateway's own `registry.v1.Registry` and `grpc.health.v1.Health`
-//! services, and a transparent proxy for every other call, on the same registry and policy as HTTP.
+//! gRPC listener (hyper, h2c, or HTTP/2 over TLS with ALPN `h2` when `tls` is set): the gateway's own
+//! `registry.v1.Registry` and `grpc.health.v1.Health` services, and a transparent proxy for every other
+//! call, on the same registry and policy as HTTP.
 //!
 //! gRPC cannot go through actix-web (no HTTP/2 trailers), so it has its own listener on the tokio runtime.
 
@@ -55,7 +56,12 @@ pub struct GrpcSettings {
     pub max_connections: usize,
     /// One access-log line per call (`log.access`); read per call.
     pub access_log: bool,
+    /// Trust and client certificate for `https://` replicas (`upstream.tls`); new connections take it.
+    pub upstream_tls: crate::tls::UpstreamTls,
 }
+
+/// Longest TLS handshake a client of the gRPC listener gets.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) struct GrpcState {
     pub(crate) registry: Arc<Registry>,
@@ -72,9 +78,12 @@ pub(crate) struct GrpcState {
 /// Serves gRPC on `listener` until `shutdown` turns true, then lets open calls finish.
 ///
 /// `tokens` guard the registration API as on HTTP; registering one of `own_listeners` is refused.
-/// `tokens` and `settings` are live: a config reload replaces them.
+/// `tokens` and `settings` are live: a config reload replaces them. With `tls` every connection
+/// starts with a TLS handshake offering ALPN `h2` (its certificate reloads with the config).
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<crate::tls::ListenerTls>,
     registry: Arc<Registry>,
     shared: Shared,
     tokens: crate::live::Live<ApiTokens>,
@@ -110,6 +119,8 @@ pub async fn serve(
         }),
         health_server,
     });
+    let acceptor =
+        tls.map(|t| tokio_rustls::TlsAcceptor::from(t.server_config(&[crate::tls::ALPN_H2])));
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let permit = tokio::select! {
@@ -133,23 +144,20 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let state = Arc::clone(&state);
-        let mut stop = shutdown.clone();
+        let stop = shutdown.clone();
+        let acceptor = acceptor.clone();
         connections.spawn(async move {
             // Held until the connection ends.
             let _permit = permit;
-            let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert::<SocketAddr>(peer);
-                dispatch(req, Arc::clone(&state))
-            });
-            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+            let Some(acceptor) = acceptor else {
+                return serve_connection(stream, peer, state, stop).await;
+            };
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => serve_connection(tls, peer, state, stop).await,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake with a gRPC client failed");
                 }
+                Err(_) => tracing::debug!(%peer, "TLS handshake with a gRPC client timed out"),
             }
         });
         while connections.try_join_next().is_some() {}
@@ -159,6 +167,31 @@ pub async fn serve(
         while connections.join_next().await.is_some() {}
     })
     .await;
+}
+
+/// Serves one client connection (h2) until it ends, or gracefully once `stop` changes.
+async fn serve_connection<T>(
+    io: T,
+    peer: SocketAddr,
+    state: Arc<GrpcState>,
+    mut stop: watch::Receiver<bool>,
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert::<SocketAddr>(peer);
+        dispatch(req, Arc::clone(&state))
+    });
+    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }
 
 async fn dispatch(

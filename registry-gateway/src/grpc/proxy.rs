@@ -195,10 +195,11 @@ async fn call(
         attempts += 1;
         ex.attempt(pick.replica.observe(registry.metrics()));
         let attempt_started = clock::now();
-        let authority = pick.replica.address().authority().to_owned();
+        let address = pick.replica.address().clone();
+        let authority = address.authority().to_owned();
         let mut sender = match state
             .connections
-            .ready(&authority, settings.connect_timeout)
+            .ready(&address, &settings.upstream_tls, settings.connect_timeout)
             .await
         {
             Ok(s) => s,
@@ -211,7 +212,8 @@ async fn call(
                 continue;
             }
         };
-        let mut parts = Uri::builder().scheme("http").authority(authority.as_str());
+        let scheme = if address.is_tls() { "https" } else { "http" };
+        let mut parts = Uri::builder().scheme(scheme).authority(authority.as_str());
         if let Some(pq) = req.uri().path_and_query() {
             parts = parts.path_and_query(pq.clone());
         }
@@ -267,7 +269,7 @@ async fn call(
                 let client = broke.get().then_some(ClientFault::Aborted);
                 let outcome = attribute(client, FailureCause::Transport);
                 if outcome.is_failure() {
-                    state.connections.forget(&authority);
+                    state.connections.forget(&address);
                 }
                 record.finish(outcome);
                 if client.is_some() {

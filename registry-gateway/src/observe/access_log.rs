@@ -35,6 +35,8 @@ pub(super) struct Entry<'a> {
     pub(super) duration: Duration,
     /// Response body bytes sent to the client.
     pub(super) bytes: u64,
+    /// Bytes a tunnel carried from the client (tunnels only: logged as `bytes_in`).
+    pub(super) bytes_in: Option<u64>,
     /// The request's `x-request-id`.
     pub(super) request_id: &'a str,
 }
@@ -53,6 +55,24 @@ pub(super) fn millis(d: Duration) -> f64 {
 /// Writes `entry` as one `access` line.
 pub(super) fn write(entry: &Entry<'_>) {
     let client = DashOr(entry.info.client);
+    if let Some(bytes_in) = entry.bytes_in {
+        tracing::info!(
+            target: "access",
+            method = %entry.info.method,
+            path = %entry.info.path,
+            service = %entry.service,
+            replica = %entry.replica.unwrap_or("-"),
+            status = %entry.status,
+            attempts = entry.attempts,
+            duration_ms = millis(entry.duration),
+            bytes = entry.bytes,
+            bytes_in,
+            request_id = %entry.request_id,
+            client = %client,
+            "access"
+        );
+        return;
+    }
     tracing::info!(
         target: "access",
         method = %entry.info.method,

@@ -23,6 +23,10 @@ pub struct Exchange {
     request_id: RequestId,
     /// `None` while the access log is off.
     access: Option<AccessInfo>,
+    /// The replica switched protocols: the request is counted, the access-log line waits for the tunnel.
+    switched: bool,
+    /// Bytes a tunnel carried from the client to the replica.
+    uploaded: Option<u64>,
     done: bool,
 }
 
@@ -44,6 +48,8 @@ impl Exchange {
             attempts: 0,
             request_id,
             access,
+            switched: false,
+            uploaded: None,
             done: false,
         }
     }
@@ -67,13 +73,35 @@ impl Exchange {
         self.replica = Some(Arc::clone(replica));
     }
 
-    /// The response ended with `status` after `bytes` body bytes: counted and logged now (once).
+    /// The replica answered 101 Switching Protocols: the request is counted now, its duration up to the
+    /// 101 (a tunnel's lifetime is no request latency); [`Exchange::finish`] writes the access-log line
+    /// when the tunnel ends.
+    pub fn switched(&mut self) {
+        if self.done || std::mem::replace(&mut self.switched, true) {
+            return;
+        }
+        let duration = clock::now().saturating_duration_since(self.started);
+        self.service.request(FinalStatus::Http(101), duration);
+    }
+
+    /// The tunnel after a 101 ended, having carried `to_client` bytes from the replica and `to_replica`
+    /// from the client: logged now, with the duration up to the tunnel's end.
+    pub fn finish_tunnel(&mut self, to_client: u64, to_replica: u64) {
+        self.switched();
+        self.uploaded = Some(to_replica);
+        self.finish(FinalStatus::Http(101), to_client);
+    }
+
+    /// The response ended with `status` after `bytes` body bytes: counted and logged now (once). After
+    /// [`Exchange::switched`] only the log line is left, with the duration up to the tunnel's end.
     pub fn finish(&mut self, status: FinalStatus, bytes: u64) {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
         let duration = clock::now().saturating_duration_since(self.started);
-        self.service.request(status, duration);
+        if !self.switched {
+            self.service.request(status, duration);
+        }
         if let Some(info) = &self.access {
             access_log::write(&Entry {
                 info,
@@ -83,6 +111,7 @@ impl Exchange {
                 attempts: self.attempts,
                 duration,
                 bytes,
+                bytes_in: self.uploaded,
                 request_id: self.request_id.as_str(),
             });
         }
@@ -94,6 +123,7 @@ impl Drop for Exchange {
     fn drop(&mut self) {
         if !self.done {
             let status = match self.protocol {
+                _ if self.switched => FinalStatus::Http(101),
                 ProtocolLabel::http => FinalStatus::Http(CLIENT_CLOSED),
                 ProtocolLabel::grpc => FinalStatus::Grpc(1),
             };
@@ -148,6 +178,46 @@ mod tests {
         assert_eq!(
             line(&text, "gateway_retries_total{service=\"users\"}"),
             Some(1.0)
+        );
+    }
+
+    #[test]
+    fn a_tunnel_is_counted_once_as_101_at_its_switch() {
+        let m = Arc::new(Metrics::new());
+        let users = Arc::new(ServiceHandles::new(&m, "chat"));
+        for finish in [true, false] {
+            let mut ex = Exchange::new(
+                clock::now(),
+                ProtocolLabel::http,
+                &users,
+                RequestId::generate(),
+                None,
+            );
+            ex.switched();
+            ex.switched();
+            if finish {
+                ex.finish_tunnel(10, 20);
+            }
+            // Dropped without a finish (the client's connection died with the tunnel): still a 101.
+            drop(ex);
+        }
+        let text = m.encode();
+        assert_eq!(
+            line(
+                &text,
+                "gateway_requests_total{service=\"chat\",protocol=\"http\",code=\"101\"}"
+            ),
+            Some(2.0),
+            "{text}"
+        );
+        assert!(!text.contains("code=\"499\""));
+        assert_eq!(
+            line(
+                &text,
+                "gateway_request_duration_seconds_count{service=\"chat\",protocol=\"http\"}"
+            ),
+            Some(2.0),
+            "{text}"
         );
     }
 

@@ -9,8 +9,8 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use super::histogram::LatencyHistogram;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::histogram::Histogram;
 
 use super::code::{FinalStatus, GRPC_SLOTS, HTTP_SLOTS};
 use super::metrics::{
@@ -26,7 +26,7 @@ pub const UNKNOWN_SERVICE: &str = "";
 /// One protocol's request series of a service.
 struct ProtocolHandles {
     protocol: ProtocolLabel,
-    duration: OnceLock<Histogram>,
+    duration: OnceLock<LatencyHistogram>,
     /// `gateway_requests_total` by [`FinalStatus::slot`], filled as statuses are first seen.
     codes: Box<[OnceLock<Counter>]>,
 }
@@ -115,7 +115,7 @@ impl ServiceHandles {
                     })
                     .clone()
             })
-            .observe(duration.as_secs_f64());
+            .observe(duration);
     }
 }
 

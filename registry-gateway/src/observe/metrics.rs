@@ -11,8 +11,9 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEn
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry as PromRegistry;
+
+use super::histogram::LatencyHistogram;
 
 /// A label value shared without copying (service names, replica addresses).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -131,13 +132,6 @@ pub struct EvictionLabels {
     pub reason: &'static str,
 }
 
-/// Buckets of `gateway_request_duration_seconds`: 1 ms to ~33 s, doubling.
-fn duration_histogram() -> Histogram {
-    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-        0.001, 2.0, 16,
-    ))
-}
-
 /// Every metric the gateway exports, and the registry that encodes them.
 pub struct Metrics {
     /// Behind a lock only so that the store's series can join it once the Redis store starts.
@@ -146,7 +140,7 @@ pub struct Metrics {
     /// `gateway_requests_total{service,protocol,code}`.
     pub requests: Family<RequestLabels, Counter>,
     /// `gateway_request_duration_seconds{service,protocol}`.
-    pub request_duration: Family<DurationLabels, Histogram, fn() -> Histogram>,
+    pub request_duration: Family<DurationLabels, LatencyHistogram>,
     /// `gateway_upstream_attempts_total{service,replica,result}`.
     pub upstream_attempts: Family<AttemptLabels, Counter>,
     /// `gateway_retries_total{service}`.
@@ -190,10 +184,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = PromRegistry::default();
         let requests = Family::default();
-        let request_duration =
-            Family::<DurationLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-                duration_histogram,
-            );
+        let request_duration = Family::<DurationLabels, LatencyHistogram>::default();
         let upstream_attempts = Family::default();
         let retries = Family::default();
         let replica_state = Family::default();

@@ -5,6 +5,7 @@ mod access_log;
 mod code;
 mod exchange;
 mod handles;
+mod histogram;
 mod metrics;
 mod request_id;
 

@@ -43,7 +43,8 @@ fn is_forwarding(name: &str) -> bool {
 }
 
 /// Builds the replica's request headers from the client's: drops hop-by-hop headers, `Host` and
-/// `Content-Length` (the body carries its length), and sets `X-Forwarded-For/-Proto/-Host`.
+/// `Content-Length` (the body carries its length), and sets `X-Forwarded-For/-Proto/-Host`
+/// (`proto`: `https` when the client came over TLS, else `http`).
 ///
 /// From a `trusted` peer (a proxy in front of the gateway) the forwarding headers are kept and
 /// `X-Forwarded-For` is appended to; from anyone else they are replaced by what the gateway saw itself.
@@ -51,6 +52,7 @@ pub(crate) fn to_upstream(
     client: &ax::HeaderMap,
     peer: Option<IpAddr>,
     trusted: bool,
+    proto: &'static str,
 ) -> HeaderMap {
     let extra = if client.contains_key(ax::CONNECTION) {
         connection_tokens(client)
@@ -85,7 +87,7 @@ pub(crate) fn to_upstream(
         }
     }
     if !out.contains_key("x-forwarded-proto") {
-        out.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        out.insert("x-forwarded-proto", HeaderValue::from_static(proto));
     }
     if !out.contains_key("x-forwarded-host") {
         if let Some(host) = client
@@ -172,7 +174,7 @@ mod tests {
             ("accept", "a"),
             ("accept", "b"),
         ]);
-        let mut out = to_upstream(&h, Some("127.1.2.3".parse().unwrap()), false);
+        let mut out = to_upstream(&h, Some("127.1.2.3".parse().unwrap()), false, "http");
         set_host(&mut out, "127.0.0.1:9001");
         for gone in [
             "connection",
@@ -199,7 +201,7 @@ mod tests {
             ("x-forwarded-proto", "https"),
             ("x-forwarded-host", "shop.example"),
         ]);
-        let out = to_upstream(&h, Some("127.0.0.9".parse().unwrap()), true);
+        let out = to_upstream(&h, Some("127.0.0.9".parse().unwrap()), true, "http");
         assert_eq!(out["x-forwarded-for"], "127.9.9.9, 127.0.0.9");
         assert_eq!(out["x-forwarded-proto"], "https");
         assert_eq!(out["x-forwarded-host"], "shop.example");
@@ -214,12 +216,17 @@ mod tests {
             ("x-forwarded-host", "evil.example"),
             ("forwarded", "for=127.6.6.6;proto=https"),
         ]);
-        let out = to_upstream(&h, Some("127.0.0.9".parse().unwrap()), false);
+        let out = to_upstream(&h, Some("127.0.0.9".parse().unwrap()), false, "http");
         assert_eq!(out["x-forwarded-for"], "127.0.0.9");
         assert_eq!(out.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(out["x-forwarded-proto"], "http");
         assert_eq!(out["x-forwarded-host"], "gw:8080");
         assert!(!out.contains_key("forwarded"));
+        // Over a TLS listener the gateway says so itself.
+        let client_over_tls = to_upstream(&client(&[]), None, false, "https");
+        assert_eq!(client_over_tls["x-forwarded-proto"], "https");
+        let forged = to_upstream(&h, None, false, "https");
+        assert_eq!(forged["x-forwarded-proto"], "https");
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod headers;
 mod request_body;
 mod response_body;
 pub mod route;
+mod upgrade;
 mod upstream;
 pub(crate) mod via;
 
@@ -69,13 +70,22 @@ pub struct ProxySettings {
     pub trusted_proxies: TrustedProxies,
     /// One access-log line per request (`log.access`); read per request.
     pub access_log: bool,
+    /// Carry WebSocket upgrades (`proxy.upgrades`); off, they are answered 403.
+    pub upgrades: bool,
+    /// A tunnel idle this long either way is closed (`proxy.upgrade_idle_timeout`).
+    pub upgrade_idle_timeout: Duration,
+    /// Trust and client certificate for `https://` replicas (`upstream.tls`); new connections take it.
+    pub upstream_tls: crate::tls::UpstreamTls,
+    /// Clients reach the listener over TLS (`tls`): `X-Forwarded-Proto: https`.
+    pub client_tls: bool,
 }
 
 impl ProxySettings {
-    /// The proxy's settings from a validated config.
+    /// The proxy's settings from a validated config, with its `upstream.tls` files already read.
     pub fn from_config(
         config: &crate::Config,
         instance_id: InstanceId,
+        upstream_tls: crate::tls::UpstreamTls,
     ) -> Result<ProxySettings, String> {
         Ok(ProxySettings {
             retry: config.retry_policy(),
@@ -92,6 +102,10 @@ impl ProxySettings {
             max_hops: config.proxy.max_hops,
             trusted_proxies: TrustedProxies::parse(&config.forwarded.trusted_proxies)?,
             access_log: config.log.access,
+            upgrades: config.proxy.upgrades,
+            upgrade_idle_timeout: config.proxy.upgrade_idle_timeout,
+            upstream_tls,
+            client_tls: config.tls.enabled(),
         })
     }
 }
@@ -140,6 +154,16 @@ enum Attempt {
     Retryable(FailureCause, HttpResponse<ResponseBody>),
     /// The client broke its own upload: the request ends here and the replica is not charged.
     ClientFault(ClientFault),
+    /// The replica switched protocols: the tunnel runs behind this response.
+    Switched(HttpResponse<upgrade::TunnelBody>),
+}
+
+/// What the client gets from a forwarded request.
+enum Forwarded {
+    /// A response from a replica.
+    Response(HttpResponse<ResponseBody>),
+    /// A 101, with a tunnel behind it.
+    Tunnel(HttpResponse<upgrade::TunnelBody>),
 }
 
 /// Where each attempt's request body comes from.
@@ -201,7 +225,12 @@ pub async fn handle(
     );
     let id = ax::HeaderValue::from_str(request_id.as_str()).expect("request ids are visible ASCII");
     let mut resp = match forward(&req, payload, &proxy, &settings, &mut ex).await {
-        Ok(resp) => resp.map_body(|_, body| EitherBody::left(body.observed(ex))),
+        Ok(Forwarded::Response(resp)) => {
+            resp.map_body(|_, body| EitherBody::left(EitherBody::left(body.observed(ex))))
+        }
+        Ok(Forwarded::Tunnel(resp)) => {
+            resp.map_body(|_, body| EitherBody::left(EitherBody::right(body.observed(ex))))
+        }
         Err(e) => {
             let resp = actix_web::ResponseError::error_response(&e);
             let bytes = match resp.body().size() {
@@ -214,6 +243,12 @@ pub async fn handle(
     };
     resp.headers_mut()
         .insert(ax::HeaderName::from_static(REQUEST_ID_HEADER), id);
+    // actix-http ends a connection whose request asked for an upgrade after its response, 101 or not:
+    // an answer that switches nothing says so (`Connection: close`), so no client pipelines after it.
+    if req.head().upgrade() && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        resp.head_mut()
+            .set_connection_type(actix_http::ConnectionType::Close);
+    }
     resp
 }
 
@@ -224,7 +259,7 @@ async fn forward(
     proxy: &Proxy,
     settings: &ProxySettings,
     ex: &mut Exchange,
-) -> Result<HttpResponse<ResponseBody>, GatewayError> {
+) -> Result<Forwarded, GatewayError> {
     if req.headers().contains_key(ax::VIA) {
         via::check(
             req.headers().get_all(ax::VIA).map(|v| v.as_bytes()),
@@ -253,7 +288,19 @@ async fn forward(
     let idempotent = is_idempotent(method.as_str());
     let peer: Option<IpAddr> = req.peer_addr().map(|a| a.ip());
     let trusted = settings.trusted_proxies.trusts(peer);
-    let mut source = prepare_body(req, payload, settings).await?;
+    let upgrading = match upgrade::classify(req.version(), req.headers(), settings.upgrades) {
+        upgrade::UpgradeDecision::Plain => false,
+        upgrade::UpgradeDecision::Tunnel => true,
+        upgrade::UpgradeDecision::Refuse => {
+            return Err(GatewayError::UpgradeDisabled("websocket".into()))
+        }
+    };
+    // A tunnel's client bytes (everything after the head) wait for the 101; its handshake has no body.
+    let (mut source, mut tunnel_payload) = if upgrading {
+        (BodySource::Buffered(None), Some(payload))
+    } else {
+        (prepare_body(req, payload, settings).await?, None)
+    };
     // Made once: every attempt's copy shares its bytes.
     let request_id = ex.request_id().header_value();
     svc.count_request(clock::now());
@@ -281,24 +328,39 @@ async fn forward(
         let Some(body) = source.take() else { break };
         attempts += 1;
         // Built per attempt from the client's headers: cheaper than keeping a copy to clone.
-        let mut headers = headers::to_upstream(req.headers(), peer, trusted);
+        let proto = if settings.client_tls { "https" } else { "http" };
+        let mut headers = headers::to_upstream(req.headers(), peer, trusted, proto);
         headers.append(http::header::VIA, proxy.via.clone());
         headers.insert(REQUEST_ID_HEADER, request_id.clone());
         ex.attempt(pick.replica.observe(registry.metrics()));
         let replica = Arc::clone(&pick.replica);
         let mut record = Some(AttemptRecord::new(Arc::clone(registry), pick, clock::now()));
-        let (cause, response) = match forward_once(
-            &replica,
-            &method,
-            &uri,
-            headers,
-            body,
-            settings,
-            &mut record,
-        )
-        .await
-        {
-            Attempt::Response(resp) => return Ok(resp),
+        let attempt = if upgrading {
+            upgrade_once(
+                &replica,
+                &method,
+                &uri,
+                headers,
+                settings,
+                &mut tunnel_payload,
+                &mut record,
+            )
+            .await
+        } else {
+            forward_once(
+                &replica,
+                &method,
+                &uri,
+                headers,
+                body,
+                settings,
+                &mut record,
+            )
+            .await
+        };
+        let (cause, response) = match attempt {
+            Attempt::Response(resp) => return Ok(Forwarded::Response(resp)),
+            Attempt::Switched(resp) => return Ok(Forwarded::Tunnel(resp)),
             Attempt::ClientFault(fault) => {
                 let fault = framing_fault(req, fault);
                 if let Some(r) = record.as_mut() {
@@ -322,13 +384,19 @@ async fn forward(
             r.finish(Outcome::Failure(cause));
         }
         let replicas = svc.replicas().len().max(attempts);
-        let decision = settings.retry.after_failure(
+        let decision = match settings.retry.after_failure(
             attempts as u32,
             replicas,
             cause,
             idempotent,
             source.replay(),
-        );
+        ) {
+            // A handshake that reached a replica is never sent again.
+            RetryDecision::Retry if upgrading && !upgrade::may_move_on(cause) => {
+                RetryDecision::Unsafe
+            }
+            d => d,
+        };
         tracing::debug!(service = %svc.name(), replica = %replica.address(), %cause, ?decision, "attempt failed");
         last = Some((cause, response));
         if decision != RetryDecision::Retry {
@@ -340,7 +408,7 @@ async fn forward(
     let service = svc.name().to_string();
     match last {
         // A 5xx that was not retried (or was the last try) reaches the client as the replica sent it.
-        Some((_, Some(resp))) => Ok(resp),
+        Some((_, Some(resp))) => Ok(Forwarded::Response(resp)),
         Some((FailureCause::Timeout, None)) => {
             Err(GatewayError::UpstreamTimeout { service, attempts })
         }
@@ -427,8 +495,10 @@ async fn forward_once(
     settings: &ProxySettings,
     record: &mut Option<AttemptRecord>,
 ) -> Attempt {
-    let authority = replica.address().authority();
-    let mut conn = match upstream::checkout(authority, settings.connect_timeout).await {
+    let address = replica.address();
+    let authority = address.authority();
+    let tls = &settings.upstream_tls;
+    let mut conn = match upstream::checkout(address, tls, settings.connect_timeout).await {
         Ok(c) => c,
         Err(cause) => return Attempt::Failed(cause, Some(body)),
     };
@@ -448,7 +518,7 @@ async fn forward_once(
     // came back unsent, so send it once more on a fresh connection.
     if conn.reused {
         if let Err(SendError::NotSent(req)) = result {
-            conn = match upstream::connect(authority, settings.connect_timeout).await {
+            conn = match upstream::connect(address, tls, settings.connect_timeout).await {
                 Ok(c) => c,
                 Err(cause) => return Attempt::Failed(cause, Some(req.into_body())),
             };
@@ -469,10 +539,14 @@ async fn forward_once(
         }
     };
     let status = resp.status().as_u16();
+    // A switch of protocols nobody asked for (the upgrade headers were stripped) cannot be carried.
+    if status == 101 {
+        return Attempt::Failed(FailureCause::Transport, None);
+    }
     match Outcome::from_http_status(status) {
         Outcome::Failure(cause) => Attempt::Retryable(
             cause,
-            to_client_response(resp, method, conn, settings, None),
+            to_client_response(resp, method, Some(conn), settings, None),
         ),
         // The outcome of a good head waits for the end of its body; its latency is taken now.
         _ => {
@@ -482,7 +556,44 @@ async fn forward_once(
             Attempt::Response(to_client_response(
                 resp,
                 method,
-                conn,
+                Some(conn),
+                settings,
+                record.take(),
+            ))
+        }
+    }
+}
+
+/// One upgrade attempt against one replica (see [`upgrade::attempt`]); an answer other than 101 is an
+/// ordinary response, classified like any other.
+async fn upgrade_once(
+    replica: &Replica,
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: http::HeaderMap,
+    settings: &ProxySettings,
+    client: &mut Option<web::Payload>,
+    record: &mut Option<AttemptRecord>,
+) -> Attempt {
+    let answer = upgrade::attempt(replica, method, uri, headers, settings, client, record).await;
+    let resp = match answer {
+        upgrade::UpgradeAttempt::Switched(resp) => return Attempt::Switched(*resp),
+        upgrade::UpgradeAttempt::Failed(cause) => return Attempt::Failed(cause, None),
+        upgrade::UpgradeAttempt::Answered(resp) => resp,
+    };
+    match Outcome::from_http_status(resp.status().as_u16()) {
+        Outcome::Failure(cause) => Attempt::Retryable(
+            cause,
+            to_client_response(resp, method, None, settings, None),
+        ),
+        _ => {
+            if let Some(r) = record.as_mut() {
+                r.head_arrived(None);
+            }
+            Attempt::Response(to_client_response(
+                resp,
+                method,
+                None,
                 settings,
                 record.take(),
             ))
@@ -493,7 +604,7 @@ async fn forward_once(
 fn to_client_response(
     resp: hyper::Response<hyper::body::Incoming>,
     method: &http::Method,
-    conn: upstream::Conn,
+    conn: Option<upstream::Conn>,
     settings: &ProxySettings,
     record: Option<AttemptRecord>,
 ) -> HttpResponse<ResponseBody> {

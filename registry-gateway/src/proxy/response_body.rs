@@ -51,7 +51,7 @@ impl ResponseBody {
         incoming: Incoming,
         status: u16,
         size: BodySize,
-        conn: Conn,
+        conn: Option<Conn>,
         max_idle: usize,
         record: Option<AttemptRecord>,
         read_timeout: Duration,
@@ -59,7 +59,7 @@ impl ResponseBody {
         let mut body = ResponseBody {
             incoming,
             size,
-            conn: Some((conn, max_idle)),
+            conn: conn.map(|c| (c, max_idle)),
             record,
             read_timeout,
             stall: None,

@@ -1,4 +1,5 @@
-//! Upstream HTTP/1.1 client: a per-worker pool of keep-alive hyper connections, keyed by replica authority.
+//! Upstream HTTP/1.1 client: a per-worker pool of keep-alive hyper connections, keyed by replica address
+//! (`http://` plain, `https://` over TLS with ALPN `http/1.1`: both pooled alike).
 //!
 //! Each actix worker is a single thread, so the pool is a thread-local with no locks; connection tasks are
 //! spawned on the worker's own local task set. A pooled connection goes back to the pool only once its
@@ -16,11 +17,14 @@ use super::request_body::{RequestBody, Upload};
 use crate::clock;
 use crate::policy::upload::TimerDecision;
 use crate::policy::{FailureCause, HeadTimer, UploadState};
+use crate::registry::ReplicaAddress;
+use crate::tls::UpstreamTls;
 
 /// A connection to one replica, ready to send one request.
 pub(crate) struct Conn {
     sender: SendRequest<RequestBody>,
-    authority: Rc<str>,
+    /// The replica's address (`http(s)://host:port`): its pool.
+    key: Rc<str>,
     /// It came from the pool: a failure to even send on it may be a stale keep-alive, not the replica.
     pub(crate) reused: bool,
 }
@@ -41,16 +45,18 @@ thread_local! {
     static POOL: RefCell<Pool> = RefCell::new(Pool { idle: HashMap::new() });
 }
 
-/// Takes a live pooled connection to `authority`, or opens a new one within `connect_timeout`.
+/// Takes a live pooled connection to `address`, or opens a new one within `connect_timeout`.
 pub(crate) async fn checkout(
-    authority: &str,
+    address: &ReplicaAddress,
+    tls: &UpstreamTls,
     connect_timeout: Duration,
 ) -> Result<Conn, FailureCause> {
+    let pool_key = address.as_str();
     loop {
         let pooled = POOL.with(|p| {
             let mut p = p.borrow_mut();
-            let key = Rc::clone(p.idle.get_key_value(authority)?.0);
-            p.idle.get_mut(authority)?.pop().map(|s| (key, s))
+            let key = Rc::clone(p.idle.get_key_value(pool_key)?.0);
+            p.idle.get_mut(pool_key)?.pop().map(|s| (key, s))
         });
         let Some((key, mut sender)) = pooled else {
             break;
@@ -62,49 +68,56 @@ pub(crate) async fn checkout(
         if sender.ready().await.is_ok() {
             return Ok(Conn {
                 sender,
-                authority: key,
+                key,
                 reused: true,
             });
         }
     }
-    connect(authority, connect_timeout).await
+    connect(address, tls, connect_timeout).await
 }
 
-/// Opens a fresh connection (never from the pool).
+/// Opens a fresh connection (never from the pool): TCP, then TLS for an `https://` replica, both
+/// within `connect_timeout`. A certificate that does not verify is a connect failure.
 pub(crate) async fn connect(
-    authority: &str,
+    address: &ReplicaAddress,
+    tls: &UpstreamTls,
     connect_timeout: Duration,
 ) -> Result<Conn, FailureCause> {
-    let stream = match tokio::time::timeout(
-        connect_timeout,
-        tokio::net::TcpStream::connect(authority),
-    )
-    .await
-    {
-        Err(_) => return Err(FailureCause::ConnectTimeout),
-        Ok(Err(_)) => return Err(FailureCause::Connect),
-        Ok(Ok(s)) => s,
+    let deadline = tokio::time::Instant::now() + connect_timeout;
+    let stream = crate::tls::connect_tcp(address, deadline).await?;
+    let sender = if address.is_tls() {
+        handshake(crate::tls::connect_tls(tls, stream, address, false, deadline).await?).await?
+    } else {
+        handshake(stream).await?
     };
-    let _ = stream.set_nodelay(true);
+    let pool_key = address.as_str();
+    let key = POOL.with(|p| {
+        p.borrow()
+            .idle
+            .get_key_value(pool_key)
+            .map(|(k, _)| Rc::clone(k))
+    });
+    Ok(Conn {
+        sender,
+        key: key.unwrap_or_else(|| Rc::from(pool_key)),
+        reused: false,
+    })
+}
+
+/// HTTP/1.1 over `io`; the connection runs on this worker's task set.
+async fn handshake<T>(io: T) -> Result<SendRequest<RequestBody>, FailureCause>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+{
     let (sender, conn) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
+        .handshake(TokioIo::new(io))
         .await
         .map_err(|_| FailureCause::Connect)?;
     tokio::task::spawn_local(async move {
         // Errors here are reported to the request that was in flight.
         let _ = conn.await;
     });
-    let key = POOL.with(|p| {
-        p.borrow()
-            .idle
-            .get_key_value(authority)
-            .map(|(k, _)| Rc::clone(k))
-    });
-    Ok(Conn {
-        sender,
-        authority: key.unwrap_or_else(|| Rc::from(authority)),
-        reused: false,
-    })
+    Ok(sender)
 }
 
 impl Conn {
@@ -162,7 +175,7 @@ impl Conn {
         }
         POOL.with(|p| {
             let mut p = p.borrow_mut();
-            let list = p.idle.entry(self.authority).or_default();
+            let list = p.idle.entry(self.key).or_default();
             if list.len() < max_idle {
                 list.push(self.sender);
             }

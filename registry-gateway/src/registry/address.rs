@@ -1,15 +1,18 @@
-//! Replica addresses: `http://host:port`, validated once at registration.
+//! Replica addresses: `http://host:port` or `https://host:port`, validated once at registration.
 
 use std::fmt;
 
-/// A validated replica address: `http` scheme, a host, an explicit port, nothing else.
+/// A validated replica address: `http` or `https` scheme, a host, an explicit port, nothing else.
+/// `http://a:1` and `https://a:1` are two replicas.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ReplicaAddress {
-    /// `http://host:port`, normalised (lowercase host, no trailing slash): the replica's identity.
-    /// One allocation, shared with the replica's metric labels: the authority is the text after `http://`.
+    /// `http(s)://host:port`, normalised (lowercase host, no trailing slash): the replica's identity.
+    /// One allocation, shared with the replica's metric labels: the authority is the text after `://`.
     url: std::sync::Arc<str>,
     /// The port, never 0.
     port: u16,
+    /// `https`: the gateway speaks TLS to it.
+    tls: bool,
 }
 
 /// Why an address was refused. The message is shown to the client.
@@ -18,11 +21,8 @@ pub enum InvalidAddress {
     /// Not a URL at all.
     #[error("address is not a valid URL: {0}")]
     NotAUrl(String),
-    /// `https://`: the gateway does not speak TLS to upstreams yet.
-    #[error("https addresses are not supported yet: the gateway does not speak TLS to upstreams; register an http:// address")]
-    Https,
-    /// Any scheme other than http.
-    #[error("address scheme must be http, not '{0}'")]
+    /// Any scheme other than http and https.
+    #[error("address scheme must be http or https, not '{0}'")]
     Scheme(String),
     /// No host.
     #[error("address must have a host")]
@@ -48,11 +48,11 @@ impl ReplicaAddress {
     /// Validates and normalises `s`.
     pub fn parse(s: &str) -> Result<Self, InvalidAddress> {
         let url = url::Url::parse(s.trim()).map_err(|e| InvalidAddress::NotAUrl(e.to_string()))?;
-        match url.scheme() {
-            "http" => {}
-            "https" => return Err(InvalidAddress::Https),
+        let tls = match url.scheme() {
+            "http" => false,
+            "https" => true,
             other => return Err(InvalidAddress::Scheme(other.to_owned())),
-        }
+        };
         if !url.username().is_empty() || url.password().is_some() {
             return Err(InvalidAddress::UserInfo);
         }
@@ -72,19 +72,23 @@ impl ReplicaAddress {
         // `Url` drops a port equal to the scheme's default; insist it was written.
         let port = match url.port() {
             Some(p) => p,
-            None if has_explicit_port(s) => 80,
+            None if has_explicit_port(s) => url.port_or_known_default().unwrap_or(80),
             None => return Err(InvalidAddress::NoPort),
         };
         if port == 0 {
             return Err(InvalidAddress::PortZero);
         }
         Ok(ReplicaAddress {
-            url: std::sync::Arc::from(format!("http://{host}:{port}")),
+            url: std::sync::Arc::from(format!(
+                "{}://{host}:{port}",
+                if tls { "https" } else { "http" }
+            )),
             port,
+            tls,
         })
     }
 
-    /// `http://host:port`.
+    /// `http://host:port` or `https://host:port`.
     pub fn as_str(&self) -> &str {
         &self.url
     }
@@ -96,7 +100,8 @@ impl ReplicaAddress {
 
     /// `host:port`.
     pub fn authority(&self) -> &str {
-        &self.url["http://".len()..]
+        let scheme = if self.tls { "https://" } else { "http://" };
+        &self.url[scheme.len()..]
     }
 
     /// The host as written in the URL, lowercase: a name, an IPv4 address, or `[IPv6]` in brackets.
@@ -110,6 +115,11 @@ impl ReplicaAddress {
     /// The port (never 0).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Whether it is an `https://` replica (TLS from the gateway to it).
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 }
 
@@ -165,6 +175,42 @@ mod tests {
     }
 
     #[test]
+    fn https_addresses_are_tls_replicas_of_their_own() {
+        let plain = ReplicaAddress::parse("http://127.0.0.1:9001").unwrap();
+        let tls = ReplicaAddress::parse("HTTPS://Orders.Local:9001/").unwrap();
+        assert!(!plain.is_tls());
+        assert!(tls.is_tls());
+        assert_eq!(tls.as_str(), "https://orders.local:9001");
+        assert_eq!((tls.host(), tls.port()), ("orders.local", 9001));
+        assert_eq!(tls.authority(), "orders.local:9001");
+        // Same host and port, another scheme: another replica.
+        let tls_ip = ReplicaAddress::parse("https://127.0.0.1:9001").unwrap();
+        assert_ne!(plain, tls_ip);
+        assert_eq!(tls_ip.authority(), plain.authority());
+        // The default port written out is kept, for either scheme.
+        assert_eq!(
+            ReplicaAddress::parse("https://127.0.0.1:443")
+                .unwrap()
+                .as_str(),
+            "https://127.0.0.1:443"
+        );
+        assert_eq!(
+            ReplicaAddress::parse("http://127.0.0.1:80").unwrap().port(),
+            80
+        );
+        assert_eq!(
+            ReplicaAddress::parse("https://[::1]:8443").unwrap().host(),
+            "[::1]"
+        );
+        assert_eq!(
+            ReplicaAddress::parse("ws://127.0.0.1:1")
+                .unwrap_err()
+                .to_string(),
+            "address scheme must be http or https, not 'ws'"
+        );
+    }
+
+    #[test]
     fn port_zero_is_refused_with_a_clear_message() {
         let e = ReplicaAddress::parse("http://127.0.0.1:0").unwrap_err();
         assert_eq!(
@@ -177,8 +223,10 @@ mod tests {
     fn refuses_everything_else() {
         use InvalidAddress::*;
         let cases: &[(&str, InvalidAddress)] = &[
-            ("https://127.0.0.1:9001", Https),
             ("ftp://127.0.0.1:21", Scheme("ftp".into())),
+            ("https://127.0.0.1", NoPort),
+            ("https://127.0.0.1:0", PortZero),
+            ("https://127.0.0.1:9001/api", Path),
             ("http://127.0.0.1", NoPort),
             ("http://u:p@127.0.0.1:9001", UserInfo),
             ("http://127.0.0.1:9001/#x", Fragment),

@@ -13,6 +13,7 @@ use crate::head_limits::HeadLimits;
 use crate::live::Live;
 use crate::proxy::{InstanceId, ProxySettings};
 use crate::registry::{OwnListeners, Registry};
+use crate::tls::{ListenerTls, UpstreamTls};
 
 /// The running gateway's replaceable settings, and the config they came from.
 #[derive(Clone)]
@@ -26,6 +27,8 @@ pub struct Reloader {
     pub(super) own_listeners: OwnListeners,
     pub(super) instance_id: InstanceId,
     pub(super) max_connections: usize,
+    /// The listeners' certificate, when they speak TLS.
+    pub(super) listener_tls: Option<ListenerTls>,
     /// The config in force: the last one applied, restart-only keys as at start.
     pub(super) running: Arc<Mutex<Config>>,
 }
@@ -41,8 +44,11 @@ impl Reloader {
 
     /// Applies `new` (loaded and validated): thresholds, timeouts, limits, tokens and static replicas
     /// change at once; keys of [`diff::RESTART_KEYS`] keep their running value. Returns what changed.
-    /// A config the running gateway refuses (a static replica that is one of its own listeners)
-    /// changes nothing and is an error naming the field.
+    /// TLS files are read again even when their paths did not change (a renewed certificate): the
+    /// listeners' new handshakes and new connections to `https://` replicas use them.
+    /// A config the running gateway refuses (a static replica that is one of its own listeners, a
+    /// TLS file that cannot be read or a key that does not match) changes nothing and is an error
+    /// naming the field.
     pub fn apply(&self, new: Config) -> Result<Diff, ConfigError> {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let changes = diff::diff(&running, &new);
@@ -58,9 +64,15 @@ impl Reloader {
             field: field.to_owned(),
             message,
         };
-        let proxy = ProxySettings::from_config(&next, self.instance_id.clone())
-            .map_err(|e| invalid("forwarded.trusted_proxies", e))?;
-        let grpc = grpc_settings(&next, &self.instance_id, self.max_connections)
+        let upstream_tls = UpstreamTls::load(&next.upstream.tls)?;
+        let listener_cert = match &self.listener_tls {
+            Some(_) => ListenerTls::read(&next.tls)?,
+            None => None,
+        };
+        let proxy =
+            ProxySettings::from_config(&next, self.instance_id.clone(), upstream_tls.clone())
+                .map_err(|e| invalid("forwarded.trusted_proxies", e))?;
+        let grpc = grpc_settings(&next, &self.instance_id, self.max_connections, upstream_tls)
             .map_err(|e| invalid("forwarded.trusted_proxies", e))?;
 
         self.registry.set_policy(next.registry_policy());
@@ -73,6 +85,13 @@ impl Reloader {
         self.registration_body_max
             .store(next.limits.registration_body_max);
         self.head_limits.store(head_limits(&next));
+        if let (Some(tls), Some(cert)) = (&self.listener_tls, listener_cert) {
+            tls.store(cert);
+            tracing::info!(
+                "TLS certificate of the listeners reloaded from {}",
+                next.tls.cert_file.as_deref().unwrap_or("")
+            );
+        }
         let now = clock::now();
         for (service, address) in added {
             self.registry.add_static(service, address, now);

@@ -225,7 +225,7 @@ mod tests {
         assert_eq!(serde_json::from_str::<Message>(&json).unwrap(), m);
         // what another gateway wrote is validated like any input
         let mut bad = r;
-        bad.address = "https://x:1".into();
+        bad.address = "ftp://x:1".into();
         assert!(bad.record().is_none());
     }
 }

@@ -1,0 +1,534 @@
+//! Protocol upgrades (WebSocket) through the HTTP proxy: the handshake goes to a replica like any request,
+//! and after its `101 Switching Protocols` the bytes are relayed both ways until a side closes or the
+//! tunnel idles out.
+//!
+//! The decisions (is this an upgrade, may a failed attempt move on, what a refusal is) are pure functions
+//! at the top; the connection, the attempt and the relay follow. A tunnel always has its own upstream
+//! connection, never taken from or returned to the keep-alive pool.
+
+use std::cell::Cell;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_http::ConnectionType;
+use actix_web::body::{BodySize, MessageBody};
+use actix_web::http::{header as ax, StatusCode, Version};
+use actix_web::web::{self, Bytes};
+use actix_web::HttpResponse;
+use futures_util::StreamExt;
+use http_body_util::Empty;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use super::{headers, ProxySettings};
+use crate::clock;
+use crate::observe::Exchange;
+use crate::policy::{FailureCause, Outcome};
+use crate::registry::{AttemptRecord, Replica};
+
+/// What a request's `Connection`/`Upgrade` headers ask of the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UpgradeDecision {
+    /// No upgrade the gateway can carry: a normal request (an `Upgrade` it cannot carry is dropped as
+    /// hop-by-hop, and the replica answers in HTTP/1.1, as RFC 9110 §7.8 lets a server do).
+    Plain,
+    /// A WebSocket handshake: forwarded with its upgrade headers, tunnelled after a 101.
+    Tunnel,
+    /// A WebSocket handshake while `proxy.upgrades` is off: refused, nothing goes upstream.
+    Refuse,
+}
+
+/// Classifies a request. Carried: an HTTP/1.1 request with a `Connection: upgrade` token, `Upgrade:
+/// websocket` and no chunked body, which is exactly what actix-http hands over as a raw byte stream
+/// after the head. Other protocols (`h2c`, …) reach the server as a request without a body stream to
+/// tunnel, so they stay plain requests.
+pub(crate) fn classify(
+    version: Version,
+    headers: &ax::HeaderMap,
+    enabled: bool,
+) -> UpgradeDecision {
+    let asks_upgrade = headers
+        .get_all(ax::CONNECTION)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let websocket = headers
+        .get_all(ax::UPGRADE)
+        .any(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket"));
+    let chunked = headers.contains_key(ax::TRANSFER_ENCODING);
+    if version != Version::HTTP_11 || !asks_upgrade || !websocket || chunked {
+        UpgradeDecision::Plain
+    } else if enabled {
+        UpgradeDecision::Tunnel
+    } else {
+        UpgradeDecision::Refuse
+    }
+}
+
+/// Whether a failed upgrade attempt may move on to the next replica (the retry policy still decides):
+/// only when nothing reached the replica. Once the handshake was sent, the replica may have acted on it.
+pub(crate) fn may_move_on(cause: FailureCause) -> bool {
+    matches!(cause, FailureCause::Connect | FailureCause::ConnectTimeout)
+}
+
+/// The upgrade headers the replica gets back, after hop-by-hop stripping removed them.
+pub(crate) fn restore_upgrade_headers(out: &mut http::HeaderMap) {
+    out.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("upgrade"),
+    );
+    out.insert(
+        http::header::UPGRADE,
+        http::HeaderValue::from_static("websocket"),
+    );
+}
+
+/// Why a tunnel ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TunnelEnd {
+    /// The replica closed its side (or its connection broke).
+    ReplicaClosed,
+    /// The client went away.
+    ClientClosed,
+    /// No byte either way for `proxy.upgrade_idle_timeout`.
+    Idle,
+}
+
+impl TunnelEnd {
+    fn as_str(self) -> &'static str {
+        match self {
+            TunnelEnd::ReplicaClosed => "replica_closed",
+            TunnelEnd::ClientClosed => "client_closed",
+            TunnelEnd::Idle => "idle_timeout",
+        }
+    }
+}
+
+/// What one upgrade attempt came to.
+pub(crate) enum UpgradeAttempt {
+    /// 101: the client's response, with the tunnel running behind it.
+    Switched(Box<HttpResponse<TunnelBody>>),
+    /// Any other status, for the client as it is (its body is streamed; the connection is not pooled).
+    Answered(hyper::Response<hyper::body::Incoming>),
+    /// No answer.
+    Failed(FailureCause),
+}
+
+/// Opens a fresh connection to `address` that can be upgraded (never pooled): TCP, then TLS (ALPN
+/// `http/1.1`) for an `https://` replica, both within `connect_timeout`.
+async fn connect(
+    address: &crate::registry::ReplicaAddress,
+    tls: &crate::tls::UpstreamTls,
+    connect_timeout: Duration,
+) -> Result<SendRequest<Empty<Bytes>>, FailureCause> {
+    let deadline = tokio::time::Instant::now() + connect_timeout;
+    let stream = crate::tls::connect_tcp(address, deadline).await?;
+    if address.is_tls() {
+        let tls = crate::tls::connect_tls(tls, stream, address, false, deadline).await?;
+        handshake(tls).await
+    } else {
+        handshake(stream).await
+    }
+}
+
+/// HTTP/1.1 with upgrades over `io`; the connection runs on this worker's task set.
+async fn handshake<T>(io: T) -> Result<SendRequest<Empty<Bytes>>, FailureCause>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|_| FailureCause::Connect)?;
+    tokio::task::spawn_local(async move {
+        // Errors here reach the handshake's response future.
+        let _ = conn.with_upgrades().await;
+    });
+    Ok(sender)
+}
+
+/// One upgrade attempt: the handshake to `replica`, and on its 101 the tunnel, relaying `client` (the
+/// bytes after the client's head) until either side closes or it idles for `proxy.upgrade_idle_timeout`.
+pub(crate) async fn attempt(
+    replica: &Replica,
+    method: &http::Method,
+    uri: &http::Uri,
+    mut headers: http::HeaderMap,
+    settings: &ProxySettings,
+    client: &mut Option<web::Payload>,
+    record: &mut Option<AttemptRecord>,
+) -> UpgradeAttempt {
+    let authority = replica.address().authority();
+    let mut sender = match connect(
+        replica.address(),
+        &settings.upstream_tls,
+        settings.connect_timeout,
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(cause) => return UpgradeAttempt::Failed(cause),
+    };
+    restore_upgrade_headers(&mut headers);
+    headers::set_host(&mut headers, authority);
+    let mut req = hyper::Request::new(Empty::new());
+    *req.method_mut() = method.clone();
+    *req.uri_mut() = uri.clone();
+    *req.headers_mut() = headers;
+    let resp = match tokio::time::timeout(settings.request_timeout, sender.send_request(req)).await
+    {
+        Err(_) => return UpgradeAttempt::Failed(FailureCause::Timeout),
+        Ok(Err(_)) => return UpgradeAttempt::Failed(FailureCause::Transport),
+        Ok(Ok(resp)) => resp,
+    };
+    if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        return UpgradeAttempt::Answered(resp);
+    }
+    let Some(payload) = client.take() else {
+        return UpgradeAttempt::Failed(FailureCause::Transport);
+    };
+    let mut resp = resp;
+    let Ok(upgraded) = hyper::upgrade::on(&mut resp).await else {
+        return UpgradeAttempt::Failed(FailureCause::Transport);
+    };
+    // A 101 is the replica's success; the tunnel that follows is no request latency.
+    if let Some(mut r) = record.take() {
+        r.head_arrived(None);
+        r.finish(Outcome::Success);
+    }
+    let (tx, rx) = mpsc::channel(4);
+    let uploaded = Rc::new(Cell::new(0u64));
+    let started = clock::now();
+    let relay = relay(
+        TokioIo::new(upgraded),
+        payload,
+        tx,
+        settings.upgrade_idle_timeout,
+        Rc::clone(&uploaded),
+    );
+    let address = replica.address().to_string();
+    tokio::task::spawn_local(async move {
+        let end = relay.await;
+        let lasted = clock::now().saturating_duration_since(started);
+        tracing::debug!(replica = %address, end = end.as_str(), lasted_ms = lasted.as_millis() as u64, "tunnel closed");
+    });
+    let mut out = HttpResponse::with_body(
+        StatusCode::SWITCHING_PROTOCOLS,
+        TunnelBody {
+            rx,
+            sent: 0,
+            uploaded,
+            exchange: None,
+        },
+    );
+    headers::to_client(resp.headers(), false, out.headers_mut());
+    out.headers_mut()
+        .insert(ax::UPGRADE, ax::HeaderValue::from_static("websocket"));
+    out.head_mut().set_connection_type(ConnectionType::Upgrade);
+    UpgradeAttempt::Switched(Box::new(out))
+}
+
+/// Relays bytes both ways. The client's end of stream is passed on as a half-close (the replica may go
+/// on sending); the replica's end closes the tunnel, since actix-http cannot half-close a client
+/// connection. Any byte either way restarts the idle clock.
+async fn relay<U, C, E>(
+    upstream: U,
+    mut client: C,
+    to_client: mpsc::Sender<Bytes>,
+    idle_timeout: Duration,
+    uploaded: Rc<Cell<u64>>,
+) -> TunnelEnd
+where
+    U: tokio::io::AsyncRead + tokio::io::AsyncWrite,
+    C: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    let (mut up_read, mut up_write) = tokio::io::split(upstream);
+    let last = Cell::new(clock::now());
+    let client_to_replica = async {
+        while let Some(Ok(chunk)) = client.next().await {
+            if up_write.write_all(&chunk).await.is_err() {
+                return;
+            }
+            uploaded.set(uploaded.get() + chunk.len() as u64);
+            last.set(clock::now());
+        }
+        let _ = up_write.shutdown().await;
+        // Half-closed: the replica's side goes on until it closes.
+        std::future::pending::<()>().await;
+    };
+    let replica_to_client = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match up_read.read(&mut buf).await {
+                Ok(0) | Err(_) => return TunnelEnd::ReplicaClosed,
+                Ok(n) => {
+                    last.set(clock::now());
+                    if to_client
+                        .send(Bytes::copy_from_slice(&buf[..n]))
+                        .await
+                        .is_err()
+                    {
+                        return TunnelEnd::ClientClosed;
+                    }
+                    last.set(clock::now());
+                }
+            }
+        }
+    };
+    let idle = async {
+        loop {
+            let deadline = last.get() + idle_timeout;
+            if clock::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await;
+        }
+    };
+    tokio::select! {
+        end = replica_to_client => end,
+        () = client_to_replica => TunnelEnd::ClientClosed,
+        () = to_client.closed() => TunnelEnd::ClientClosed,
+        () = idle => TunnelEnd::Idle,
+    }
+}
+
+/// The 101 response's body: the replica's bytes, written raw to the client. The request's access-log
+/// line is written when it is dropped (the tunnel ended), with the bytes of both directions.
+pub(crate) struct TunnelBody {
+    rx: mpsc::Receiver<Bytes>,
+    sent: u64,
+    uploaded: Rc<Cell<u64>>,
+    exchange: Option<Exchange>,
+}
+
+impl TunnelBody {
+    /// Hands the client's request to the body: it was counted at the 101 ([`Exchange::switched`]) and is
+    /// logged when the tunnel ends.
+    pub(crate) fn observed(mut self, mut ex: Exchange) -> Self {
+        ex.switched();
+        self.exchange = Some(ex);
+        self
+    }
+}
+
+impl Drop for TunnelBody {
+    fn drop(&mut self) {
+        if let Some(mut ex) = self.exchange.take() {
+            ex.finish_tunnel(self.sent, self.uploaded.get());
+        }
+    }
+}
+
+impl MessageBody for TunnelBody {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> BodySize {
+        BodySize::Stream
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let this = self.get_mut();
+        match this.rx.poll_recv(cx) {
+            Poll::Ready(Some(b)) => {
+                this.sent += b.len() as u64;
+                Poll::Ready(Some(Ok(b)))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> ax::HeaderMap {
+        let mut m = ax::HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(
+                ax::HeaderName::from_static(k),
+                ax::HeaderValue::from_static(v),
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn a_websocket_handshake_is_tunnelled_or_refused() {
+        let ws = headers(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "WebSocket"),
+        ]);
+        assert_eq!(
+            classify(Version::HTTP_11, &ws, true),
+            UpgradeDecision::Tunnel
+        );
+        assert_eq!(
+            classify(Version::HTTP_11, &ws, false),
+            UpgradeDecision::Refuse
+        );
+    }
+
+    #[test]
+    fn anything_else_is_a_plain_request() {
+        let cases: &[(Version, &[(&'static str, &'static str)])] = &[
+            // No Connection: upgrade token.
+            (Version::HTTP_11, &[("upgrade", "websocket")]),
+            (
+                Version::HTTP_11,
+                &[("connection", "upgraded"), ("upgrade", "websocket")],
+            ),
+            // A protocol actix-http does not stream.
+            (
+                Version::HTTP_11,
+                &[("connection", "upgrade"), ("upgrade", "h2c")],
+            ),
+            (
+                Version::HTTP_11,
+                &[("connection", "upgrade"), ("upgrade", "websocket, h2c")],
+            ),
+            // HTTP/1.0 has no upgrades.
+            (
+                Version::HTTP_10,
+                &[("connection", "upgrade"), ("upgrade", "websocket")],
+            ),
+            // A chunked body is decoded by the server: no raw stream to tunnel.
+            (
+                Version::HTTP_11,
+                &[
+                    ("connection", "upgrade"),
+                    ("upgrade", "websocket"),
+                    ("transfer-encoding", "chunked"),
+                ],
+            ),
+            (Version::HTTP_11, &[]),
+        ];
+        for (version, pairs) in cases {
+            for enabled in [true, false] {
+                assert_eq!(
+                    classify(*version, &headers(pairs), enabled),
+                    UpgradeDecision::Plain,
+                    "{version:?} {pairs:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn only_an_attempt_that_never_reached_the_replica_moves_on() {
+        assert!(may_move_on(FailureCause::Connect));
+        assert!(may_move_on(FailureCause::ConnectTimeout));
+        for sent in [
+            FailureCause::Timeout,
+            FailureCause::Transport,
+            FailureCause::Status(502),
+            FailureCause::Truncated,
+        ] {
+            assert!(!may_move_on(sent), "{sent:?}");
+        }
+    }
+
+    /// A tunnel between a duplex "replica" and a channel "client", on paused time.
+    struct Rig {
+        replica: tokio::io::DuplexStream,
+        client: mpsc::UnboundedSender<Result<Bytes, ()>>,
+        to_client: mpsc::Receiver<Bytes>,
+        uploaded: Rc<Cell<u64>>,
+        relay: tokio::task::JoinHandle<TunnelEnd>,
+    }
+
+    fn rig(idle: Duration) -> Rig {
+        let (replica, upstream) = tokio::io::duplex(64 * 1024);
+        let (client, mut client_rx) = mpsc::unbounded_channel();
+        let client_rx = futures_util::stream::poll_fn(move |cx| client_rx.poll_recv(cx));
+        let (tx, to_client) = mpsc::channel(4);
+        let uploaded = Rc::new(Cell::new(0));
+        let relay =
+            tokio::task::spawn_local(relay(upstream, client_rx, tx, idle, Rc::clone(&uploaded)));
+        Rig {
+            replica,
+            client,
+            to_client,
+            uploaded,
+            relay,
+        }
+    }
+
+    async fn local<F: std::future::Future>(f: F) -> F::Output {
+        tokio::task::LocalSet::new().run_until(f).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_go_both_ways_and_each_restarts_the_idle_clock() {
+        local(async {
+            let mut r = rig(Duration::from_secs(10));
+            let t0 = tokio::time::Instant::now();
+            // t=0..9s: client → replica; t=9..18s: replica → client; idle from t=18s, closed at t=28s.
+            r.client.send(Ok(Bytes::from_static(b"up"))).unwrap();
+            let mut buf = [0u8; 2];
+            r.replica.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"up");
+            tokio::time::sleep(Duration::from_secs(9)).await;
+            r.replica.write_all(b"down").await.unwrap();
+            assert_eq!(r.to_client.recv().await.unwrap(), "down");
+            tokio::time::sleep(Duration::from_secs(9)).await;
+            r.client.send(Ok(Bytes::from_static(b"!"))).unwrap();
+            assert_eq!(r.relay.await.unwrap(), TunnelEnd::Idle);
+            assert_eq!(t0.elapsed(), Duration::from_secs(28));
+            assert_eq!(r.uploaded.get(), 3);
+            // Both sides are closed: the replica reads its end, the client's body ends.
+            let mut rest = Vec::new();
+            r.replica.read_to_end(&mut rest).await.unwrap();
+            assert_eq!(rest, b"!");
+            assert_eq!(r.to_client.recv().await, None);
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_half_close_reaches_the_replica_which_may_still_answer() {
+        local(async {
+            let mut r = rig(Duration::from_secs(300));
+            r.client.send(Ok(Bytes::from_static(b"last"))).unwrap();
+            drop(r.client);
+            let mut got = Vec::new();
+            r.replica.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, b"last");
+            r.replica.write_all(b"reply").await.unwrap();
+            assert_eq!(r.to_client.recv().await.unwrap(), "reply");
+            drop(r.replica);
+            assert_eq!(r.relay.await.unwrap(), TunnelEnd::ReplicaClosed);
+            assert_eq!(r.to_client.recv().await, None);
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_goes_away_ends_the_tunnel_and_closes_the_replica() {
+        local(async {
+            let mut r = rig(Duration::from_secs(300));
+            drop(r.to_client);
+            assert_eq!(r.relay.await.unwrap(), TunnelEnd::ClientClosed);
+            let mut rest = Vec::new();
+            r.replica.read_to_end(&mut rest).await.unwrap();
+            assert!(rest.is_empty());
+        })
+        .await;
+    }
+
+    #[test]
+    fn the_replica_gets_the_upgrade_headers_back() {
+        let mut out = http::HeaderMap::new();
+        restore_upgrade_headers(&mut out);
+        assert_eq!(out["connection"], "upgrade");
+        assert_eq!(out["upgrade"], "websocket");
+    }
+}
