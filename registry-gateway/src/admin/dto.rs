@@ -65,6 +65,14 @@ pub(crate) struct RegisterResponse {
     pub(crate) on_probation: bool,
 }
 
+/// `PUT /registry/{service}/{id}/heartbeat` response (keys in alphabetical order, as they always were).
+#[derive(Debug, Serialize)]
+pub(crate) struct HeartbeatResponse<'a> {
+    pub(crate) heartbeat_interval_ms: u64,
+    pub(crate) id: &'a str,
+    pub(crate) lease_ttl_ms: u64,
+}
+
 /// One replica in `GET /registry`.
 #[derive(Debug, Serialize)]
 pub(crate) struct ReplicaDto {

@@ -1,6 +1,6 @@
 //! Admin endpoint handlers: thin IO around the registry.
 
-use actix_web::http::header;
+use actix_web::http::{header, Method};
 use actix_web::web::{self, BytesMut};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::StreamExt;
@@ -8,8 +8,10 @@ use futures_util::StreamExt;
 use super::auth::authorization;
 use super::content_type::require_json;
 use super::dto::{
-    unix_ms, EvictedDto, RegisterRequest, RegisterResponse, RegistryDto, ReplicaDto, ServiceDto,
+    unix_ms, EvictedDto, HeartbeatResponse, RegisterRequest, RegisterResponse, RegistryDto,
+    ReplicaDto, ServiceDto,
 };
+use super::inventory::{Inventory, InventoryFilter};
 use super::AdminSettings;
 use crate::clock;
 use crate::error::GatewayError;
@@ -133,33 +135,31 @@ pub(crate) async fn register(
 }
 
 /// `PUT /registry/{service}/{id}/heartbeat`: renews the lease; 404 tells the SDK to register again.
-pub(crate) async fn heartbeat(
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-    registry: Reg,
-    settings: Settings,
+fn heartbeat(
+    req: &HttpRequest,
+    (service, id): (&str, &str),
+    registry: &Registry,
+    settings: &AdminSettings,
 ) -> Result<HttpResponse, GatewayError> {
-    authorize(&req, &settings)?;
-    let (service, id) = path.into_inner();
-    registry.heartbeat(&service, &id, clock::now())?;
+    authorize(req, settings)?;
+    registry.heartbeat(service, id, clock::now())?;
     let policy = registry.policy();
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "id": id,
-        "lease_ttl_ms": policy.lease_ttl.as_millis() as u64,
-        "heartbeat_interval_ms": policy.heartbeat_interval.as_millis() as u64,
-    })))
+    Ok(HttpResponse::Ok().json(HeartbeatResponse {
+        heartbeat_interval_ms: policy.heartbeat_interval.as_millis() as u64,
+        id,
+        lease_ttl_ms: policy.lease_ttl.as_millis() as u64,
+    }))
 }
 
 /// `DELETE /registry/{service}/{id}`: 204.
-pub(crate) async fn deregister(
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-    registry: Reg,
-    settings: Settings,
+fn deregister(
+    req: &HttpRequest,
+    (service, id): (&str, &str),
+    registry: &Registry,
+    settings: &AdminSettings,
 ) -> Result<HttpResponse, GatewayError> {
-    authorize(&req, &settings)?;
-    let (service, id) = path.into_inner();
-    registry.deregister(&service, &id, clock::now())?;
+    authorize(req, settings)?;
+    registry.deregister(service, id, clock::now())?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -204,7 +204,8 @@ pub(super) fn replica_dto(registry: &Registry, r: &Replica, now: std::time::Inst
     ReplicaDto::new(r.view(now), holding)
 }
 
-/// `GET /registry`: every service and replica.
+/// `GET /registry`: every service and replica (or those the query's filters keep), streamed service by
+/// service so that its memory stays bounded whatever the fleet's size.
 pub(crate) async fn registry(
     req: HttpRequest,
     registry: Reg,
@@ -212,39 +213,43 @@ pub(crate) async fn registry(
     settings: Settings,
 ) -> Result<HttpResponse, GatewayError> {
     authorize_read(&req, &settings)?;
-    Ok(HttpResponse::Ok().json(registry_dto(&registry, &shared)))
+    let filter = InventoryFilter::parse(req.query_string())?;
+    let chunks = Inventory::new(std::sync::Arc::clone(&registry), shared.status(), filter);
+    Ok(HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .streaming(futures_util::stream::iter(
+            chunks.map(Ok::<_, std::convert::Infallible>),
+        )))
 }
 
 /// `GET /registry/{service}`.
-pub(crate) async fn service(
-    req: HttpRequest,
-    path: web::Path<String>,
-    registry: Reg,
-    settings: Settings,
+fn service(
+    req: &HttpRequest,
+    name: &str,
+    registry: &Registry,
+    settings: &AdminSettings,
 ) -> Result<HttpResponse, GatewayError> {
-    authorize_read(&req, &settings)?;
-    let name = path.into_inner();
+    authorize_read(req, settings)?;
     let svc = registry
-        .service(&name)
-        .ok_or(RegistryError::UnknownService(name))?;
+        .service(name)
+        .ok_or_else(|| RegistryError::UnknownService(name.to_owned()))?;
     // A service outlives its last replica: it answers with `replicas: []` (and its `evicted`).
-    Ok(HttpResponse::Ok().json(service_dto(&svc, &registry)))
+    Ok(HttpResponse::Ok().json(service_dto(&svc, registry)))
 }
 
 /// `GET /registry/{service}/{id}`.
-pub(crate) async fn replica(
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-    registry: Reg,
-    settings: Settings,
+fn replica(
+    req: &HttpRequest,
+    (service, id): (&str, &str),
+    registry: &Registry,
+    settings: &AdminSettings,
 ) -> Result<HttpResponse, GatewayError> {
-    authorize_read(&req, &settings)?;
-    let (service, id) = path.into_inner();
+    authorize_read(req, settings)?;
     let unknown = || RegistryError::UnknownReplica {
-        service: service.clone(),
-        id: id.clone(),
+        service: service.to_owned(),
+        id: id.to_owned(),
     };
-    let svc = registry.service(&service).ok_or_else(unknown)?;
+    let svc = registry.service(service).ok_or_else(unknown)?;
     let r = svc
         .replicas()
         .iter()
@@ -253,6 +258,43 @@ pub(crate) async fn replica(
         .ok_or_else(unknown)?;
     let holding = svc.preserving_until().is_some();
     Ok(HttpResponse::Ok().json(ReplicaDto::new(r.view(clock::now()), holding)))
+}
+
+/// A path segment, when there is one and it is not empty.
+fn segment(s: Option<&str>) -> Option<&str> {
+    s.filter(|s| !s.is_empty())
+}
+
+/// Every path under `/registry/` but the event stream: `/{service}` (GET), `/{service}/{id}` (GET, DELETE)
+/// and `/{service}/{id}/heartbeat` (PUT), told apart by splitting the path (no pattern matching: the
+/// heartbeat is the busiest request a large fleet sends). Other methods get 405, other paths 404.
+pub(crate) async fn registry_path(
+    req: HttpRequest,
+    registry: Reg,
+    settings: Settings,
+) -> Result<HttpResponse, GatewayError> {
+    let rest = req.match_info().unprocessed();
+    let mut parts = rest.strip_prefix('/').unwrap_or(rest).split('/');
+    let (a, b, c, more) = (parts.next(), parts.next(), parts.next(), parts.next());
+    let method = req.method();
+    let out = match (segment(a), segment(b), c, more) {
+        (Some(name), None, None, None) if b.is_none() => {
+            (method == Method::GET).then(|| service(&req, name, &registry, &settings))
+        }
+        (Some(s), Some(id), None, None) => match *method {
+            Method::GET => Some(replica(&req, (s, id), &registry, &settings)),
+            Method::DELETE => Some(deregister(&req, (s, id), &registry, &settings)),
+            _ => None,
+        },
+        (Some(s), Some(id), Some("heartbeat"), None) => {
+            (method == Method::PUT).then(|| heartbeat(&req, (s, id), &registry, &settings))
+        }
+        _ => return not_found(req).await,
+    };
+    match out {
+        Some(out) => out,
+        None => method_not_allowed(req).await,
+    }
 }
 
 /// `GET /metrics`: every metric in the Prometheus text format. Protected like the registry reads.

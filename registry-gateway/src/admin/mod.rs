@@ -6,6 +6,7 @@ mod content_type;
 pub(crate) mod dto;
 mod events;
 pub(crate) mod handlers;
+mod inventory;
 mod ui;
 
 use actix_web::web;
@@ -77,22 +78,7 @@ fn configure_api(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(events::events))
                     .default_service(web::to(handlers::method_not_allowed)),
             )
-            .service(
-                web::resource("/{service}")
-                    .route(web::get().to(handlers::service))
-                    .default_service(web::to(handlers::method_not_allowed)),
-            )
-            .service(
-                web::resource("/{service}/{id}")
-                    .route(web::delete().to(handlers::deregister))
-                    .route(web::get().to(handlers::replica))
-                    .default_service(web::to(handlers::method_not_allowed)),
-            )
-            .service(
-                web::resource("/{service}/{id}/heartbeat")
-                    .route(web::put().to(handlers::heartbeat))
-                    .default_service(web::to(handlers::method_not_allowed)),
-            )
-            .default_service(web::to(handlers::not_found)),
+            // `/{service}`, `/{service}/{id}`, `/{service}/{id}/heartbeat`: split, not pattern-matched.
+            .default_service(web::to(handlers::registry_path)),
     );
 }

@@ -50,6 +50,11 @@ impl Lease {
             .map(|ttl| (self.renewed_at + ttl).saturating_duration_since(now))
     }
 
+    /// When it runs out unless renewed; `None` for a lease that never expires.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.ttl.map(|ttl| self.renewed_at + ttl)
+    }
+
     /// Whether this lease can expire at all.
     pub fn expires(&self) -> bool {
         self.ttl.is_some()

@@ -7,6 +7,7 @@
 pub mod breaker;
 pub mod eviction;
 pub mod lease;
+pub mod lease_timer;
 pub mod outcome;
 pub mod outlier;
 pub mod preservation;
@@ -18,6 +19,7 @@ pub mod upload;
 pub use breaker::{Admission, Breaker, BreakerConfig, BreakerState, OpenCause, Transition};
 pub use eviction::{EvictionPolicy, EvictionReason};
 pub use lease::Lease;
+pub use lease_timer::{Due, LeaseTimer};
 pub use outcome::{attribute, ClientFault, FailureCause, Fault, Outcome};
 pub use outlier::{OutlierConfig, SlowReason};
 pub use preservation::{Census, Preservation, PreservationPolicy, Verdict};

@@ -7,9 +7,8 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ReplicaAddress {
     /// `http(s)://host:port`, normalised (lowercase host, no trailing slash): the replica's identity.
-    url: String,
-    /// `host:port` as sent in `Host` and used to connect.
-    authority: String,
+    /// One allocation, shared with the replica's metric labels: the authority is the text after `://`.
+    url: std::sync::Arc<str>,
     /// The port, never 0.
     port: u16,
     /// `https`: the gateway speaks TLS to it.
@@ -79,10 +78,11 @@ impl ReplicaAddress {
         if port == 0 {
             return Err(InvalidAddress::PortZero);
         }
-        let authority = format!("{host}:{port}");
         Ok(ReplicaAddress {
-            url: format!("{}://{authority}", if tls { "https" } else { "http" }),
-            authority,
+            url: std::sync::Arc::from(format!(
+                "{}://{host}:{port}",
+                if tls { "https" } else { "http" }
+            )),
             port,
             tls,
         })
@@ -93,16 +93,23 @@ impl ReplicaAddress {
         &self.url
     }
 
+    /// The address text, shared (no copy).
+    pub(crate) fn shared(&self) -> std::sync::Arc<str> {
+        std::sync::Arc::clone(&self.url)
+    }
+
     /// `host:port`.
     pub fn authority(&self) -> &str {
-        &self.authority
+        let scheme = if self.tls { "https://" } else { "http://" };
+        &self.url[scheme.len()..]
     }
 
     /// The host as written in the URL, lowercase: a name, an IPv4 address, or `[IPv6]` in brackets.
     pub fn host(&self) -> &str {
-        self.authority
+        let authority = self.authority();
+        authority
             .rsplit_once(':')
-            .map_or(self.authority.as_str(), |(host, _)| host)
+            .map_or(authority, |(host, _)| host)
     }
 
     /// The port (never 0).

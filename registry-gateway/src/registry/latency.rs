@@ -8,16 +8,18 @@
 //! median would need the samples, which means memory and work per request.
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Number of buckets.
 pub(crate) const BUCKETS: usize = 32;
 
 /// Answers counted per latency bucket since the last [`LatencyHistogram::take`]. Lock-free: the proxy adds
-/// from any worker while the outlier task drains it.
+/// from any worker while the outlier task drains it. The counters are allocated at the first answer, so
+/// a replica that never takes a request (most of a large fleet, on any one gateway) costs one pointer.
 #[derive(Debug, Default)]
 pub(crate) struct LatencyHistogram {
-    buckets: [AtomicU32; BUCKETS],
+    buckets: OnceLock<Box<[AtomicU32; BUCKETS]>>,
 }
 
 /// A drained histogram: the counts of one interval.
@@ -50,15 +52,17 @@ impl LatencyHistogram {
     /// Counts one answer that took `d`.
     pub(crate) fn record(&self, d: Duration) {
         // Relaxed: each counter is independent; the drain does not need to see an answer in any order.
-        self.buckets[bucket_of(d)].fetch_add(1, Ordering::Relaxed);
+        self.buckets.get_or_init(Box::default)[bucket_of(d)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Drains the counts: the next interval starts from zero. An answer counted while this runs lands in
     /// this interval or the next, never in both nor in neither.
     pub(crate) fn take(&self) -> LatencyCounts {
         let mut counts = [0; BUCKETS];
-        for (c, b) in counts.iter_mut().zip(&self.buckets) {
-            *c = b.swap(0, Ordering::Relaxed);
+        if let Some(buckets) = self.buckets.get() {
+            for (c, b) in counts.iter_mut().zip(buckets.iter()) {
+                *c = b.swap(0, Ordering::Relaxed);
+            }
         }
         LatencyCounts { counts }
     }

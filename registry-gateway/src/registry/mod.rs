@@ -13,6 +13,7 @@ mod name;
 mod protocol;
 mod registration;
 mod replica;
+mod replica_set;
 mod self_address;
 mod service;
 mod sync;
@@ -33,8 +34,8 @@ pub use self_address::{is_local_ip, Listener, OwnAddress, OwnListeners};
 pub use service::Service;
 pub use transitions::{TransitionLog, TransitionRecord, TRANSITIONS_KEPT};
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -45,9 +46,9 @@ use crate::observe::Metrics;
 use crate::observe::{EvictionLabels, ServiceLabel, Shared};
 use crate::policy::outlier::{self, ReplicaLatency, Standing};
 use crate::policy::{
-    Admission, Breaker, BreakerConfig, BreakerState, Census, EvictionPolicy, EvictionReason, Lease,
-    OpenCause, Outcome, OutlierConfig, PreservationPolicy, RetryBudgetConfig, SlowReason,
-    Transition, Verdict,
+    Admission, Breaker, BreakerConfig, BreakerState, Census, Due, EvictionPolicy, EvictionReason,
+    Lease, LeaseTimer, OpenCause, Outcome, OutlierConfig, PreservationPolicy, RetryBudgetConfig,
+    SlowReason, Transition, Verdict,
 };
 use replica::ReplicaState;
 use transitions::endpoints;
@@ -149,6 +150,8 @@ pub struct Registry {
     metrics: Arc<Metrics>,
     /// Turns the `now` it is given into wall-clock times for operators.
     wall: WallClock,
+    /// When to look at each registered replica's lease again (the sweep looks at nothing else).
+    leases: Mutex<LeaseTimer<Weak<Replica>>>,
 }
 
 impl Registry {
@@ -168,6 +171,7 @@ impl Registry {
             changes: std::sync::OnceLock::new(),
             metrics: Arc::new(Metrics::new()),
             wall,
+            leases: Mutex::new(LeaseTimer::default()),
         }
     }
 
@@ -182,18 +186,26 @@ impl Registry {
         self.metrics
             .replicas
             .get_or_create(&ServiceLabel {
-                service: Shared::from(svc.name().as_str()),
+                service: Shared(svc.name().shared()),
             })
-            .set(svc.replicas().len() as i64);
+            .set(svc.len() as i64);
     }
 
     /// Shows a replica that just joined in `gateway_replica_state` and `gateway_replicas`.
-    fn joined(&self, svc: &Service, r: &Replica, now: Instant) {
-        {
+    fn joined(&self, svc: &Service, r: &Arc<Replica>, now: Instant) {
+        let deadline = {
             let st = r.lock();
             self.show_state(r, st.breaker.state(now));
+            st.lease.deadline()
+        };
+        if let Some(at) = deadline {
+            self.leases_lock().schedule(at, Arc::downgrade(r));
         }
         self.count_replicas(svc);
+    }
+
+    fn leases_lock(&self) -> std::sync::MutexGuard<'_, LeaseTimer<Weak<Replica>>> {
+        self.leases.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The gateway's metrics.
@@ -312,7 +324,7 @@ impl Registry {
         let svc = self.service_entry(&service);
         let registered_at = self.wall.unix_ms(now);
         let (r, created) = svc.update(|list| {
-            if let Some(r) = list.iter().find(|r| r.address() == &address) {
+            if let Some(r) = list.by_address(&address) {
                 return (Arc::clone(r), false);
             }
             let state = ReplicaState::new(
@@ -322,7 +334,7 @@ impl Registry {
                 now,
             );
             let r = Arc::new(Replica::new(
-                service,
+                svc.name().clone(),
                 address,
                 Protocol::Http,
                 Origin::Static,
@@ -344,7 +356,7 @@ impl Registry {
         self.metrics.registrations.inc();
         let registered_at = self.wall.unix_ms(now);
         let result = svc.update(|list| {
-            if let Some(r) = list.iter().find(|r| r.address() == &reg.address) {
+            if let Some(r) = list.by_address(&reg.address) {
                 let mut st = r.lock();
                 st.lease.renew(now);
                 st.metadata = reg.metadata.clone();
@@ -385,8 +397,9 @@ impl Registry {
             );
             state.metadata = reg.metadata.clone();
             state.grpc_services = reg.grpc_services.clone();
+            // The service's own name: one copy of it however many replicas it has.
             let r = Arc::new(Replica::new(
-                reg.service.clone(),
+                svc.name().clone(),
                 reg.address.clone(),
                 reg.protocol,
                 Origin::Registered,
@@ -431,12 +444,7 @@ impl Registry {
         };
         let svc = self.service(service).ok_or_else(unknown)?;
         let id = Uuid::parse_str(id).map_err(|_| unknown())?;
-        let replica = svc
-            .replicas()
-            .iter()
-            .find(|r| r.id() == id)
-            .cloned()
-            .ok_or_else(unknown)?;
+        let replica = svc.by_id(&id).ok_or_else(unknown)?;
         Ok((svc, replica))
     }
 
@@ -491,11 +499,7 @@ impl Registry {
         now: Instant,
         local: bool,
     ) -> bool {
-        let removed = svc.update(|list| {
-            let before = list.len();
-            list.retain(|r| !Arc::ptr_eq(r, replica));
-            before != list.len()
-        });
+        let removed = svc.update(|list| list.remove(replica));
         if !removed {
             return false;
         }
@@ -564,7 +568,7 @@ impl Registry {
             self.metrics
                 .evictions
                 .get_or_create(&EvictionLabels {
-                    service: Shared::from(svc.name().as_str()),
+                    service: Shared(svc.name().shared()),
                     reason: label,
                 })
                 .inc();
@@ -847,15 +851,50 @@ impl Registry {
     pub fn sweep_leases(&self, now: Instant, expire: bool) -> usize {
         let mut removed = 0;
         if expire {
-            for svc in self.services() {
-                removed += self.sweep_service(&svc, now);
-            }
+            removed = self.expire_due(now);
         }
         let memory = self.policy.load().probation_memory;
         self.tombstones_lock()
             .retain(|_, t| now.saturating_duration_since(t.evicted_at) < memory);
         for svc in self.services() {
             svc.evicted_list().prune(now, memory);
+        }
+        removed
+    }
+
+    /// Expires the leases due at `now`: only the services with a lease that ran out, or a hold to look
+    /// after, are counted; a sweep where no lease is due looks at no replica.
+    fn expire_due(&self, now: Instant) -> usize {
+        let due = self.leases_lock().take_due(now);
+        let mut lapsed = HashSet::new();
+        let mut settled = Vec::with_capacity(due.len());
+        for w in due {
+            let Some(r) = w.upgrade().filter(|r| !r.is_removed()) else {
+                continue;
+            };
+            let deadline = r.lock().lease.deadline();
+            match deadline {
+                Some(at) if at > now => settled.push((w, Due::Later(at))),
+                Some(_) => {
+                    lapsed.insert(r.service().clone());
+                    // Held by self-preservation, it is looked at again at the next sweep.
+                    settled.push((w, Due::Later(now)));
+                }
+                None => {}
+            }
+        }
+        let mut removed = 0;
+        for svc in self.services() {
+            let holding = svc.preservation().state != crate::policy::Preservation::Idle;
+            if holding || lapsed.contains(svc.name()) {
+                removed += self.sweep_service(&svc, now);
+            }
+        }
+        let mut timer = self.leases_lock();
+        for (w, due) in settled {
+            if w.upgrade().is_some_and(|r| !r.is_removed()) {
+                timer.settle(w, due);
+            }
         }
         removed
     }

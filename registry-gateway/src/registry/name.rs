@@ -30,6 +30,11 @@ pub enum InvalidName {
 }
 
 impl ServiceName {
+    /// The name text, shared (no copy).
+    pub(crate) fn shared(&self) -> Arc<str> {
+        Arc::clone(&self.0)
+    }
+
     /// Validates `s` as a service name.
     pub fn parse(s: &str) -> Result<Self, InvalidName> {
         if s.is_empty() || s.len() > 63 {

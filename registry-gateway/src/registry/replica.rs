@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -170,6 +170,8 @@ pub struct Replica {
     latency: LatencyHistogram,
     /// Attempt metric handles, made on the first attempt.
     observe: OnceLock<Arc<ReplicaHandles>>,
+    /// Its place in its service's [`super::replica_set::ReplicaSet`] (written under the service's lock).
+    pub(crate) slot: AtomicUsize,
 }
 
 /// A point-in-time view of a replica, for `GET /registry`.
@@ -270,6 +272,7 @@ impl Replica {
             removed: AtomicBool::new(false),
             latency: LatencyHistogram::default(),
             observe: OnceLock::new(),
+            slot: AtomicUsize::new(usize::MAX),
         }
     }
 
@@ -283,6 +286,10 @@ impl Replica {
     /// Registration id.
     pub fn id(&self) -> Uuid {
         self.id
+    }
+
+    pub(crate) fn id_ref(&self) -> &Uuid {
+        &self.id
     }
 
     /// The service it serves.
@@ -352,8 +359,8 @@ impl Replica {
     /// The `{service, replica}` labels of its metric series.
     pub fn metric_labels(&self) -> ReplicaLabels {
         ReplicaLabels {
-            service: Shared::from(self.service.as_str()),
-            replica: Shared::from(self.address.as_str()),
+            service: Shared(self.service.shared()),
+            replica: Shared(self.address.shared()),
         }
     }
 

@@ -5,7 +5,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use uuid::Uuid;
+
 use super::evicted::{Evicted, EvictedList};
+use super::replica_set::ReplicaSet;
 use super::{Replica, ServiceName};
 use crate::observe::{Metrics, ServiceHandles};
 use crate::policy::{
@@ -24,8 +27,12 @@ pub(crate) struct PreservationSlot {
 #[derive(Debug)]
 pub struct Service {
     name: ServiceName,
-    /// Copy-on-write: the proxy clones the `Arc` and routes without holding any lock.
-    replicas: RwLock<Arc<[Arc<Replica>]>>,
+    /// The replicas, indexed; changed under this lock in O(1) amortised.
+    members: Mutex<ReplicaSet>,
+    /// An immutable copy of `members` for the proxy, which clones the `Arc` and routes without holding
+    /// any lock; dropped on every change and rebuilt by the next reader (under `members`' lock), so a
+    /// burst of registrations costs one copy, not one per registration.
+    snapshot: RwLock<Option<Arc<[Arc<Replica>]>>>,
     pub(crate) rr: RoundRobin,
     /// Shared by the HTTP and the gRPC proxy; `None` when `retry.budget.enabled` is false. Replaced
     /// whole by a config reload that changes it.
@@ -61,7 +68,8 @@ impl Service {
     pub(crate) fn new(name: ServiceName, budget: Option<RetryBudgetConfig>) -> Self {
         Service {
             name,
-            replicas: RwLock::new(Arc::from(Vec::new())),
+            members: Mutex::new(ReplicaSet::default()),
+            snapshot: RwLock::new(None),
             rr: RoundRobin::default(),
             budget: Mutex::new(budget.map(Budget::new)),
             retries_refused: AtomicU64::new(0),
@@ -82,12 +90,39 @@ impl Service {
             .get_or_init(|| Arc::new(ServiceHandles::new(metrics, self.name.as_str())))
     }
 
-    /// The current replicas (a snapshot; cheap to take).
+    /// The current replicas, in the order they joined (a snapshot; cheap to take, except for the first
+    /// reader after a change, who copies the list once).
     pub fn replicas(&self) -> Arc<[Arc<Replica>]> {
-        self.replicas
+        if let Some(s) = self
+            .snapshot
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .as_ref()
+        {
+            return Arc::clone(s);
+        }
+        let members = self.members();
+        let mut snapshot = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(snapshot.get_or_insert_with(|| members.iter().cloned().collect()))
+    }
+
+    /// How many replicas it has (without taking a snapshot).
+    pub fn len(&self) -> usize {
+        self.members().len()
+    }
+
+    /// Whether it has no replica.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Its replica of registration id `id`.
+    pub fn by_id(&self, id: &Uuid) -> Option<Arc<Replica>> {
+        self.members().by_id(id).cloned()
+    }
+
+    fn members(&self) -> MutexGuard<'_, ReplicaSet> {
+        self.members.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn budget(&self) -> MutexGuard<'_, Option<Budget>> {
@@ -150,12 +185,13 @@ impl Service {
         self.preservation.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Replaces the replica list with `f(current)`, under the write lock, and returns what `f` returned.
-    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut Vec<Arc<Replica>>) -> R) -> R {
-        let mut guard = self.replicas.write().unwrap_or_else(|e| e.into_inner());
-        let mut list = guard.to_vec();
-        let out = f(&mut list);
-        *guard = Arc::from(list);
+    /// Changes the replicas with `f`, under the service's lock, and returns what `f` returned.
+    pub(crate) fn update<R>(&self, f: impl FnOnce(&mut ReplicaSet) -> R) -> R {
+        let mut members = self.members();
+        let out = f(&mut members);
+        if members.take_changed() {
+            *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = None;
+        }
         out
     }
 }

@@ -25,7 +25,7 @@ impl Registry {
             .unwrap_or(now);
         let registered_at = self.wall.unix_ms(now);
         let (added, replaced) = svc.update(|list| {
-            if let Some(r) = list.iter().find(|r| r.address() == &rec.address) {
+            if let Some(r) = list.by_address(&rec.address) {
                 if r.id() == rec.id {
                     let mut st = r.lock();
                     st.lease.renew(renewed_at);
@@ -34,10 +34,10 @@ impl Registry {
                     return (None, None);
                 }
             }
-            let old = list
-                .iter()
-                .position(|r| r.address() == &rec.address)
-                .map(|i| list.remove(i));
+            let old = list.by_address(&rec.address).cloned();
+            if let Some(old) = &old {
+                list.remove(old);
+            }
             let mut state = ReplicaState::new(
                 Breaker::default(),
                 Lease::new(self.policy.load().lease_ttl, renewed_at),
@@ -48,7 +48,7 @@ impl Registry {
             state.grpc_services = rec.grpc_services.clone();
             let r = Arc::new(Replica::with_id(
                 rec.id,
-                rec.service.clone(),
+                svc.name().clone(),
                 rec.address.clone(),
                 rec.protocol,
                 state,
@@ -79,7 +79,7 @@ impl Registry {
         let Some(svc) = self.service(service) else {
             return false;
         };
-        let found = svc.replicas().iter().find(|r| r.id() == id).cloned();
+        let found = svc.by_id(&id);
         match found {
             Some(r) => {
                 r.lock().lease.renew(now);
@@ -94,7 +94,7 @@ impl Registry {
         let Some(svc) = self.service(service) else {
             return;
         };
-        let Some(r) = svc.replicas().iter().find(|r| r.id() == id).cloned() else {
+        let Some(r) = svc.by_id(&id) else {
             return;
         };
         let reason = if for_failures {
@@ -109,8 +109,8 @@ impl Registry {
 
     fn each_with_address(&self, address: &ReplicaAddress, mut f: impl FnMut(&Arc<Replica>)) {
         for svc in self.services() {
-            for r in svc.replicas().iter().filter(|r| r.address() == address) {
-                f(r);
+            if let Some(r) = svc.update(|list| list.by_address(address).cloned()) {
+                f(&r);
             }
         }
     }
@@ -321,7 +321,7 @@ impl Registry {
     pub fn service_of(&self, id: Uuid) -> Option<ServiceName> {
         self.services()
             .into_iter()
-            .find(|s| s.replicas().iter().any(|r| r.id() == id))
+            .find(|s| s.by_id(&id).is_some())
             .map(|s| s.name().clone())
     }
 }

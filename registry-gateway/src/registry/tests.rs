@@ -755,3 +755,77 @@ fn disabled_outlier_detection_opens_nothing() {
     answers(&reps[1], 10, 500);
     assert_eq!(r.eject_slow(t0), 0);
 }
+
+fn ports(svc: &Service) -> Vec<u16> {
+    svc.replicas().iter().map(|r| r.address().port()).collect()
+}
+
+#[test]
+fn replicas_keep_their_order_through_removals_and_compaction() {
+    let t0 = Instant::now();
+    let r = Registry::new(policy());
+    let ids: Vec<String> = (0..300u16)
+        .map(|p| {
+            r.register(reg("orders", 1000 + p), t0)
+                .replica
+                .id()
+                .to_string()
+        })
+        .collect();
+    let svc = r.service("orders").unwrap();
+    // Remove every replica but each third one: 200 holes, then compacted; the order stays.
+    for (i, id) in ids.iter().enumerate() {
+        if i % 3 != 0 {
+            r.deregister("orders", id, t0).unwrap();
+        }
+    }
+    let left: Vec<u16> = (0..300u16)
+        .filter(|p| p % 3 == 0)
+        .map(|p| 1000 + p)
+        .collect();
+    assert_eq!(ports(&svc), left);
+    assert_eq!(svc.len(), 100);
+    // Found by id and address after compaction; a new one comes last; re-registration keeps its place.
+    assert!(r.heartbeat("orders", &ids[3], at(t0, 1)).is_ok());
+    assert!(r.heartbeat("orders", &ids[4], at(t0, 1)).is_err());
+    r.register(reg("orders", 999), t0);
+    assert!(!r.register(reg("orders", 1000), t0).created);
+    assert_eq!(ports(&svc).first(), Some(&1000));
+    assert_eq!(ports(&svc).last(), Some(&999));
+    // Round-robin walks them in that order.
+    let picked: Vec<u16> = (0..3)
+        .map(|_| r.pick(&svc, &[], t0, any).unwrap().replica.address().port())
+        .collect();
+    assert_eq!(picked, [1000, 1003, 1006]);
+}
+
+#[test]
+fn a_sweep_expires_exactly_the_leases_that_ran_out_and_looks_again_at_renewed_ones() {
+    // TTL 15 s. a registers at 0, b at 5 s; a heartbeats at 10 s (deadline 25 s).
+    let t0 = Instant::now();
+    let mut p = policy();
+    p.preservation = PreservationPolicy::new(
+        1.0,
+        Duration::from_secs(30),
+        Duration::from_secs(15),
+        Duration::from_secs(5),
+    );
+    let r = Registry::new(p);
+    let a = r.register(reg("orders", 9001), t0).replica;
+    r.register(reg("orders", 9002), at(t0, 5_000));
+    r.heartbeat("orders", &a.id().to_string(), at(t0, 10_000))
+        .unwrap();
+    let svc = r.service("orders").unwrap();
+    assert_eq!(r.sweep(at(t0, 14_999)), 0);
+    // 15 s: a's first deadline is due but renewed: kept, looked at again at 25 s.
+    assert_eq!(r.sweep(at(t0, 15_000)), 0);
+    assert_eq!(ports(&svc), [9001, 9002]);
+    // 20 s: b ran out.
+    assert_eq!(r.sweep(at(t0, 19_999)), 0);
+    assert_eq!(r.sweep(at(t0, 20_000)), 1);
+    assert_eq!(ports(&svc), [9001]);
+    assert_eq!(r.sweep(at(t0, 24_999)), 0);
+    assert_eq!(r.sweep(at(t0, 25_000)), 1);
+    assert!(svc.is_empty());
+    assert!(r.leases_lock().is_empty());
+}

@@ -15,6 +15,14 @@ pub(crate) struct Message {
     pub(crate) event: Event,
 }
 
+impl Message {
+    /// How every message `gw` sends begins (`gw` is serialised first), so that a gateway can skip its own
+    /// messages without parsing them.
+    pub(crate) fn prefix_of(gw: Uuid) -> String {
+        format!("{{\"gw\":\"{gw}\"")
+    }
+}
+
 /// The events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -169,6 +177,23 @@ pub(crate) mod keys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gateway_knows_its_own_messages_by_their_first_bytes() {
+        let (me, peer) = (Uuid::new_v4(), Uuid::new_v4());
+        let event = Event::Renewed {
+            service: "orders".into(),
+            id: Uuid::new_v4(),
+        };
+        let mine = serde_json::to_string(&Message {
+            gw: me,
+            event: event.clone(),
+        })
+        .unwrap();
+        let theirs = serde_json::to_string(&Message { gw: peer, event }).unwrap();
+        assert!(mine.starts_with(&Message::prefix_of(me)), "{mine}");
+        assert!(!theirs.starts_with(&Message::prefix_of(me)), "{theirs}");
+    }
 
     #[test]
     fn messages_and_hashes_round_trip() {

@@ -19,13 +19,15 @@ use uuid::Uuid;
 use super::message::{keys, Event, Message, StoredReplica};
 use super::{BoxFuture, RedisSettings, Store, StoreStatus};
 use crate::clock;
-use crate::registry::{Change, Registry, Removal, ReplicaAddress};
+use crate::registry::{Change, Registry, Removal, ReplicaAddress, ServiceName};
 
 /// The Redis side of one gateway.
 pub struct RedisStore {
     client: redis::Client,
     conn: tokio::sync::Mutex<Option<ConnectionManager>>,
     gw: Uuid,
+    /// How its own pub/sub messages begin ([`Message::prefix_of`]).
+    own_prefix: String,
     registry: Arc<Registry>,
     settings: RedisSettings,
     connected: AtomicBool,
@@ -64,10 +66,12 @@ impl RedisStore {
             .ok_or("this registry is already shared with a store")?;
         registry.metrics().register_store();
         registry.metrics().store_connected.set(0);
+        let gw = Uuid::new_v4();
         let store = Arc::new(RedisStore {
             client,
             conn: tokio::sync::Mutex::new(None),
-            gw: Uuid::new_v4(),
+            gw,
+            own_prefix: Message::prefix_of(gw),
             registry,
             settings,
             connected: AtomicBool::new(false),
@@ -212,6 +216,8 @@ impl RedisStore {
     async fn write_changes(self: Arc<Self>, mut changes: mpsc::UnboundedReceiver<Change>) {
         let mut batch = Vec::new();
         let mut registered = Vec::new();
+        // Renewals, like registrations, arrive in storms: a batch's go in one pipeline, one per replica.
+        let mut renewed: Vec<(ServiceName, Uuid)> = Vec::new();
         // Failure-ratio windows: every attempt counts, so a batch's attempts are summed per replica and
         // written in one pipeline.
         let mut windows: HashMap<ReplicaAddress, (u32, u32)> = HashMap::new();
@@ -221,6 +227,11 @@ impl RedisStore {
             for change in batch.drain(..) {
                 match change {
                     Change::Registered(rec) => registered.push(rec),
+                    Change::Renewed { service, id } => {
+                        if !renewed.iter().any(|(_, known)| *known == id) {
+                            renewed.push((service, id));
+                        }
+                    }
                     Change::Attempt {
                         address,
                         failed,
@@ -237,12 +248,59 @@ impl RedisStore {
                     }
                     other => {
                         self.write_registered(&mut registered).await;
+                        self.write_renewed(&mut renewed).await;
                         self.write_one(other).await;
                     }
                 }
             }
             self.write_registered(&mut registered).await;
+            self.write_renewed(&mut renewed).await;
             self.write_windows(&mut windows).await;
+        }
+    }
+
+    /// Renews the leases of `renewed` in one pipeline, then tells peers of those renewed in another; a
+    /// replica whose key is gone (expired in Redis while this gateway still had it) is written again.
+    async fn write_renewed(&self, renewed: &mut Vec<(ServiceName, Uuid)>) {
+        if renewed.is_empty() {
+            return;
+        }
+        let ttl_ms = self.registry.policy().lease_ttl.as_millis() as u64;
+        let mut pipe = redis::pipe();
+        for (service, id) in renewed.iter() {
+            pipe.cmd("PEXPIRE")
+                .arg(keys::replica(service.as_str(), id))
+                .arg(ttl_ms);
+        }
+        let Some(results): Option<Vec<i64>> = self.run("renew", &pipe).await else {
+            self.dirty.store(true, Ordering::Release);
+            renewed.clear();
+            return;
+        };
+        let mut publish = redis::pipe();
+        let mut gone = Vec::new();
+        for ((service, id), found) in renewed.drain(..).zip(results) {
+            if found == 0 {
+                let rec = self
+                    .registry
+                    .service(service.as_str())
+                    .and_then(|s| s.by_id(&id))
+                    .map(|r| r.record());
+                gone.extend(rec);
+            } else {
+                Self::publish(
+                    &mut publish,
+                    self.gw,
+                    Event::Renewed {
+                        service: service.to_string(),
+                        id,
+                    },
+                );
+            }
+        }
+        self.write_registered(&mut gone).await;
+        if publish.cmd_iter().next().is_some() {
+            let _: Option<()> = self.run("publish renewal", &publish).await;
         }
     }
 
@@ -313,48 +371,12 @@ impl RedisStore {
     }
 
     async fn write_one(&self, change: Change) {
-        let ttl = self.registry.policy().lease_ttl;
         {
             let mut pipe = redis::pipe();
             match change {
                 Change::Registered(rec) => self.write_registered(&mut vec![rec]).await,
                 Change::Renewed { service, id } => {
-                    let key = keys::replica(service.as_str(), &id);
-                    let renewed: Option<i64> = self
-                        .run_cmd("renew", |mut c| async move {
-                            redis::cmd("PEXPIRE")
-                                .arg(&key)
-                                .arg(ttl.as_millis() as u64)
-                                .query_async(&mut c)
-                                .await
-                        })
-                        .await;
-                    match renewed {
-                        None => self.dirty.store(true, Ordering::Release),
-                        // The key is gone (expired in Redis while this gateway still had it): write it again.
-                        Some(0) => {
-                            let rec = self.registry.service(service.as_str()).and_then(|s| {
-                                s.replicas()
-                                    .iter()
-                                    .find(|r| r.id() == id)
-                                    .map(|r| r.record())
-                            });
-                            if let Some(rec) = rec {
-                                self.write_registered(&mut vec![rec]).await;
-                            }
-                        }
-                        Some(_) => {
-                            Self::publish(
-                                &mut pipe,
-                                self.gw,
-                                Event::Renewed {
-                                    service: service.to_string(),
-                                    id,
-                                },
-                            );
-                            let _: Option<()> = self.run("publish renewal", &pipe).await;
-                        }
-                    }
+                    self.write_renewed(&mut vec![(service, id)]).await
                 }
                 Change::Removed {
                     service, id, why, ..
@@ -555,8 +577,13 @@ impl RedisStore {
                     self.resync_now.notify_one();
                     let mut messages = ps.into_on_message();
                     while let Some(msg) = messages.next().await {
-                        if let Ok(payload) = msg.get_payload::<String>() {
-                            self.apply(&payload);
+                        let payload = msg.get_payload_bytes();
+                        // Its own messages come back too: skipped unparsed.
+                        if payload.starts_with(self.own_prefix.as_bytes()) {
+                            continue;
+                        }
+                        if let Ok(payload) = std::str::from_utf8(payload) {
+                            self.apply(payload);
                         }
                     }
                     self.failed("pub/sub", "subscription connection lost");
