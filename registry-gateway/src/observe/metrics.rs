@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -100,8 +101,7 @@ pub struct AttemptLabels {
     pub result: AttemptResult,
 }
 
-/// `{service, replica, state}` of `gateway_replica_state`, and `{service, replica, to}` of
-/// `gateway_breaker_transitions_total` (with `to` written as `state`'s value).
+/// `{service, replica, state}` of `gateway_replica_state` (written at scrape time by the registry).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct StateLabels {
     /// Service name.
@@ -145,8 +145,6 @@ pub struct Metrics {
     pub upstream_attempts: Family<AttemptLabels, Counter>,
     /// `gateway_retries_total{service}`.
     pub retries: Family<ServiceLabel, Counter>,
-    /// `gateway_replica_state{service,replica,state}`.
-    pub replica_state: Family<StateLabels, Gauge>,
     /// `gateway_breaker_transitions_total{service,replica,to}`.
     pub breaker_transitions: Family<TransitionLabels, Counter>,
     /// `gateway_evictions_total{service,reason}`.
@@ -187,7 +185,6 @@ impl Metrics {
         let request_duration = Family::<DurationLabels, LatencyHistogram>::default();
         let upstream_attempts = Family::default();
         let retries = Family::default();
-        let replica_state = Family::default();
         let breaker_transitions = Family::default();
         let evictions = Family::default();
         let replicas = Family::default();
@@ -215,11 +212,6 @@ impl Metrics {
             "gateway_retries",
             "Attempts beyond the first",
             retries.clone(),
-        );
-        registry.register(
-            "gateway_replica_state",
-            "1 for the replica's current breaker state, 0 for the others",
-            replica_state.clone(),
         );
         registry.register(
             "gateway_breaker_transitions",
@@ -253,7 +245,6 @@ impl Metrics {
             request_duration,
             upstream_attempts,
             retries,
-            replica_state,
             breaker_transitions,
             evictions,
             replicas,
@@ -283,15 +274,17 @@ impl Metrics {
         );
     }
 
-    /// Drops every series of a removed replica (its state, transitions and attempts), so the number of
+    /// Adds series written at scrape time by `collector` (the registry's `gateway_replica_state`, read
+    /// from the replicas themselves so that no series is kept per replica).
+    pub fn register_collector(&self, collector: Box<dyn Collector>) {
+        let mut registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        registry.register_collector(collector);
+    }
+
+    /// Drops every series of a removed replica (its transitions and attempts), so the number of
     /// series follows the fleet instead of growing with every replica that ever lived.
     pub fn forget_replica(&self, replica: &ReplicaLabels) {
         for state in STATES {
-            self.replica_state.remove(&StateLabels {
-                service: replica.service.clone(),
-                replica: replica.replica.clone(),
-                state,
-            });
             self.breaker_transitions.remove(&TransitionLabels {
                 service: replica.service.clone(),
                 replica: replica.replica.clone(),
@@ -339,18 +332,10 @@ mod tests {
                 result: AttemptResult::failure,
             })
             .inc();
-        m.replica_state
-            .get_or_create(&StateLabels {
-                service: r.service.clone(),
-                replica: r.replica.clone(),
-                state: "open",
-            })
-            .set(1);
         let text = m.encode();
         assert!(text.contains(
             "gateway_upstream_attempts_total{service=\"users\",replica=\"127.0.0.1:9001\",result=\"failure\"} 1"
         ), "{text}");
-        assert!(text.contains("gateway_replica_state{service=\"users\",replica=\"127.0.0.1:9001\",state=\"open\"} 1"), "{text}");
         m.forget_replica(&r);
         assert!(!m.encode().contains("127.0.0.1:9001"));
     }

@@ -16,6 +16,7 @@ mod replica;
 mod replica_set;
 mod self_address;
 mod service;
+mod state_series;
 mod sync;
 mod transitions;
 
@@ -137,7 +138,7 @@ struct Tombstone {
 /// The in-process registry.
 #[derive(Debug)]
 pub struct Registry {
-    services: DashMap<ServiceName, Arc<Service>>,
+    services: Arc<state_series::Services>,
     /// gRPC service name → registry services that have had a replica serving it.
     grpc_index: DashMap<String, Vec<ServiceName>>,
     tombstones: Mutex<HashMap<(ServiceName, ReplicaAddress), Tombstone>>,
@@ -162,14 +163,17 @@ impl Registry {
 
     /// An empty registry that shows the instants it is given as wall-clock times through `wall`.
     pub fn with_wall_clock(policy: RegistryPolicy, wall: WallClock) -> Self {
+        let services = Arc::new(DashMap::new());
+        let metrics = Arc::new(Metrics::new());
+        metrics.register_collector(Box::new(state_series::StateSeries::new(&services)));
         Registry {
-            services: DashMap::new(),
+            services,
             grpc_index: DashMap::new(),
             tombstones: Mutex::new(HashMap::new()),
             policy: arc_swap::ArcSwap::from_pointee(policy),
             events: tokio::sync::broadcast::channel(4096).0,
             changes: std::sync::OnceLock::new(),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             wall,
             leases: Mutex::new(LeaseTimer::default()),
         }
@@ -191,13 +195,9 @@ impl Registry {
             .set(svc.len() as i64);
     }
 
-    /// Shows a replica that just joined in `gateway_replica_state` and `gateway_replicas`.
-    fn joined(&self, svc: &Service, r: &Arc<Replica>, now: Instant) {
-        let deadline = {
-            let st = r.lock();
-            self.show_state(r, st.breaker.state(now));
-            st.lease.deadline()
-        };
+    /// Schedules the lease of a replica that just joined and shows it in `gateway_replicas`.
+    fn joined(&self, svc: &Service, r: &Arc<Replica>) {
+        let deadline = r.lock().lease.deadline();
         if let Some(at) = deadline {
             self.leases_lock().schedule(at, Arc::downgrade(r));
         }
@@ -345,7 +345,7 @@ impl Registry {
             (r, true)
         });
         if created {
-            self.joined(&svc, &r, now);
+            self.joined(&svc, &r);
         }
         r
     }
@@ -416,7 +416,7 @@ impl Registry {
         self.index_grpc(&reg.service, &reg.grpc_services);
         if result.created {
             svc.evicted_list().forget(&reg.address);
-            self.joined(&svc, &result.replica, now);
+            self.joined(&svc, &result.replica);
             self.emit(RegistryEvent::Added(Arc::clone(&result.replica)));
             self.share(|| Change::Registered(result.replica.record()));
         } else {

@@ -67,7 +67,7 @@ impl Registry {
         }
         if let Some(r) = added {
             svc.evicted_list().forget(&rec.address);
-            self.joined(&svc, &r, now);
+            self.joined(&svc, &r);
             self.index_grpc(&rec.service, &rec.grpc_services);
             tracing::info!(service = %rec.service, replica = %rec.address, id = %rec.id, "registered by a peer gateway");
             self.emit(RegistryEvent::Added(r));

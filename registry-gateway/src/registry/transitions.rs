@@ -1,14 +1,14 @@
 //! A replica's last breaker transitions, for operators: nothing allocated until the first one, ten kept.
 //!
 //! Every state change goes through [`Registry::note_transition`], local or applied from a peer gateway, so
-//! the log, `state_reason`, `state_since` and the `gateway_replica_state` and
-//! `gateway_breaker_transitions_total` series never disagree.
+//! the log, `state_reason`, `state_since` and the `gateway_breaker_transitions_total` series never
+//! disagree (`gateway_replica_state` is read from the breaker itself at scrape time).
 
 use std::time::Instant;
 
 use super::replica::ReplicaState;
 use super::{Registry, Replica, StateReason};
-use crate::observe::{StateLabels, TransitionLabels, STATES};
+use crate::observe::{TransitionLabels, STATES};
 use crate::policy::{BreakerState, Transition};
 
 /// Transitions kept per replica (the oldest is dropped first).
@@ -133,26 +133,6 @@ impl Registry {
                 to: state_label(to),
             })
             .inc();
-        self.show_state(r, to);
-    }
-
-    /// Sets `gateway_replica_state` of `r`: 1 for `state`, 0 for the other two. Callers hold its lock.
-    pub(crate) fn show_state(&self, r: &Replica, state: BreakerState) {
-        if r.is_removed() {
-            return;
-        }
-        let labels = r.metric_labels();
-        let current = state_label(state);
-        for s in STATES {
-            self.metrics
-                .replica_state
-                .get_or_create(&StateLabels {
-                    service: labels.service.clone(),
-                    replica: labels.replica.clone(),
-                    state: s,
-                })
-                .set(i64::from(s == current));
-        }
     }
 }
 

@@ -452,3 +452,41 @@ fn a_replica_back_on_probation_is_shown_open() {
         "{text}"
     );
 }
+
+#[test]
+fn replica_state_series_are_read_from_the_breakers_at_scrape_time_in_name_then_join_order() {
+    let t0 = Instant::now();
+    let r = registry(t0);
+    let a = r.register(reg("users", 9002), t0).replica;
+    r.register(reg("users", 9001), t0);
+    r.register(reg("orders", 9003), t0);
+    fail_replica(&r, &a, 3, t0); // opens (3 in a row), not evicted (5)
+    let series: Vec<String> = r
+        .metrics()
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with("gateway_replica_state{"))
+        .map(str::to_owned)
+        .collect();
+    let line = |svc: &str, port: u16, state: &str, v: u8| {
+        format!("gateway_replica_state{{service=\"{svc}\",replica=\"http://127.0.0.1:{port}\",state=\"{state}\"}} {v}")
+    };
+    let closed = |svc, port| {
+        vec![
+            line(svc, port, "closed", 1),
+            line(svc, port, "open", 0),
+            line(svc, port, "half_open", 0),
+        ]
+    };
+    let mut want = closed("orders", 9003);
+    want.extend([
+        line("users", 9002, "closed", 0),
+        line("users", 9002, "open", 1),
+        line("users", 9002, "half_open", 0),
+    ]);
+    want.extend(closed("users", 9001));
+    assert_eq!(series, want);
+    r.deregister("users", &a.id().to_string(), at(t0, 10))
+        .unwrap();
+    assert!(!r.metrics().encode().contains(":9002"));
+}
