@@ -359,8 +359,7 @@ impl Registry {
             if let Some(r) = list.by_address(&reg.address) {
                 let mut st = r.lock();
                 st.lease.renew(now);
-                st.metadata = reg.metadata.clone();
-                st.grpc_services = reg.grpc_services.clone();
+                st.set_labels(&reg.metadata, &reg.grpc_services);
                 drop(st);
                 return Registered {
                     replica: Arc::clone(r),
@@ -395,8 +394,7 @@ impl Registry {
                 state_reason,
                 now,
             );
-            state.metadata = reg.metadata.clone();
-            state.grpc_services = reg.grpc_services.clone();
+            state.set_labels(&reg.metadata, &reg.grpc_services);
             // The service's own name: one copy of it however many replicas it has.
             let r = Arc::new(Replica::new(
                 svc.name().clone(),

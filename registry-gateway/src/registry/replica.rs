@@ -121,8 +121,8 @@ impl fmt::Display for StateReason {
 pub(crate) struct ReplicaState {
     pub(crate) breaker: Breaker,
     pub(crate) lease: Lease,
-    pub(crate) metadata: Metadata,
-    pub(crate) grpc_services: Vec<String>,
+    /// Metadata and gRPC service names: one pointer while there are none (the common case).
+    labels: Option<Box<(Metadata, Vec<String>)>>,
     pub(crate) last_failure: Option<FailureCause>,
     /// Why the breaker is in its state (while half-open: why it opened).
     pub(crate) state_reason: StateReason,
@@ -143,13 +143,34 @@ impl ReplicaState {
         ReplicaState {
             breaker,
             lease,
-            metadata: Metadata::new(),
-            grpc_services: Vec::new(),
+            labels: None,
             last_failure: None,
             state_reason: reason,
             state_since: now,
             transitions: TransitionLog::default(),
         }
+    }
+}
+
+impl ReplicaState {
+    /// Replaces its metadata and gRPC service names.
+    pub(crate) fn set_labels(&mut self, metadata: &Metadata, grpc_services: &[String]) {
+        self.labels = if metadata.is_empty() && grpc_services.is_empty() {
+            None
+        } else {
+            Some(Box::new((metadata.clone(), grpc_services.to_vec())))
+        };
+    }
+
+    /// Its metadata.
+    pub(crate) fn metadata(&self) -> &Metadata {
+        static NONE: Metadata = Metadata::new();
+        self.labels.as_ref().map_or(&NONE, |l| &l.0)
+    }
+
+    /// The gRPC service names it serves (gRPC replicas).
+    pub(crate) fn grpc_services(&self) -> &[String] {
+        self.labels.as_ref().map_or(&[], |l| &l.1)
     }
 }
 
@@ -314,7 +335,7 @@ impl Replica {
 
     /// Whether this gRPC replica serves the gRPC service `name` (`package.Service`).
     pub fn serves_grpc(&self, name: &str) -> bool {
-        self.protocol == Protocol::Grpc && self.lock().grpc_services.iter().any(|s| s == name)
+        self.protocol == Protocol::Grpc && self.lock().grpc_services().iter().any(|s| s == name)
     }
 
     /// Whether it has left the registry (late outcomes of in-flight requests are then ignored).
@@ -372,8 +393,8 @@ impl Replica {
             service: self.service.clone(),
             address: self.address.clone(),
             protocol: self.protocol,
-            grpc_services: st.grpc_services.clone(),
-            metadata: st.metadata.clone(),
+            grpc_services: st.grpc_services().to_vec(),
+            metadata: st.metadata().clone(),
         }
     }
 
@@ -392,7 +413,7 @@ impl Replica {
             address: self.address.to_string(),
             origin: self.origin,
             protocol: self.protocol,
-            grpc_services: st.grpc_services.clone(),
+            grpc_services: st.grpc_services().to_vec(),
             state,
             state_reason: match state {
                 BreakerState::HalfOpen => {
@@ -415,7 +436,7 @@ impl Replica {
             leased: st.lease.expires(),
             lease_expired: st.lease.is_expired(now),
             registered_at_unix_ms: self.registered_at_unix_ms,
-            metadata: st.metadata.clone(),
+            metadata: st.metadata().clone(),
         }
     }
 }

@@ -29,8 +29,7 @@ impl Registry {
                 if r.id() == rec.id {
                     let mut st = r.lock();
                     st.lease.renew(renewed_at);
-                    st.metadata = rec.metadata.clone();
-                    st.grpc_services = rec.grpc_services.clone();
+                    st.set_labels(&rec.metadata, &rec.grpc_services);
                     return (None, None);
                 }
             }
@@ -44,8 +43,7 @@ impl Registry {
                 StateReason::RegisteredByPeer,
                 now,
             );
-            state.metadata = rec.metadata.clone();
-            state.grpc_services = rec.grpc_services.clone();
+            state.set_labels(&rec.metadata, &rec.grpc_services);
             let r = Arc::new(Replica::with_id(
                 rec.id,
                 svc.name().clone(),
