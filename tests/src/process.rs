@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 pub struct Proc {
     child: Child,
     lines: Arc<(Mutex<Vec<String>>, Condvar)>,
+    /// The threads reading its stdout and stderr (they end at the pipes' end).
+    readers: Vec<std::thread::JoinHandle<()>>,
     /// `http://127.0.0.1:PORT` the process announced.
     pub url: String,
     /// `127.0.0.1:PORT`.
@@ -50,23 +52,25 @@ impl Proc {
             .stdin(Stdio::null());
         let mut child = cmd.spawn().expect("spawn child process");
         let lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let mut readers = Vec::new();
         for stream in [
             Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
             Box::new(child.stderr.take().expect("stderr")),
         ] {
             let lines = Arc::clone(&lines);
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines() {
                     let Ok(line) = line else { break };
                     let (store, cv) = &*lines;
                     store.lock().unwrap().push(line);
                     cv.notify_all();
                 }
-            });
+            }));
         }
         let mut p = Proc {
             child,
             lines,
+            readers,
             url: String::new(),
             addr: String::new(),
             grpc_url: String::new(),
@@ -234,8 +238,14 @@ impl Proc {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                // Let the reader threads drain.
-                std::thread::sleep(Duration::from_millis(100));
+                // Every line it wrote is read once both pipes reached their end.
+                while self.readers.iter().any(|r| !r.is_finished()) {
+                    assert!(
+                        Instant::now() < deadline,
+                        "its output did not end within {timeout:?} of its exit"
+                    );
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 return (status.code(), self.output());
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -80,19 +80,15 @@ fn compose_file_parses_and_names_only_real_images_flags_and_variables() {
                 };
                 cmd.env(k, v);
             }
-            let mut child = cmd
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            std::thread::sleep(std::time::Duration::from_millis(500));
-            let still_running = child.try_wait().unwrap().is_none();
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
+            // Accepted once it says it listens (it reads its environment before that); a refused
+            // environment ends the process with the reason on stderr instead.
+            eprintln!("{name}: starting the gateway with its compose environment");
+            // Panics with the gateway's output if it exits before listening.
+            let gateway = e2e::Proc::spawn(cmd, Vec::new());
             assert!(
-                still_running,
-                "{name}: gateway refused the compose environment: {}",
-                String::from_utf8_lossy(&out.stderr)
+                gateway.url.starts_with("http://127.0.0.1:"),
+                "{}",
+                gateway.url
             );
         } else {
             let binary = svc["entrypoint"][0].as_str().unwrap_or("demo-http");
