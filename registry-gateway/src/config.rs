@@ -541,66 +541,42 @@ impl Default for LimitsSection {
     }
 }
 
-/// Every leaf key, dotted; each can be set by `GATEWAY_<KEY>` with dots as underscores, upper-cased.
-pub const KEYS: &[&str] = &[
-    "listen",
-    "admin_listen",
-    "grpc_listen",
-    "workers",
-    "breaker.failure_threshold",
-    "breaker.open_timeout",
-    "breaker.failure_ratio",
-    "breaker.min_requests",
-    "breaker.window",
-    "breaker.half_open_probes",
-    "eviction.failure_threshold",
-    "eviction.probation_memory",
-    "outlier.enabled",
-    "outlier.latency_factor",
-    "outlier.min_requests",
-    "outlier.interval",
-    "lease.ttl",
-    "lease.heartbeat_interval",
-    "lease.preservation_ratio",
-    "lease.preservation_max",
-    "retry.max_attempts",
-    "retry.buffer_body_max",
-    "retry.budget.enabled",
-    "retry.budget.ratio",
-    "retry.budget.min_per_second",
-    "retry.budget.window",
-    "upstream.connect_timeout",
-    "upstream.request_timeout",
-    "upstream.read_timeout",
-    "upstream.send_timeout",
-    "upstream.max_idle_per_replica",
-    "upstream.tls.ca_file",
-    "upstream.tls.cert_file",
-    "upstream.tls.key_file",
-    "services",
-    "auth.registration_token",
-    "auth.read_token",
-    "limits.registration_body_max",
-    "limits.max_header_bytes",
-    "limits.max_uri_bytes",
-    "limits.max_connections",
-    "client.header_timeout",
-    "client.body_timeout",
-    "proxy.max_hops",
-    "proxy.instance_id",
-    "proxy.upgrades",
-    "proxy.upgrade_idle_timeout",
-    "forwarded.trusted_proxies",
-    "store",
-    "redis.resync_interval",
-    "redis.command_timeout",
-    "redis.failure_window",
-    "log.level",
-    "log.format",
-    "log.access",
-    "tls.cert_file",
-    "tls.key_file",
-];
+/// Keys whose value is a mapping of the user's own names (so they have no sub-keys to list).
+const MAP_KEYS: &[&str] = &["services"];
+
+/// Every leaf key, dotted, in the order the config structs declare them; each can be set by
+/// `GATEWAY_<KEY>` with dots as underscores, upper-cased. Read from the structs themselves (a default
+/// config, serialized: a section is a mapping, anything else a key), so a new field is a new key.
+pub fn keys() -> &'static [&'static str] {
+    static KEYS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        fn walk(v: &Value, prefix: &str, out: &mut Vec<String>) {
+            match v {
+                Value::Mapping(m) if !MAP_KEYS.contains(&prefix) => {
+                    for (k, v) in m {
+                        let k = k.as_str().unwrap_or_default();
+                        let key = if prefix.is_empty() {
+                            k.to_owned()
+                        } else {
+                            format!("{prefix}.{k}")
+                        };
+                        walk(v, &key, out);
+                    }
+                }
+                _ => out.push(prefix.to_owned()),
+            }
+        }
+        let mut out = Vec::new();
+        // Serializing plain data into a YAML value cannot fail.
+        if let Ok(v) = serde_yaml_ng::to_value(Config::default()) {
+            walk(&v, "", &mut out);
+        }
+        // Built once per process: leaking the names gives the `&'static str` every caller keeps.
+        out.into_iter()
+            .map(|k| &*Box::leak(k.into_boxed_str()))
+            .collect()
+    })
+}
 
 /// `GATEWAY_*` variables that are not config keys: the config file path and the legacy log filter.
 pub const NON_CONFIG_VARS: &[&str] = &["GATEWAY_CONFIG", "GATEWAY_LOG"];
@@ -725,7 +701,7 @@ impl Config {
             if NON_CONFIG_VARS.contains(&name.as_str()) {
                 continue;
             }
-            let Some(key) = KEYS.iter().find(|k| env_name(k) == *name) else {
+            let Some(key) = keys().iter().find(|k| env_name(k) == *name) else {
                 ignored_env.push(name.clone());
                 continue;
             };
