@@ -29,7 +29,7 @@ pub enum ConfigError {
     Read {
         /// The file.
         path: String,
-        /// Why.
+        /// The operating-system error (not found, permission denied...).
         source: std::io::Error,
     },
     /// The YAML (or an environment value) does not fit the schema.

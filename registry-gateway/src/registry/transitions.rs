@@ -23,7 +23,7 @@ pub struct TransitionRecord {
     pub from: BreakerState,
     /// State entered.
     pub to: BreakerState,
-    /// Why.
+    /// What caused it: the rule or peer event that moved the breaker (shown as `state_reason`).
     pub reason: StateReason,
 }
 
