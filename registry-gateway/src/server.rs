@@ -545,6 +545,40 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// Lets every task that is ready run (the paused clock does not move meanwhile).
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_sweeper_removes_a_lapsed_lease_within_a_tenth_of_its_ttl_on_a_paused_clock() {
+        use crate::registry::{Protocol, Registration, ReplicaAddress, ServiceName};
+        let mut policy = Config::default().registry_policy();
+        policy.lease_ttl = Duration::from_secs(10);
+        let registry = Arc::new(Registry::new(policy));
+        let reg = Registration {
+            service: ServiceName::parse("orders").unwrap(),
+            address: ReplicaAddress::parse("http://127.0.0.1:9001").unwrap(),
+            protocol: Protocol::Http,
+            grpc_services: Vec::new(),
+            metadata: Default::default(),
+        };
+        registry.register(reg, clock::now());
+        let sweeper = tokio::spawn(sweep_leases(Arc::clone(&registry), Shared::memory()));
+        let replicas = || registry.service("orders").map_or(0, |s| s.len());
+        // Rounds every ttl/10 = 1 s: at 9.5 s the lease still holds.
+        tokio::time::advance(Duration::from_millis(9_500)).await;
+        settle().await;
+        assert_eq!(replicas(), 1);
+        // It lapses at 10 s; the sweep at 11 s at the latest removes it.
+        tokio::time::advance(Duration::from_millis(1_600)).await;
+        settle().await;
+        assert_eq!(replicas(), 0);
+        sweeper.abort();
+    }
+
     #[test]
     fn max_connections_fit_the_open_files_limit() {
         // 4096 connections need 2 * 4096 + 256 = 8448 descriptors.
