@@ -70,7 +70,7 @@ pub struct ProxySettings {
     pub trusted_proxies: TrustedProxies,
     /// One access-log line per request (`log.access`); read per request.
     pub access_log: bool,
-    /// Carry WebSocket upgrades (`proxy.upgrades`); off, they are answered 403.
+    /// Carry protocol upgrades, WebSocket or any other (`proxy.upgrades`); off, they are answered 403.
     pub upgrades: bool,
     /// A tunnel idle this long either way is closed (`proxy.upgrade_idle_timeout`).
     pub upgrade_idle_timeout: Duration,
@@ -288,18 +288,19 @@ async fn forward(
     let idempotent = is_idempotent(method.as_str());
     let peer: Option<IpAddr> = req.peer_addr().map(|a| a.ip());
     let trusted = settings.trusted_proxies.trusts(peer);
+    // An upgrade is carried on a connection the gate stands in front of (every HTTP/1.1 one).
+    let gate = req.conn_data::<crate::framing::GateHandle>();
     let upgrading = match upgrade::classify(req.version(), req.headers(), settings.upgrades) {
-        upgrade::UpgradeDecision::Plain => false,
-        upgrade::UpgradeDecision::Tunnel => true,
-        upgrade::UpgradeDecision::Refuse => {
-            return Err(GatewayError::UpgradeDisabled("websocket".into()))
+        upgrade::UpgradeDecision::Tunnel(protocols) => gate.map(|g| (protocols, g)),
+        upgrade::UpgradeDecision::Refuse(protocols) => {
+            return Err(GatewayError::UpgradeDisabled(protocols))
         }
+        upgrade::UpgradeDecision::Plain => None,
     };
-    // A tunnel's client bytes (everything after the head) wait for the 101; its handshake has no body.
-    let (mut source, mut tunnel_payload) = if upgrading {
-        (BodySource::Buffered(None), Some(payload))
-    } else {
-        (prepare_body(req, payload, settings).await?, None)
+    // A handshake has no body; the client's bytes after its head go to the tunnel after the 101.
+    let mut source = match upgrading {
+        Some(_) => BodySource::Buffered(None),
+        None => prepare_body(req, payload, settings).await?,
     };
     // Made once: every attempt's copy shares its bytes.
     let request_id = ex.request_id().header_value();
@@ -335,14 +336,15 @@ async fn forward(
         ex.attempt(pick.replica.observe(registry.metrics()));
         let replica = Arc::clone(&pick.replica);
         let mut record = Some(AttemptRecord::new(Arc::clone(registry), pick, clock::now()));
-        let attempt = if upgrading {
+        let attempt = if let Some((protocols, gate)) = &upgrading {
             upgrade_once(
                 &replica,
                 &method,
                 &uri,
                 headers,
+                protocols,
                 settings,
-                &mut tunnel_payload,
+                gate,
                 &mut record,
             )
             .await
@@ -392,7 +394,7 @@ async fn forward(
             source.replay(),
         ) {
             // A handshake that reached a replica is never sent again.
-            RetryDecision::Retry if upgrading && !upgrade::may_move_on(cause) => {
+            RetryDecision::Retry if upgrading.is_some() && !upgrade::may_move_on(cause) => {
                 RetryDecision::Unsafe
             }
             d => d,
@@ -566,16 +568,21 @@ async fn forward_once(
 
 /// One upgrade attempt against one replica (see [`upgrade::attempt`]); an answer other than 101 is an
 /// ordinary response, classified like any other.
+#[allow(clippy::too_many_arguments)]
 async fn upgrade_once(
     replica: &Replica,
     method: &http::Method,
     uri: &http::Uri,
     headers: http::HeaderMap,
+    protocols: &http::HeaderValue,
     settings: &ProxySettings,
-    client: &mut Option<web::Payload>,
+    gate: &crate::framing::GateHandle,
     record: &mut Option<AttemptRecord>,
 ) -> Attempt {
-    let answer = upgrade::attempt(replica, method, uri, headers, settings, client, record).await;
+    let answer = upgrade::attempt(
+        replica, method, uri, headers, protocols, settings, gate, record,
+    )
+    .await;
     let resp = match answer {
         upgrade::UpgradeAttempt::Switched(resp) => return Attempt::Switched(*resp),
         upgrade::UpgradeAttempt::Failed(cause) => return Attempt::Failed(cause, None),
