@@ -331,6 +331,14 @@ async fn forward(
         // Built per attempt from the client's headers: cheaper than keeping a copy to clone.
         let proto = if settings.client_tls { "https" } else { "http" };
         let mut headers = headers::to_upstream(req.headers(), peer, trusted, proto);
+        // HTTP/2 names the host in `:authority` (the URI), not in a `Host` header.
+        if !headers.contains_key("x-forwarded-host") {
+            if let Some(a) = req.uri().authority() {
+                if let Ok(v) = http::HeaderValue::from_str(a.as_str()) {
+                    headers.insert("x-forwarded-host", v);
+                }
+            }
+        }
         headers.append(http::header::VIA, proxy.via.clone());
         headers.insert(REQUEST_ID_HEADER, request_id.clone());
         ex.attempt(pick.replica.observe(registry.metrics()));
