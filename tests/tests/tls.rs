@@ -643,6 +643,84 @@ services: {{ orders: [\"{}\"] }}
     assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200", "{out:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demo_service_registers_through_the_rust_sdk_over_https() {
+    let pki = Pki::new("gateway CA");
+    let leaf = pki.server();
+    let (ca, cert, key) = (
+        file("ca", &pki.pem()),
+        file("cert", &leaf.cert_pem),
+        file("key", &leaf.key_pem),
+    );
+    let gw = gateway(&format!(
+        "lease: {{ ttl: 1s, heartbeat_interval: 200ms, preservation_ratio: 1 }}\n\
+         tls: {{ cert_file: {}, key_file: {} }}\n",
+        path(&cert),
+        path(&key),
+    ));
+    gw.expect_line("TLS on the HTTP and gRPC listeners", LONG);
+    let https = format!("https://{}", gw.addr);
+    let https_by_name = format!("https://localhost:{}", gw.addr.rsplit_once(':').unwrap().1);
+    let ca_path = path(&ca);
+    let config = client_config(&[&pki], &[b"http/1.1"]);
+    // Lists the replicas of `service` over TLS.
+    let replicas = |service: &'static str| {
+        let config = Arc::clone(&config);
+        let addr = gw.addr.clone();
+        async move {
+            let mut tls = handshake(&addr, "127.0.0.1", config).await.unwrap();
+            let (_, body) = get_on(&mut tls, &format!("/registry/{service}")).await;
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            v["replicas"].as_array().cloned().unwrap_or_default()
+        }
+    };
+
+    // Without the CA the gateway's certificate does not verify: the demo runs, never registered.
+    let untrusted = demo("u", &["--service", "secure", "--gateway", &https]);
+    untrusted.expect_line("registers as secure", LONG);
+    // With it, by IP and by name: registered, kept past the 1 s lease TTL by heartbeats over TLS.
+    let a = demo(
+        "a",
+        &[
+            "--service",
+            "secure",
+            "--gateway",
+            &https,
+            "--gateway-ca",
+            &ca_path,
+        ],
+    );
+    let b = demo(
+        "b",
+        &[
+            "--service",
+            "secure",
+            "--gateway",
+            &https_by_name,
+            "--gateway-ca",
+            &ca_path,
+        ],
+    );
+    e2e::eventually(LONG, "both trusted demos registered", || async {
+        (replicas("secure").await.len() == 2).then_some(())
+    })
+    .await;
+    let until = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < until {
+        let list = replicas("secure").await;
+        let mut addresses: Vec<&str> = list.iter().filter_map(|r| r["address"].as_str()).collect();
+        addresses.sort();
+        let mut want = vec![a.url.as_str(), b.url.as_str()];
+        want.sort();
+        assert_eq!(addresses, want, "{list:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // And traffic reaches them through the TLS listener.
+    let (code, body) = curl(&ca_path, &format!("{https}/secure/hello"));
+    assert_eq!(code, "200", "{body}");
+    drop(untrusted);
+}
+
 /// A tonic connector: TLS (ALPN `h2`) to the URI's host and port.
 #[derive(Clone)]
 struct TlsConnect(Arc<ClientConfig>);
