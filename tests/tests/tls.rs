@@ -721,6 +721,62 @@ async fn a_demo_service_registers_through_the_rust_sdk_over_https() {
     drop(untrusted);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_is_carried_through_the_tls_listener() {
+    let pki = Pki::new("gateway CA");
+    let leaf = pki.server();
+    let (cert, key) = (file("cert", &leaf.cert_pem), file("key", &leaf.key_pem));
+    let backend = demo("behind", &[]);
+    let gw = gateway(&format!(
+        "tls: {{ cert_file: {}, key_file: {} }}\nservices: {{ chat: [\"{}\"] }}\n",
+        path(&cert),
+        path(&key),
+        backend.url
+    ));
+    gw.expect_line("TLS on the HTTP and gRPC listeners", LONG);
+    let mut tls = handshake(
+        &gw.addr,
+        "127.0.0.1",
+        client_config(&[&pki], &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
+    // The handshake and a masked text frame ("hi") right behind it.
+    let mask = [1u8, 2, 3, 4];
+    let mut request = format!(
+        "GET /chat/ws HTTP/1.1\r\nHost: gateway\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {}\r\n\r\n",
+        e2e::websocket::SAMPLE_KEY
+    )
+    .into_bytes();
+    request.extend_from_slice(&[0x81, 0x82]);
+    request.extend_from_slice(&mask);
+    request.extend(b"hi".iter().zip(mask).map(|(b, m)| b ^ m));
+    tls.write_all(&request).await.unwrap();
+    let mut got = Vec::new();
+    let read = async {
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n = tls.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&chunk[..n]);
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                if got.len() >= end + 4 + 4 {
+                    return end + 4;
+                }
+            }
+        }
+    };
+    let end = tokio::time::timeout(LONG, read)
+        .await
+        .expect("101 and echo");
+    let head = String::from_utf8_lossy(&got[..end]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.contains(e2e::websocket::SAMPLE_ACCEPT), "{head}");
+    // The echo comes back unmasked, over TLS.
+    assert_eq!(&got[end..end + 4], &[0x81, 0x02, b'h', b'i']);
+}
+
 /// A tonic connector: TLS (ALPN `h2`) to the URI's host and port.
 #[derive(Clone)]
 struct TlsConnect(Arc<ClientConfig>);

@@ -354,6 +354,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_h2_connection_passes_unframed_and_never_waits() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let mut gate = Gate::h2(server);
+        // The connection preface, then frames: nothing HTTP/1 about them, nothing held back.
+        let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+        client.write_all(preface).await.unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < preface.len() {
+            seen.extend(read_now(&mut gate).await.expect("never held back"));
+        }
+        assert_eq!(seen, preface);
+        client.write_all(b"more").await.unwrap();
+        assert_eq!(read_now(&mut gate).await.unwrap(), b"more");
+    }
+
+    #[tokio::test]
     async fn a_malformed_chunk_ends_the_stream_just_before_it() {
         let (mut client, server) = tokio::io::duplex(64 * 1024);
         let mut gate = Gate::new(server);
