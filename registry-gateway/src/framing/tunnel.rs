@@ -117,3 +117,56 @@ impl futures_util::Stream for ClientBytes {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::{FutureExt, StreamExt};
+    use tokio::io::AsyncWriteExt;
+
+    /// One poll of the pump, as the server's read would make it.
+    fn pump_once(t: &Rc<RefCell<Option<Tunnel>>>, io: &mut tokio::io::DuplexStream) -> bool {
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut slot = t.borrow_mut();
+        let tunnel = slot.as_mut().unwrap();
+        tunnel.pump(io, &mut cx).is_ready()
+    }
+
+    fn buffered(t: &Rc<RefCell<Option<Tunnel>>>) -> usize {
+        t.borrow().as_ref().unwrap().buf.len()
+    }
+
+    #[tokio::test]
+    async fn the_pump_reads_ahead_a_bounded_amount_and_goes_on_as_the_relay_takes() {
+        let (mut client, mut server) = tokio::io::duplex(1 << 20);
+        let shared = Rc::new(RefCell::new(Some(Tunnel::default())));
+        let mut bytes = ClientBytes(Rc::clone(&shared));
+        client.write_all(&vec![7u8; 200 * 1024]).await.unwrap();
+        // The server is told nothing; the pump stops once READ_AHEAD is buffered.
+        assert!(!pump_once(&shared, &mut server));
+        let first = buffered(&shared);
+        assert!(
+            (READ_AHEAD..READ_AHEAD + 16 * 1024).contains(&first),
+            "{first}"
+        );
+        // The relay takes it all, the pump reads on.
+        let taken = bytes.next().now_or_never().unwrap().unwrap().unwrap();
+        assert_eq!(taken.len(), first);
+        assert!(!pump_once(&shared, &mut server));
+        let mut total = taken.len();
+        while total < 200 * 1024 {
+            total += bytes.next().now_or_never().unwrap().unwrap().unwrap().len();
+            assert!(!pump_once(&shared, &mut server));
+        }
+        assert_eq!(total, 200 * 1024);
+        // Nothing more yet: the relay waits.
+        assert!(bytes.next().now_or_never().is_none());
+        // The client's end ends the relay's stream; the server still reads nothing until the end.
+        drop(client);
+        assert!(!pump_once(&shared, &mut server));
+        assert!(bytes.next().now_or_never().unwrap().is_none());
+        shared.borrow_mut().as_mut().unwrap().end();
+        assert!(pump_once(&shared, &mut server));
+    }
+}
