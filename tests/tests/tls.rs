@@ -630,6 +630,11 @@ services: {{ orders: [\"{}\"] }}
         );
         assert_eq!(echoed_header(&echoed, "x-custom"), Some(format!("c{i}")));
         assert_eq!(echoed_header(&echoed, "te"), None, "{echoed}");
+        // Via names the protocol the gateway received.
+        assert!(
+            echoed_header(&echoed, "via").is_some_and(|v| v.starts_with("2 ")),
+            "{echoed}"
+        );
     }
 
     // curl (nghttp2) negotiates h2 on its own for https.

@@ -123,6 +123,8 @@ pub struct Proxy {
     pub settings: crate::live::Live<ProxySettings>,
     /// `Via: 1.1 <instance id>`, added to every proxied request.
     pub via: http::HeaderValue,
+    /// `Via: 2 <instance id>`, instead, for a request received over HTTP/2.
+    pub via_h2: http::HeaderValue,
     /// Metric handles of requests for no known service.
     pub unknown: Arc<ServiceHandles>,
 }
@@ -132,12 +134,15 @@ impl Proxy {
     pub fn new(registry: Arc<Registry>, shared: Shared, settings: ProxySettings) -> Self {
         let via = http::HeaderValue::from_str(&settings.instance_id.via_entry())
             .expect("instance ids are header-safe tokens");
+        let via_h2 = http::HeaderValue::from_str(&settings.instance_id.via_entry_h2())
+            .expect("instance ids are header-safe tokens");
         let unknown = Arc::new(ServiceHandles::new(registry.metrics(), UNKNOWN_SERVICE));
         Proxy {
             registry,
             shared,
             settings: crate::live::Live::new(settings),
             via,
+            via_h2,
             unknown,
         }
     }
@@ -339,7 +344,12 @@ async fn forward(
                 }
             }
         }
-        headers.append(http::header::VIA, proxy.via.clone());
+        let via = if req.version() == actix_web::http::Version::HTTP_2 {
+            &proxy.via_h2
+        } else {
+            &proxy.via
+        };
+        headers.append(http::header::VIA, via.clone());
         headers.insert(REQUEST_ID_HEADER, request_id.clone());
         ex.attempt(pick.replica.observe(registry.metrics()));
         let replica = Arc::clone(&pick.replica);
