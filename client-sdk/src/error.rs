@@ -3,12 +3,20 @@
 /// What can go wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SdkError {
-    /// A gateway URL is not `http://host:port`.
+    /// A gateway URL is not `http://host:port` or `https://host:port`.
     #[error("invalid gateway URL '{url}': {reason}")]
     InvalidGatewayUrl {
         /// The URL given.
         url: String,
         /// Why it was refused.
+        reason: String,
+    },
+    /// The CA file for `https://` gateways cannot be used.
+    #[error("CA file {path}: {reason}")]
+    InvalidCaFile {
+        /// The file given.
+        path: String,
+        /// Why it cannot be used.
         reason: String,
     },
     /// No gateway URL was given.

@@ -1,6 +1,7 @@
 //! The handle a service holds: builds the registration, runs one background loop per gateway, deregisters.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ pub struct RegistrationBuilder {
     request_timeout: Duration,
     protocol: Protocol,
     grpc_services: Vec<String>,
+    ca_file: Option<PathBuf>,
     #[cfg(feature = "grpc")]
     via_grpc: bool,
 }
@@ -73,8 +75,8 @@ fn validate_gateway(url: &str) -> Result<String, SdkError> {
         reason: reason.to_owned(),
     };
     let parsed = url::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
-    if parsed.scheme() != "http" {
-        return Err(invalid("the scheme must be http"));
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(invalid("the scheme must be http or https"));
     }
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err(invalid("a host is needed"));
@@ -101,6 +103,7 @@ impl Registration {
             request_timeout: Duration::from_secs(2),
             protocol: Protocol::Http,
             grpc_services: Vec::new(),
+            ca_file: None,
             #[cfg(feature = "grpc")]
             via_grpc: false,
         }
@@ -235,6 +238,13 @@ impl RegistrationBuilder {
         self
     }
 
+    /// A PEM file of CA certificates trusted for `https://` gateways, on top of the platform's roots
+    /// (for a gateway whose certificate a private CA issued). Read at [`RegistrationBuilder::start`].
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+
     /// Time limit of each call to a gateway, connect included (default 2 s).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
@@ -243,7 +253,7 @@ impl RegistrationBuilder {
 
     /// Starts the background loops and makes the first attempt with each gateway (waiting at most about
     /// one request timeout for it). Never fails because a gateway is down: the loops keep trying, and
-    /// [`Registration::states`] shows how it goes. Fails only on an invalid gateway URL.
+    /// [`Registration::states`] shows how it goes. Fails only on an invalid gateway URL or CA file.
     pub async fn start(self) -> Result<Registration, SdkError> {
         if self.gateways.is_empty() {
             return Err(SdkError::NoGateway);
@@ -285,10 +295,22 @@ impl RegistrationBuilder {
             },
             backoff: self.backoff,
         });
+        // One TLS setup for every https:// gateway (the platform's roots are read once).
+        let tls = if bases.iter().any(|b| b.starts_with("https:")) {
+            Some(crate::api::https::client_config(self.ca_file.as_deref())?)
+        } else {
+            None
+        };
         let mut apis = Vec::new();
         for base in bases {
             #[cfg(feature = "grpc")]
             if self.via_grpc {
+                if base.starts_with("https:") {
+                    return Err(SdkError::InvalidGatewayUrl {
+                        url: base,
+                        reason: "https is served over the HTTP registration API only".into(),
+                    });
+                }
                 apis.push(GatewayApi::grpc(
                     base,
                     self.token.clone(),
@@ -300,6 +322,7 @@ impl RegistrationBuilder {
                 base,
                 self.token.clone(),
                 self.request_timeout,
+                tls.clone(),
             ));
         }
         let agents: Vec<Agent> = apis

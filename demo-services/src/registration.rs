@@ -13,6 +13,9 @@ pub struct RegisterArgs {
     /// Address the gateway should use to reach this replica (default: http://<host>:<port>).
     #[arg(long, value_name = "URL")]
     pub advertise: Option<String>,
+    /// PEM CA certificates trusted for `https://` gateways, on top of the platform's roots.
+    #[arg(long, value_name = "FILE", env = "REGISTRATION_CA_FILE")]
+    pub gateway_ca: Option<std::path::PathBuf>,
     /// Registration token, when the gateway requires one.
     #[arg(long, env = "REGISTRATION_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -45,6 +48,9 @@ pub async fn register(
     }
     if let Some(t) = &args.token {
         builder = builder.token(t);
+    }
+    if let Some(ca) = &args.gateway_ca {
+        builder = builder.ca_file(ca);
     }
     match customize(builder).start().await {
         Ok(r) => {

@@ -405,7 +405,8 @@ pub struct ProxySection {
     pub max_hops: u32,
     /// This gateway's name in `Via`; a request already carrying it is a loop (508). Default: random at start.
     pub instance_id: Option<String>,
-    /// Carry WebSocket upgrades to the replicas; `false` answers them 403. Default true.
+    /// Carry protocol upgrades (WebSocket or any other `Upgrade` protocol but `h2c`) to the replicas;
+    /// `false` answers them 403. Default true.
     pub upgrades: bool,
     /// A tunnel with no byte in either direction for this long is closed. Default 300s.
     #[serde(with = "duration")]

@@ -103,7 +103,7 @@ pub enum GatewayError {
         /// Attempts made.
         attempts: u32,
     },
-    /// A protocol upgrade (WebSocket) while `proxy.upgrades` is off.
+    /// A protocol upgrade (WebSocket or another protocol) while `proxy.upgrades` is off.
     #[error("protocol upgrades ({0}) are disabled on this gateway (proxy.upgrades)")]
     UpgradeDisabled(String),
 }

@@ -8,7 +8,10 @@
 //! - [`policy`]: outcome classification, breaker, lease, eviction, self-preservation, selection, retry,
 //!   retry budget, slow replicas. No IO, no clock.
 //! - [`registry`]: services and replicas, the state the policy acts on.
-//! - [`proxy`]: pick → forward (hyper HTTP/1.1, per-worker pool) → classify → record → retry the next.
+//! - [`proxy`]: pick → forward (hyper HTTP/1.1, per-worker pool) → classify → record → retry the next;
+//!   upgrades (WebSocket or any protocol) tunnelled after the replica's 101.
+//! - [`framing`]: the HTTP listener's connections (HTTP/1.1, and h2 by ALPN over TLS), each behind a gate
+//!   that follows HTTP/1 framing and hands a switched connection's bytes to its tunnel.
 //! - [`admin`]: `POST /register`, heartbeats, deregistration, `GET /registry`, health.
 //! - [`grpc`]: the gRPC listener (hyper h2c): registration API, health, transparent proxy.
 //! - [`store`]: sharing the registry between gateways (Redis), off the proxy path.

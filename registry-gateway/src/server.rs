@@ -16,7 +16,7 @@ use crate::live::Live;
 use crate::proxy::{self, InstanceId, Proxy, ProxySettings};
 use crate::registry::{is_local_ip, Listener, OwnListeners, Registry, ReplicaAddress, ServiceName};
 use crate::store::{RedisSettings, Shared, StoreKind};
-use crate::tls::{ListenerTls, UpstreamTls, ALPN_HTTP1};
+use crate::tls::{ListenerTls, UpstreamTls, ALPN_H2, ALPN_HTTP1};
 
 mod reload;
 
@@ -61,7 +61,7 @@ impl Gateway {
         let upstream_tls = UpstreamTls::load(&config.upstream.tls).map_err(invalid_input)?;
         let http_tls = listener_tls
             .as_ref()
-            .map(|t| t.server_config(&[ALPN_HTTP1]));
+            .map(|t| t.server_config(&[ALPN_H2, ALPN_HTTP1]));
 
         let listener = bind("HTTP", config.listen)?;
         let http_addr = listener.local_addr()?;

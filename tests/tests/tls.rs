@@ -484,7 +484,7 @@ async fn a_replica_requiring_mtls_gets_the_client_certificate_once_configured() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_http_and_admin_listeners_speak_tls_with_http1_only() {
+async fn the_http_and_admin_listeners_speak_tls() {
     let pki = Pki::new("gateway CA");
     let leaf = pki.server();
     let (ca, cert, key) = (
@@ -524,8 +524,8 @@ async fn the_http_and_admin_listeners_speak_tls_with_http1_only() {
     assert_eq!(code, "200", "{body}");
     assert!(body.contains("orders"), "{body}");
 
-    // ALPN: http/1.1 is chosen even when the client prefers h2.
-    let config = client_config(&[&pki], &[b"h2", b"http/1.1"]);
+    // ALPN: a client offering http/1.1 only gets it (h2 clients: see the next test).
+    let config = client_config(&[&pki], &[b"http/1.1"]);
     let mut tls = handshake(&gw.addr, "127.0.0.1", config).await.unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
     assert_eq!(peer_leaf(&tls), leaf.der);
@@ -540,6 +540,246 @@ async fn the_http_and_admin_listeners_speak_tls_with_http1_only() {
     );
     let (code, _) = curl(&ca, &format!("http://127.0.0.1:{port}/healthz"));
     assert_ne!(code, "200");
+}
+
+/// The value of header `name` in the demo echo's JSON (`headers`: `[name, value]` pairs).
+fn echoed_header(echoed: &serde_json::Value, name: &str) -> Option<String> {
+    echoed["headers"]
+        .as_array()?
+        .iter()
+        .find(|p| p[0] == name)
+        .and_then(|p| p[1].as_str().map(str::to_owned))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tls_http_listener_serves_http2_to_clients_that_choose_it_by_alpn() {
+    use http_body_util::BodyExt;
+    let pki = Pki::new("gateway CA");
+    let leaf = pki.server();
+    let (ca, cert, key) = (
+        file("ca", &pki.pem()),
+        file("cert", &leaf.cert_pem),
+        file("key", &leaf.key_pem),
+    );
+    let backend = demo("behind", &[]);
+    let gw = gateway(&format!(
+        "tls: {{ cert_file: {}, key_file: {} }}
+services: {{ orders: [\"{}\"] }}
+",
+        path(&cert),
+        path(&key),
+        backend.url
+    ));
+    gw.expect_line("TLS on the HTTP and gRPC listeners", LONG);
+    let port = gw.addr.rsplit_once(':').unwrap().1.to_owned();
+
+    // A hyper HTTP/2 client over rustls, offering h2 first.
+    let tls = handshake(
+        &gw.addr,
+        "127.0.0.1",
+        client_config(&[&pki], &[b"h2", b"http/1.1"]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    // Several requests multiplexed on the one connection, a body among them.
+    let mut answers = Vec::new();
+    for i in 0..3 {
+        let req = http::Request::builder()
+            .method("POST")
+            .uri(format!("https://127.0.0.1:{port}/orders/echo/{i}?q={i}"))
+            .header("te", "trailers")
+            .header("x-custom", format!("c{i}"))
+            .body(Full::new(Bytes::from(format!("body {i}"))))
+            .unwrap();
+        answers.push(h2.send_request(req));
+    }
+    for (i, answer) in answers.into_iter().enumerate() {
+        let resp = tokio::time::timeout(LONG, answer).await.unwrap().unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.version(), http::Version::HTTP_2);
+        assert!(resp.headers().get("connection").is_none());
+        assert!(resp.headers().get("x-request-id").is_some());
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let echoed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        // The replica gets HTTP/1.1 with its own Host, the client's authority as X-Forwarded-Host, and
+        // no HTTP/2-only or hop-by-hop header.
+        assert_eq!(echoed["version"], "HTTP/1.1", "{echoed}");
+        assert_eq!(echoed["path"], format!("/echo/{i}"));
+        assert_eq!(echoed["query"], format!("q={i}"));
+        assert_eq!(echoed["body"], format!("body {i}"));
+        let backend_authority = backend.url.trim_start_matches("http://");
+        assert_eq!(
+            echoed_header(&echoed, "host").as_deref(),
+            Some(backend_authority)
+        );
+        assert_eq!(
+            echoed_header(&echoed, "x-forwarded-host"),
+            Some(format!("127.0.0.1:{port}"))
+        );
+        assert_eq!(
+            echoed_header(&echoed, "x-forwarded-proto").as_deref(),
+            Some("https")
+        );
+        assert_eq!(echoed_header(&echoed, "x-custom"), Some(format!("c{i}")));
+        assert_eq!(echoed_header(&echoed, "te"), None, "{echoed}");
+        // Via names the protocol the gateway received.
+        assert!(
+            echoed_header(&echoed, "via").is_some_and(|v| v.starts_with("2 ")),
+            "{echoed}"
+        );
+    }
+
+    // curl (nghttp2) negotiates h2 on its own for https.
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--http2", "--cacert", &path(&ca)])
+        .args(["-o", "/dev/null", "-w", "%{http_version} %{http_code}"])
+        .arg(format!("https://127.0.0.1:{port}/orders/hello"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200", "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demo_service_registers_through_the_rust_sdk_over_https() {
+    let pki = Pki::new("gateway CA");
+    let leaf = pki.server();
+    let (ca, cert, key) = (
+        file("ca", &pki.pem()),
+        file("cert", &leaf.cert_pem),
+        file("key", &leaf.key_pem),
+    );
+    let gw = gateway(&format!(
+        "lease: {{ ttl: 1s, heartbeat_interval: 200ms, preservation_ratio: 1 }}\n\
+         tls: {{ cert_file: {}, key_file: {} }}\n",
+        path(&cert),
+        path(&key),
+    ));
+    gw.expect_line("TLS on the HTTP and gRPC listeners", LONG);
+    let https = format!("https://{}", gw.addr);
+    let https_by_name = format!("https://localhost:{}", gw.addr.rsplit_once(':').unwrap().1);
+    let ca_path = path(&ca);
+    let config = client_config(&[&pki], &[b"http/1.1"]);
+    // Lists the replicas of `service` over TLS.
+    let replicas = |service: &'static str| {
+        let config = Arc::clone(&config);
+        let addr = gw.addr.clone();
+        async move {
+            let mut tls = handshake(&addr, "127.0.0.1", config).await.unwrap();
+            let (_, body) = get_on(&mut tls, &format!("/registry/{service}")).await;
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            v["replicas"].as_array().cloned().unwrap_or_default()
+        }
+    };
+
+    // Without the CA the gateway's certificate does not verify: the demo runs, never registered.
+    let untrusted = demo("u", &["--service", "secure", "--gateway", &https]);
+    untrusted.expect_line("registers as secure", LONG);
+    // With it, by IP and by name: registered, kept past the 1 s lease TTL by heartbeats over TLS.
+    let a = demo(
+        "a",
+        &[
+            "--service",
+            "secure",
+            "--gateway",
+            &https,
+            "--gateway-ca",
+            &ca_path,
+        ],
+    );
+    let b = demo(
+        "b",
+        &[
+            "--service",
+            "secure",
+            "--gateway",
+            &https_by_name,
+            "--gateway-ca",
+            &ca_path,
+        ],
+    );
+    e2e::eventually(LONG, "both trusted demos registered", || async {
+        (replicas("secure").await.len() == 2).then_some(())
+    })
+    .await;
+    let until = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < until {
+        let list = replicas("secure").await;
+        let mut addresses: Vec<&str> = list.iter().filter_map(|r| r["address"].as_str()).collect();
+        addresses.sort();
+        let mut want = vec![a.url.as_str(), b.url.as_str()];
+        want.sort();
+        assert_eq!(addresses, want, "{list:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // And traffic reaches them through the TLS listener.
+    let (code, body) = curl(&ca_path, &format!("{https}/secure/hello"));
+    assert_eq!(code, "200", "{body}");
+    drop(untrusted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_is_carried_through_the_tls_listener() {
+    let pki = Pki::new("gateway CA");
+    let leaf = pki.server();
+    let (cert, key) = (file("cert", &leaf.cert_pem), file("key", &leaf.key_pem));
+    let backend = demo("behind", &[]);
+    let gw = gateway(&format!(
+        "tls: {{ cert_file: {}, key_file: {} }}\nservices: {{ chat: [\"{}\"] }}\n",
+        path(&cert),
+        path(&key),
+        backend.url
+    ));
+    gw.expect_line("TLS on the HTTP and gRPC listeners", LONG);
+    let mut tls = handshake(
+        &gw.addr,
+        "127.0.0.1",
+        client_config(&[&pki], &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
+    // The handshake and a masked text frame ("hi") right behind it.
+    let mask = [1u8, 2, 3, 4];
+    let mut request = format!(
+        "GET /chat/ws HTTP/1.1\r\nHost: gateway\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {}\r\n\r\n",
+        e2e::websocket::SAMPLE_KEY
+    )
+    .into_bytes();
+    request.extend_from_slice(&[0x81, 0x82]);
+    request.extend_from_slice(&mask);
+    request.extend(b"hi".iter().zip(mask).map(|(b, m)| b ^ m));
+    tls.write_all(&request).await.unwrap();
+    let mut got = Vec::new();
+    let read = async {
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n = tls.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&chunk[..n]);
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                if got.len() >= end + 4 + 4 {
+                    return end + 4;
+                }
+            }
+        }
+    };
+    let end = tokio::time::timeout(LONG, read)
+        .await
+        .expect("101 and echo");
+    let head = String::from_utf8_lossy(&got[..end]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.contains(e2e::websocket::SAMPLE_ACCEPT), "{head}");
+    // The echo comes back unmasked, over TLS.
+    assert_eq!(&got[end..end + 4], &[0x81, 0x02, b'h', b'i']);
 }
 
 /// A tonic connector: TLS (ALPN `h2`) to the URI's host and port.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import ssl
 import urllib.parse
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple, Union
@@ -53,29 +54,48 @@ class Lease:
 
 
 def parse_gateway(url: str) -> Tuple[str, str, int, str]:
-    """Validates ``http://host:port[/prefix]``: returns (base URL without trailing slash, host, port, path prefix)."""
+    """Validates ``http(s)://host:port[/prefix]``: returns (base URL without trailing slash, host, port, path prefix)."""
     try:
         parsed = urllib.parse.urlsplit(url)
         port = parsed.port
     except ValueError as e:
         raise InvalidGatewayUrl(url, str(e)) from None
-    if parsed.scheme != "http":
-        raise InvalidGatewayUrl(url, "the scheme must be http")
+    if parsed.scheme not in ("http", "https"):
+        raise InvalidGatewayUrl(url, "the scheme must be http or https")
     if not parsed.hostname:
         raise InvalidGatewayUrl(url, "a host is needed")
     if parsed.query or parsed.fragment or parsed.username or parsed.password:
         raise InvalidGatewayUrl(url, "no user info, query or fragment")
     prefix = parsed.path.rstrip("/")
-    return url.rstrip("/"), parsed.hostname, port or 80, prefix
+    default_port = 443 if parsed.scheme == "https" else 80
+    return url.rstrip("/"), parsed.hostname, port or default_port, prefix
+
+
+def tls_context(ca_file: Optional[str]) -> ssl.SSLContext:
+    """What an ``https://`` gateway's certificate is checked against: the platform's roots plus
+    ``ca_file`` (PEM), host name included. Raises ``OSError``/``ssl.SSLError`` on an unusable file."""
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        context.load_verify_locations(cafile=ca_file)
+    return context
 
 
 class GatewayApi:
     """One gateway's registration API (``POST /register``, ``PUT .../heartbeat``, ``DELETE``)."""
 
-    def __init__(self, url: str, token: Optional[str], timeout: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: Optional[str],
+        timeout: float,
+        tls: Optional[ssl.SSLContext] = None,
+    ) -> None:
         self.base, self._host, self._port, self._prefix = parse_gateway(url)
         self._token = token
         self._timeout = timeout
+        self._tls = tls if self.base.startswith("https:") else None
+        if self.base.startswith("https:") and self._tls is None:
+            self._tls = tls_context(None)
 
     def _call(self, method: str, path: str, body: Optional[bytes]) -> Tuple[int, Dict[str, str], bytes]:
         headers = {"Accept": "application/json"}
@@ -83,7 +103,13 @@ class GatewayApi:
             headers["Content-Type"] = "application/json"
         if self._token is not None:
             headers["Authorization"] = f"Bearer {self._token}"
-        conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+        conn: http.client.HTTPConnection
+        if self._tls is not None:
+            conn = http.client.HTTPSConnection(
+                self._host, self._port, timeout=self._timeout, context=self._tls
+            )
+        else:
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
         try:
             conn.request(method, self._prefix + path, body=body, headers=headers)
             resp = conn.getresponse()

@@ -10,7 +10,7 @@ class RegistryClientError(Exception):
 
 
 class InvalidGatewayUrl(RegistryClientError, ValueError):
-    """A gateway URL is not ``http://host:port``."""
+    """A gateway URL is not ``http://host:port`` or ``https://host:port``."""
 
     def __init__(self, url: str, reason: str) -> None:
         super().__init__(f"invalid gateway URL {url!r}: {reason}")

@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Type, Union
 
 from .agent import Agent
-from .api import Failure, GatewayApi, NotFound, Ok
+from .api import Failure, GatewayApi, NotFound, Ok, tls_context
 from .backoff import Backoff
 from .errors import GatewayError
 from .state import Registered, RegistrationState
@@ -20,7 +20,8 @@ log = logging.getLogger("registry_client")
 class Registration:
     """Registers ``address`` as a replica of ``service`` with every gateway in ``gateways``.
 
-    :param gateways: one gateway URL (``"http://127.0.0.1:8080"``) or several. The replica is
+    :param gateways: one gateway URL (``"http://127.0.0.1:8080"``, or ``"https://..."`` for a
+        gateway with a TLS listener) or several. The replica is
         registered with **each**, independently, as the Rust SDK does: with the gateway's in-process
         registry every gateway knows only what was registered with it.
     :param service: the service name, a DNS label (``orders``).
@@ -31,6 +32,8 @@ class Registration:
     :param grpc_services: for a gRPC replica, the full gRPC service names it serves.
     :param backoff: delays between failed attempts (default 0.1 s doubling to 5 s, jittered).
     :param request_timeout: time limit of each socket operation of a call to a gateway, in seconds.
+    :param ca_file: a PEM file of CA certificates trusted for ``https://`` gateways on top of the
+        platform's roots (``ssl.create_default_context(cafile=...)``); read here.
 
     Nothing happens until :meth:`start` (or ``with``). Invalid gateway URLs raise
     :class:`~registry_client.errors.InvalidGatewayUrl` here.
@@ -47,6 +50,7 @@ class Registration:
         grpc_services: Optional[Iterable[str]] = None,
         backoff: Backoff = Backoff(),
         request_timeout: float = 2.0,
+        ca_file: Optional[str] = None,
     ) -> None:
         urls = [gateways] if isinstance(gateways, str) else list(gateways)
         if not urls:
@@ -64,8 +68,11 @@ class Registration:
             "metadata": dict(metadata or {}),
         }
         encoded = json.dumps(body).encode("utf-8")
+        # One TLS context for every https:// gateway (the platform's roots are read once).
+        tls = tls_context(ca_file) if any(u.startswith("https:") for u in urls) else None
         self._agents: List[Agent] = [
-            Agent(GatewayApi(url, token, request_timeout), service, encoded, backoff) for url in urls
+            Agent(GatewayApi(url, token, request_timeout, tls), service, encoded, backoff)
+            for url in urls
         ]
         self._started = False
         self._stopped = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -37,9 +38,12 @@ def eventually(check: Callable[[], bool], what: str, timeout: float = 15.0) -> N
 
 
 class Gateway:
-    """A ``registry-gateway`` process with ``yaml`` config on ``listen`` (default: a free port)."""
+    """A ``registry-gateway`` process with ``yaml`` config on ``listen`` (default: a free port).
 
-    def __init__(self, yaml: str = "", listen: str = "127.0.0.1:0") -> None:
+    With ``ca_file`` the config sets ``tls:`` and the gateway is reached over ``https://``, its
+    certificate checked against that CA."""
+
+    def __init__(self, yaml: str = "", listen: str = "127.0.0.1:0", ca_file: Optional[str] = None) -> None:
         fd, self._config = tempfile.mkstemp(prefix="py-sdk-gateway-", suffix=".yaml")
         with os.fdopen(fd, "w") as f:
             f.write(yaml if "workers:" in yaml else "workers: 1\n" + yaml)
@@ -66,6 +70,10 @@ class Gateway:
             self.stop()
             raise RuntimeError("gateway did not print 'listening on' within 30s:\n" + "\n".join(self.output))
         self.addr = self.url[len("http://") :]
+        self._tls: Optional[ssl.SSLContext] = None
+        if ca_file is not None:
+            self.url = "https://" + self.addr
+            self._tls = ssl.create_default_context(cafile=ca_file)
 
     def _read(self, stream) -> None:  # type: ignore[no-untyped-def]
         for line in stream:
@@ -101,7 +109,7 @@ class Gateway:
         if token is not None:
             req.add_header("Authorization", f"Bearer {token}")
         try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
+            with urllib.request.urlopen(req, timeout=10, context=self._tls) as resp:
                 return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
         except urllib.error.HTTPError as e:
             return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -42,6 +43,40 @@ class AgainstGateway(unittest.TestCase):
         r = Registration(gateways, service, self.backend.url, **kw)
         self.addCleanup(_deregister_quietly, r)
         return r
+
+    @unittest.skipUnless(
+        os.environ.get("REGISTRY_TEST_TLS_CA"), "needs the certificates tests/tests/python_sdk.rs makes"
+    )
+    def test_registers_over_https_with_a_ca_file(self) -> None:
+        ca = os.environ["REGISTRY_TEST_TLS_CA"]
+        cert, key = os.environ["REGISTRY_TEST_TLS_CERT"], os.environ["REGISTRY_TEST_TLS_KEY"]
+        gw = Gateway(SHORT_LEASE + f"tls: {{ cert_file: {cert}, key_file: {key} }}\n", ca_file=ca)
+        self.addCleanup(gw.stop)
+        self.assertTrue(gw.url.startswith("https://"), gw.url)
+        # Without the CA the gateway's certificate does not verify: never registered, and it says why.
+        untrusted = self.registration(gw.url, service="pytls", request_timeout=1.0).start()
+        eventually(
+            lambda: isinstance(untrusted.states()[0][1], Registering)
+            and "CERTIFICATE_VERIFY_FAILED" in (untrusted.states()[0][1].last_error or ""),
+            "a certificate verification error",
+        )
+        self.assertFalse(untrusted.is_registered())
+        untrusted.deregister()  # never registered: only stops its thread
+        self.assertEqual(gw.ids("pytls"), [])
+        # With it: registered, heartbeating past the lease TTL, routed, deregistered.
+        r = self.registration(gw.url, service="pytls", ca_file=ca).start()
+        self.assertTrue(r.wait_registered(10), r)
+        # Two lease TTLs: only heartbeats over TLS keep it, never lapsed.
+        until = time.monotonic() + 2.0
+        while time.monotonic() < until:
+            replicas = {x["id"]: x for x in gw.replicas("pytls")}
+            self.assertIn(r.id(), replicas)
+            self.assertLess(replicas[r.id()]["last_heartbeat_ms_ago"], 1000, replicas[r.id()])
+            time.sleep(0.05)
+        status, _, body = gw.request("GET", "/pytls/secure")
+        self.assertEqual(status, 200, body)
+        r.deregister()
+        self.assertEqual(gw.ids("pytls"), [])
 
     def test_registers_routes_and_deregisters(self) -> None:
         gw = self.gateway()
@@ -184,7 +219,7 @@ class AgainstGateway(unittest.TestCase):
         eventually(lambda: isinstance(r.states()[0][1], Failed), "a 400 is final")
         self.assertIn("service name must be a DNS label", r.states()[0][1].reason)  # type: ignore[union-attr]
         eventually(lambda: not r._agents[0].is_alive(), "the thread ends")
-        self.assertRaises(InvalidGatewayUrl, Registration, "https://127.0.0.1:1", "x", self.backend.url)
+        self.assertRaises(InvalidGatewayUrl, Registration, "ftp://127.0.0.1:1", "x", self.backend.url)
 
     def test_backs_off_while_the_gateway_is_down(self) -> None:
         gw = self.gateway()

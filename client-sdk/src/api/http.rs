@@ -1,4 +1,4 @@
-//! The registration API over HTTP (the gateway's HTTP listener).
+//! The registration API over HTTP or HTTPS (the gateway's HTTP listener).
 
 use std::time::Duration;
 
@@ -7,7 +7,9 @@ use http::{header, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
+use tokio_rustls::TlsConnector;
 
+use super::https::Connector;
 use super::{Answer, Registered};
 use crate::backoff;
 use crate::SdkError;
@@ -16,7 +18,7 @@ use crate::SdkError;
 #[derive(Clone)]
 pub(crate) struct HttpApi {
     base: String,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<Connector, Full<Bytes>>,
     token: Option<String>,
     timeout: Duration,
 }
@@ -25,14 +27,20 @@ pub(crate) struct HttpApi {
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 impl HttpApi {
-    /// `base` is a validated `http://host:port` without a trailing slash.
-    pub(crate) fn new(base: String, token: Option<String>, timeout: Duration) -> Self {
+    /// `base` is a validated `http://host:port` or `https://host:port` without a trailing slash; `tls`
+    /// serves an `https://` one.
+    pub(crate) fn new(
+        base: String,
+        token: Option<String>,
+        timeout: Duration,
+        tls: Option<TlsConnector>,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(timeout));
         connector.set_nodelay(true);
         HttpApi {
             base,
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client: Client::builder(TokioExecutor::new()).build(Connector::new(connector, tls)),
             token,
             timeout,
         }

@@ -4,6 +4,7 @@
 #[cfg(feature = "grpc")]
 mod grpc;
 mod http;
+pub(crate) mod https;
 
 use std::time::Duration;
 
@@ -46,7 +47,7 @@ pub(crate) struct RegisterCall {
 /// One gateway's registration API.
 #[derive(Clone)]
 pub(crate) enum GatewayApi {
-    /// The HTTP listener (`http://host:8080`).
+    /// The HTTP listener (`http://host:8080` or `https://host:8443`).
     Http(http::HttpApi),
     /// The gRPC listener (`http://host:50050`).
     #[cfg(feature = "grpc")]
@@ -54,9 +55,14 @@ pub(crate) enum GatewayApi {
 }
 
 impl GatewayApi {
-    /// The HTTP API at `base`.
-    pub(crate) fn http(base: String, token: Option<String>, timeout: Duration) -> Self {
-        GatewayApi::Http(http::HttpApi::new(base, token, timeout))
+    /// The HTTP API at `base` (`tls` for an `https://` one).
+    pub(crate) fn http(
+        base: String,
+        token: Option<String>,
+        timeout: Duration,
+        tls: Option<tokio_rustls::TlsConnector>,
+    ) -> Self {
+        GatewayApi::Http(http::HttpApi::new(base, token, timeout, tls))
     }
 
     /// The gRPC API at `base`.

@@ -6,6 +6,7 @@
 //! response has started (its head is encoded in the same dispatcher turn), which [`ReleaseNext`] signals.
 //! And where actix-http would treat a malformed chunk size as a dropped connection and answer nothing, the
 //! gate ends the client's byte stream just before it: the handler sees a body cut short and answers 400.
+//! After a `101 Switching Protocols` the connection's bytes go to the tunnel instead ([`super::tunnel`]).
 
 use std::cell::{Cell, RefCell};
 use std::future::{ready, Future, Ready};
@@ -20,6 +21,7 @@ use actix_web::Error;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::scanner::{RequestScanner, Scan};
+use super::tunnel::{ClientBytes, Tunnel};
 
 /// What the gate and the request handlers share about one connection.
 #[derive(Debug, Default)]
@@ -30,6 +32,8 @@ struct Shared {
     waiter: RefCell<Option<Waker>>,
     /// The client's chunked body was malformed (the stream was ended before the bad bytes).
     malformed: Cell<bool>,
+    /// Set once the connection switched protocols: its bytes go to the tunnel.
+    tunnel: Rc<RefCell<Option<Tunnel>>>,
 }
 
 /// A connection's gate, as request handlers see it (`HttpRequest::conn_data`).
@@ -50,6 +54,28 @@ impl GateHandle {
     pub fn malformed(&self) -> bool {
         self.0.malformed.get()
     }
+
+    /// The connection switched protocols (its 101 is about to be written): every byte the client sent
+    /// after the upgrade request's head, and sends from now on, goes to the returned stream, none to
+    /// the server. Call it only for a request whose head was the last the gate let through.
+    pub fn switch(&self) -> ClientBytes {
+        self.0
+            .tunnel
+            .borrow_mut()
+            .get_or_insert_with(Tunnel::default);
+        if let Some(w) = self.0.waiter.borrow_mut().take() {
+            w.wake();
+        }
+        ClientBytes(Rc::clone(&self.0.tunnel))
+    }
+
+    /// The tunnel's response has ended: the server reads the end of the stream and closes the
+    /// connection.
+    pub fn end_tunnel(&self) {
+        if let Some(t) = self.0.tunnel.borrow_mut().as_mut() {
+            t.end();
+        }
+    }
 }
 
 /// A client connection, read one request at a time.
@@ -63,11 +89,13 @@ pub struct Gate<T> {
     delivered: u64,
     /// Set after a malformed chunk: the server's byte stream has ended.
     ended: bool,
+    /// HTTP/1 framing is followed (false: an HTTP/2 connection, whose bytes pass as they are).
+    framed: bool,
     shared: GateHandle,
 }
 
 impl<T> Gate<T> {
-    /// Wraps a freshly accepted connection.
+    /// Wraps a freshly accepted HTTP/1 connection.
     pub fn new(io: T) -> Self {
         Gate {
             io,
@@ -75,7 +103,17 @@ impl<T> Gate<T> {
             pending: BytesMut::new(),
             delivered: 0,
             ended: false,
+            framed: true,
             shared: GateHandle::default(),
+        }
+    }
+
+    /// Wraps an HTTP/2 connection (ALPN `h2`): its frames are the server's to read, the gate only
+    /// lends its handle to the requests (HTTP/2 has no pipelining to hold back, and no upgrades).
+    pub fn h2(io: T) -> Self {
+        Gate {
+            framed: false,
+            ..Gate::new(io)
         }
     }
 
@@ -97,6 +135,13 @@ impl<T: AsyncRead + Unpin> AsyncRead for Gate<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.framed {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        }
+        if let Some(t) = this.shared.0.tunnel.borrow_mut().as_mut() {
+            t.preload(std::mem::take(&mut this.pending));
+            return t.pump(&mut this.io, cx);
+        }
         if this.ended {
             return Poll::Ready(Ok(()));
         }
@@ -271,31 +316,57 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_websocket_handshake_lets_the_tunnel_bytes_through_at_once() {
+    async fn after_a_switch_the_client_bytes_go_to_the_tunnel_and_none_to_the_server() {
+        use futures_util::StreamExt;
         let (mut client, server) = tokio::io::duplex(64 * 1024);
         let mut gate = Gate::new(server);
-        let head = b"GET /chat/ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
-        // The client's first frame right behind the head, before any response.
-        let frame = b"\x81\x82abcd\x09\x0b";
+        let handle = gate.handle();
+        let head = b"GET /e HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: echo/1\r\n\r\n";
+        // The client's first bytes right behind the head, before any response.
         client
-            .write_all(&[&head[..], &frame[..]].concat())
+            .write_all(&[&head[..], &b"early"[..]].concat())
             .await
             .unwrap();
+        // The head reaches the server; what follows waits for the answer, like a pipelined request.
+        assert_eq!(read_now(&mut gate).await.unwrap(), head);
+        assert_eq!(read_now(&mut gate).await, None);
+        // The replica switched: the early bytes and every later one go to the tunnel.
+        let mut tunnel = handle.switch();
+        handle.release();
+        assert_eq!(read_now(&mut gate).await, None);
+        assert_eq!(tunnel.next().await.unwrap().unwrap(), "early");
+        client.write_all(b"later").await.unwrap();
+        assert_eq!(read_now(&mut gate).await, None);
+        assert_eq!(tunnel.next().await.unwrap().unwrap(), "later");
+        // The other way is the connection itself.
+        gate.write_all(b"HTTP/1.1 101 Switching Protocols\r\n\r\nback")
+            .await
+            .unwrap();
+        let mut back = [0u8; 40];
+        client.read_exact(&mut back).await.unwrap();
+        assert!(back.ends_with(b"\r\n\r\nback"));
+        // A half-close ends the tunnel's stream; the server still sees nothing until the tunnel ends.
+        client.shutdown().await.unwrap();
+        assert_eq!(read_now(&mut gate).await, None);
+        assert!(tunnel.next().await.is_none());
+        handle.end_tunnel();
+        assert_eq!(read_now(&mut gate).await.unwrap(), b"");
+    }
+
+    #[tokio::test]
+    async fn an_h2_connection_passes_unframed_and_never_waits() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let mut gate = Gate::h2(server);
+        // The connection preface, then frames: nothing HTTP/1 about them, nothing held back.
+        let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+        client.write_all(preface).await.unwrap();
         let mut seen = Vec::new();
-        while seen.len() < head.len() + frame.len() {
+        while seen.len() < preface.len() {
             seen.extend(read_now(&mut gate).await.expect("never held back"));
         }
-        assert_eq!(seen, [&head[..], &frame[..]].concat());
-        // And every later byte, with no release ever.
+        assert_eq!(seen, preface);
         client.write_all(b"more").await.unwrap();
         assert_eq!(read_now(&mut gate).await.unwrap(), b"more");
-        // The other way is the connection itself.
-        gate.write_all(b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x81\x00")
-            .await
-            .unwrap();
-        let mut back = [0u8; 38];
-        client.read_exact(&mut back).await.unwrap();
-        assert!(back.ends_with(b"\r\n\r\n\x81\x00"));
     }
 
     #[tokio::test]

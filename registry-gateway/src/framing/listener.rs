@@ -1,15 +1,16 @@
-//! An HTTP/1.1 listener: actix-web's application served through actix-http, with every connection
+//! An HTTP listener: actix-web's application served through actix-http, with every HTTP/1 connection
 //! behind a [`Gate`] (what `actix_web::HttpServer` does, plus the gate it has no hook for).
 //!
-//! With TLS the handshake comes first and the gate reads the decrypted bytes. Only `http/1.1` is
-//! offered by ALPN: the gate parses HTTP/1.1 framing, and this listener has no HTTP/2 path.
+//! With TLS the handshake comes first and the gate reads the decrypted bytes. A client that chose
+//! `h2` by ALPN gets actix-http's HTTP/2 dispatcher, its bytes unframed by the gate (which follows
+//! HTTP/1 framing only); every other connection is HTTP/1.1.
 
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_http::error::DispatchError;
-use actix_http::{HttpService, Request, Response};
+use actix_http::{HttpService, Protocol, Request, Response};
 use actix_server::{Server, ServerBuilder};
 use actix_service::{
     fn_service, map_config, IntoServiceFactory, ServiceFactory, ServiceFactoryExt,
@@ -34,7 +35,7 @@ pub struct ListenerSettings {
 }
 
 /// Serves the application `factory` builds on `listener` until the returned server is stopped; over
-/// TLS with `tls` (its ALPN should offer `http/1.1` only).
+/// TLS with `tls` (its ALPN may offer `h2` and `http/1.1`).
 pub fn serve<F, I, S, B>(
     name: &str,
     listener: TcpListener,
@@ -74,7 +75,7 @@ where
                 .on_connect_ext(|io: &Gate<ClientIo>, ext| {
                     ext.insert(io.handle());
                 })
-                .h1(map_config(
+                .finish(map_config(
                     factory()
                         .into_factory()
                         .map_err(|err| err.into().error_response()),
@@ -92,7 +93,11 @@ where
                             ClientIo::Tls(Box::new(handshake(acceptor, io, header_timeout).await?))
                         }
                     };
-                    Ok::<_, DispatchError>((Gate::new(io), peer))
+                    Ok::<_, DispatchError>(if io.alpn_h2() {
+                        (Gate::h2(io), Protocol::Http2, peer)
+                    } else {
+                        (Gate::new(io), Protocol::Http1, peer)
+                    })
                 }
             })
             .and_then(http)

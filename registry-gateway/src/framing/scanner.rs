@@ -185,8 +185,9 @@ fn body_of(req: &httparse::Request<'_, '_>) -> Body {
     }
     let (mut length, mut chunked, mut coded, mut websocket) = (None, false, false, false);
     for h in req.headers.iter() {
-        // What actix-http hands over as a raw stream up to the end of the connection (a WebSocket
-        // handshake, tunnelled after a 101); any other `Upgrade` keeps the request framed as usual.
+        // actix-http reads a WebSocket handshake that announces a body as a raw stream up to the end of
+        // the connection; every other upgrade request is framed as usual (and when it is tunnelled, the
+        // gate hands what follows its head to the tunnel, never to the server).
         if h.name.eq_ignore_ascii_case("upgrade") {
             websocket |= is_websocket_token(h.value);
         }
@@ -214,8 +215,8 @@ fn body_of(req: &httparse::Request<'_, '_>) -> Body {
         (true, true, None) => Body::Chunked,
         // A coding other than chunked last, or with a Content-Length: refused by the server.
         (true, _, _) => Body::Unframed,
-        // The server reads a WebSocket handshake's bytes to the end of the connection, whatever its length.
-        (false, _, _) if websocket => Body::Unframed,
+        // The server reads such a WebSocket handshake's bytes to the end of the connection.
+        (false, _, Some(n)) if websocket && n > 0 => Body::Unframed,
         (false, _, Some(n)) => Body::Length(n),
         (false, _, None) => Body::None,
     }
@@ -400,7 +401,6 @@ mod tests {
             b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
             b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
             b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
-            b"GET /chat HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
             b"GET /chat HTTP/1.1\r\nUpgrade: WebSocket \r\nContent-Length: 2\r\n\r\n",
             b"NOT HTTP\r\n\r\n",
         ] {
@@ -416,8 +416,17 @@ mod tests {
     }
 
     #[test]
-    fn an_upgrade_other_than_websocket_stays_framed() {
-        // The server frames it by its length and answers it as a normal request: so does the gate.
+    fn upgrade_requests_are_framed_like_any_other() {
+        // An upgrade handshake without a body ends at its head; what follows waits for its answer.
+        for head in [
+            &b"GET /chat HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"[..],
+            b"GET /e HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: echo/1\r\nContent-Length: 0\r\n\r\n",
+        ] {
+            let all = [head, &b"\x81\x00tunnel bytes"[..]].concat();
+            assert_eq!(scan_all(&all)[0], Scan::Complete(head.len()));
+        }
+        // With a body, the server frames it by its length and answers it as a normal request: so does
+        // the gate.
         let h2c =
             b"GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: h2c\r\nContent-Length: 2\r\n\r\nhi";
         let next = b"GET /b HTTP/1.1\r\n\r\n";

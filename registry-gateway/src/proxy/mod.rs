@@ -70,7 +70,7 @@ pub struct ProxySettings {
     pub trusted_proxies: TrustedProxies,
     /// One access-log line per request (`log.access`); read per request.
     pub access_log: bool,
-    /// Carry WebSocket upgrades (`proxy.upgrades`); off, they are answered 403.
+    /// Carry protocol upgrades, WebSocket or any other (`proxy.upgrades`); off, they are answered 403.
     pub upgrades: bool,
     /// A tunnel idle this long either way is closed (`proxy.upgrade_idle_timeout`).
     pub upgrade_idle_timeout: Duration,
@@ -123,6 +123,8 @@ pub struct Proxy {
     pub settings: crate::live::Live<ProxySettings>,
     /// `Via: 1.1 <instance id>`, added to every proxied request.
     pub via: http::HeaderValue,
+    /// `Via: 2 <instance id>`, instead, for a request received over HTTP/2.
+    pub via_h2: http::HeaderValue,
     /// Metric handles of requests for no known service.
     pub unknown: Arc<ServiceHandles>,
 }
@@ -132,12 +134,15 @@ impl Proxy {
     pub fn new(registry: Arc<Registry>, shared: Shared, settings: ProxySettings) -> Self {
         let via = http::HeaderValue::from_str(&settings.instance_id.via_entry())
             .expect("instance ids are header-safe tokens");
+        let via_h2 = http::HeaderValue::from_str(&settings.instance_id.via_entry_h2())
+            .expect("instance ids are header-safe tokens");
         let unknown = Arc::new(ServiceHandles::new(registry.metrics(), UNKNOWN_SERVICE));
         Proxy {
             registry,
             shared,
             settings: crate::live::Live::new(settings),
             via,
+            via_h2,
             unknown,
         }
     }
@@ -288,18 +293,19 @@ async fn forward(
     let idempotent = is_idempotent(method.as_str());
     let peer: Option<IpAddr> = req.peer_addr().map(|a| a.ip());
     let trusted = settings.trusted_proxies.trusts(peer);
+    // An upgrade is carried on a connection the gate stands in front of (every HTTP/1.1 one).
+    let gate = req.conn_data::<crate::framing::GateHandle>();
     let upgrading = match upgrade::classify(req.version(), req.headers(), settings.upgrades) {
-        upgrade::UpgradeDecision::Plain => false,
-        upgrade::UpgradeDecision::Tunnel => true,
-        upgrade::UpgradeDecision::Refuse => {
-            return Err(GatewayError::UpgradeDisabled("websocket".into()))
+        upgrade::UpgradeDecision::Tunnel(protocols) => gate.map(|g| (protocols, g)),
+        upgrade::UpgradeDecision::Refuse(protocols) => {
+            return Err(GatewayError::UpgradeDisabled(protocols))
         }
+        upgrade::UpgradeDecision::Plain => None,
     };
-    // A tunnel's client bytes (everything after the head) wait for the 101; its handshake has no body.
-    let (mut source, mut tunnel_payload) = if upgrading {
-        (BodySource::Buffered(None), Some(payload))
-    } else {
-        (prepare_body(req, payload, settings).await?, None)
+    // A handshake has no body; the client's bytes after its head go to the tunnel after the 101.
+    let mut source = match upgrading {
+        Some(_) => BodySource::Buffered(None),
+        None => prepare_body(req, payload, settings).await?,
     };
     // Made once: every attempt's copy shares its bytes.
     let request_id = ex.request_id().header_value();
@@ -330,19 +336,33 @@ async fn forward(
         // Built per attempt from the client's headers: cheaper than keeping a copy to clone.
         let proto = if settings.client_tls { "https" } else { "http" };
         let mut headers = headers::to_upstream(req.headers(), peer, trusted, proto);
-        headers.append(http::header::VIA, proxy.via.clone());
+        // HTTP/2 names the host in `:authority` (the URI), not in a `Host` header.
+        if !headers.contains_key("x-forwarded-host") {
+            if let Some(a) = req.uri().authority() {
+                if let Ok(v) = http::HeaderValue::from_str(a.as_str()) {
+                    headers.insert("x-forwarded-host", v);
+                }
+            }
+        }
+        let via = if req.version() == actix_web::http::Version::HTTP_2 {
+            &proxy.via_h2
+        } else {
+            &proxy.via
+        };
+        headers.append(http::header::VIA, via.clone());
         headers.insert(REQUEST_ID_HEADER, request_id.clone());
         ex.attempt(pick.replica.observe(registry.metrics()));
         let replica = Arc::clone(&pick.replica);
         let mut record = Some(AttemptRecord::new(Arc::clone(registry), pick, clock::now()));
-        let attempt = if upgrading {
+        let attempt = if let Some((protocols, gate)) = &upgrading {
             upgrade_once(
                 &replica,
                 &method,
                 &uri,
                 headers,
+                protocols,
                 settings,
-                &mut tunnel_payload,
+                gate,
                 &mut record,
             )
             .await
@@ -392,7 +412,7 @@ async fn forward(
             source.replay(),
         ) {
             // A handshake that reached a replica is never sent again.
-            RetryDecision::Retry if upgrading && !upgrade::may_move_on(cause) => {
+            RetryDecision::Retry if upgrading.is_some() && !upgrade::may_move_on(cause) => {
                 RetryDecision::Unsafe
             }
             d => d,
@@ -566,16 +586,21 @@ async fn forward_once(
 
 /// One upgrade attempt against one replica (see [`upgrade::attempt`]); an answer other than 101 is an
 /// ordinary response, classified like any other.
+#[allow(clippy::too_many_arguments)]
 async fn upgrade_once(
     replica: &Replica,
     method: &http::Method,
     uri: &http::Uri,
     headers: http::HeaderMap,
+    protocols: &http::HeaderValue,
     settings: &ProxySettings,
-    client: &mut Option<web::Payload>,
+    gate: &crate::framing::GateHandle,
     record: &mut Option<AttemptRecord>,
 ) -> Attempt {
-    let answer = upgrade::attempt(replica, method, uri, headers, settings, client, record).await;
+    let answer = upgrade::attempt(
+        replica, method, uri, headers, protocols, settings, gate, record,
+    )
+    .await;
     let resp = match answer {
         upgrade::UpgradeAttempt::Switched(resp) => return Attempt::Switched(*resp),
         upgrade::UpgradeAttempt::Failed(cause) => return Attempt::Failed(cause, None),

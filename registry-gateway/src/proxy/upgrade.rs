@@ -1,10 +1,11 @@
-//! Protocol upgrades (WebSocket) through the HTTP proxy: the handshake goes to a replica like any request,
-//! and after its `101 Switching Protocols` the bytes are relayed both ways until a side closes or the
-//! tunnel idles out.
+//! Protocol upgrades (WebSocket or any other `Upgrade` protocol) through the HTTP proxy: the handshake
+//! goes to a replica like any request, and after its `101 Switching Protocols` the bytes are relayed
+//! both ways until a side closes or the tunnel idles out.
 //!
 //! The decisions (is this an upgrade, may a failed attempt move on, what a refusal is) are pure functions
 //! at the top; the connection, the attempt and the relay follow. A tunnel always has its own upstream
-//! connection, never taken from or returned to the keep-alive pool.
+//! connection, never taken from or returned to the keep-alive pool. The client's bytes after the 101
+//! come from the connection's gate ([`GateHandle::switch`]), the same way for every protocol.
 
 use std::cell::Cell;
 use std::pin::Pin;
@@ -15,7 +16,7 @@ use std::time::Duration;
 use actix_http::ConnectionType;
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::http::{header as ax, StatusCode, Version};
-use actix_web::web::{self, Bytes};
+use actix_web::web::Bytes;
 use actix_web::HttpResponse;
 use futures_util::StreamExt;
 use http_body_util::Empty;
@@ -26,26 +27,30 @@ use tokio::sync::mpsc;
 
 use super::{headers, ProxySettings};
 use crate::clock;
+use crate::framing::GateHandle;
 use crate::observe::Exchange;
 use crate::policy::{FailureCause, Outcome};
 use crate::registry::{AttemptRecord, Replica};
 
 /// What a request's `Connection`/`Upgrade` headers ask of the proxy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum UpgradeDecision {
-    /// No upgrade the gateway can carry: a normal request (an `Upgrade` it cannot carry is dropped as
+    /// No upgrade the gateway carries: a normal request (an `Upgrade` it does not carry is dropped as
     /// hop-by-hop, and the replica answers in HTTP/1.1, as RFC 9110 §7.8 lets a server do).
     Plain,
-    /// A WebSocket handshake: forwarded with its upgrade headers, tunnelled after a 101.
-    Tunnel,
-    /// A WebSocket handshake while `proxy.upgrades` is off: refused, nothing goes upstream.
-    Refuse,
+    /// An upgrade handshake, forwarded with `Upgrade: <protocols>` and tunnelled after a 101.
+    Tunnel(http::HeaderValue),
+    /// An upgrade handshake while `proxy.upgrades` is off: refused, nothing goes upstream. Names the
+    /// protocols asked for.
+    Refuse(String),
 }
 
-/// Classifies a request. Carried: an HTTP/1.1 request with a `Connection: upgrade` token, `Upgrade:
-/// websocket` and no chunked body, which is exactly what actix-http hands over as a raw byte stream
-/// after the head. Other protocols (`h2c`, …) reach the server as a request without a body stream to
-/// tunnel, so they stay plain requests.
+/// Classifies a request. Carried: an HTTP/1.1 request with a `Connection: upgrade` token, an `Upgrade`
+/// naming at least one protocol other than `h2c`, and no body (no `Transfer-Encoding`, no
+/// `Content-Length` above 0). `h2c` is never carried: it would switch the client's connection to HTTP/2
+/// with the replica, past the gateway's routing of every later request; it is dropped from the list
+/// (alone, the request is a plain one), as nginx does. A handshake with a body is a plain request too:
+/// the switch would come after a body the gateway has to forward first.
 pub(crate) fn classify(
     version: Version,
     headers: &ax::HeaderMap,
@@ -56,16 +61,25 @@ pub(crate) fn classify(
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    let websocket = headers
+    let protocols = headers
         .get_all(ax::UPGRADE)
-        .any(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket"));
-    let chunked = headers.contains_key(ax::TRANSFER_ENCODING);
-    if version != Version::HTTP_11 || !asks_upgrade || !websocket || chunked {
-        UpgradeDecision::Plain
-    } else if enabled {
-        UpgradeDecision::Tunnel
-    } else {
-        UpgradeDecision::Refuse
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && !p.eq_ignore_ascii_case("h2c"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let body = headers.contains_key(ax::TRANSFER_ENCODING)
+        || headers
+            .get(ax::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes().trim_ascii() != b"0");
+    if version != Version::HTTP_11 || !asks_upgrade || protocols.is_empty() || body {
+        return UpgradeDecision::Plain;
+    }
+    match (enabled, http::HeaderValue::from_str(&protocols)) {
+        (false, _) => UpgradeDecision::Refuse(protocols),
+        (true, Ok(value)) => UpgradeDecision::Tunnel(value),
+        (true, Err(_)) => UpgradeDecision::Plain,
     }
 }
 
@@ -76,15 +90,12 @@ pub(crate) fn may_move_on(cause: FailureCause) -> bool {
 }
 
 /// The upgrade headers the replica gets back, after hop-by-hop stripping removed them.
-pub(crate) fn restore_upgrade_headers(out: &mut http::HeaderMap) {
+pub(crate) fn restore_upgrade_headers(out: &mut http::HeaderMap, protocols: &http::HeaderValue) {
     out.insert(
         http::header::CONNECTION,
         http::HeaderValue::from_static("upgrade"),
     );
-    out.insert(
-        http::header::UPGRADE,
-        http::HeaderValue::from_static("websocket"),
-    );
+    out.insert(http::header::UPGRADE, protocols.clone());
 }
 
 /// Why a tunnel ended.
@@ -151,15 +162,18 @@ where
     Ok(sender)
 }
 
-/// One upgrade attempt: the handshake to `replica`, and on its 101 the tunnel, relaying `client` (the
-/// bytes after the client's head) until either side closes or it idles for `proxy.upgrade_idle_timeout`.
+/// One upgrade attempt: the handshake (asking for `protocols`) to `replica`, and on its 101 the tunnel,
+/// relaying the client's connection (`gate`, switched) until either side closes or it idles for
+/// `proxy.upgrade_idle_timeout`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn attempt(
     replica: &Replica,
     method: &http::Method,
     uri: &http::Uri,
     mut headers: http::HeaderMap,
+    protocols: &http::HeaderValue,
     settings: &ProxySettings,
-    client: &mut Option<web::Payload>,
+    gate: &GateHandle,
     record: &mut Option<AttemptRecord>,
 ) -> UpgradeAttempt {
     let authority = replica.address().authority();
@@ -173,7 +187,7 @@ pub(crate) async fn attempt(
         Ok(s) => s,
         Err(cause) => return UpgradeAttempt::Failed(cause),
     };
-    restore_upgrade_headers(&mut headers);
+    restore_upgrade_headers(&mut headers, protocols);
     headers::set_host(&mut headers, authority);
     let mut req = hyper::Request::new(Empty::new());
     *req.method_mut() = method.clone();
@@ -188,9 +202,6 @@ pub(crate) async fn attempt(
     if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
         return UpgradeAttempt::Answered(resp);
     }
-    let Some(payload) = client.take() else {
-        return UpgradeAttempt::Failed(FailureCause::Transport);
-    };
     let mut resp = resp;
     let Ok(upgraded) = hyper::upgrade::on(&mut resp).await else {
         return UpgradeAttempt::Failed(FailureCause::Transport);
@@ -205,7 +216,7 @@ pub(crate) async fn attempt(
     let started = clock::now();
     let relay = relay(
         TokioIo::new(upgraded),
-        payload,
+        gate.switch(),
         tx,
         settings.upgrade_idle_timeout,
         Rc::clone(&uploaded),
@@ -223,12 +234,22 @@ pub(crate) async fn attempt(
             sent: 0,
             uploaded,
             exchange: None,
+            gate: gate.clone(),
         },
     );
     headers::to_client(resp.headers(), false, out.headers_mut());
-    out.headers_mut()
-        .insert(ax::UPGRADE, ax::HeaderValue::from_static("websocket"));
+    // The protocol the replica switched to (a 101 must name it; else the first one asked for).
+    let switched = resp
+        .headers()
+        .get(http::header::UPGRADE)
+        .unwrap_or(protocols);
+    if let Ok(v) = ax::HeaderValue::from_bytes(switched.as_bytes()) {
+        out.headers_mut().insert(ax::UPGRADE, v);
+    }
     out.head_mut().set_connection_type(ConnectionType::Upgrade);
+    // The replica's bytes go out raw, never chunked (actix-http would chunk a streamed body of a
+    // request it did not read as a stream itself).
+    out.head_mut().no_chunking(true);
     UpgradeAttempt::Switched(Box::new(out))
 }
 
@@ -297,12 +318,14 @@ where
 }
 
 /// The 101 response's body: the replica's bytes, written raw to the client. The request's access-log
-/// line is written when it is dropped (the tunnel ended), with the bytes of both directions.
+/// line is written when it is dropped (the tunnel ended), with the bytes of both directions; its end
+/// tells the gate the connection may close.
 pub(crate) struct TunnelBody {
     rx: mpsc::Receiver<Bytes>,
     sent: u64,
     uploaded: Rc<Cell<u64>>,
     exchange: Option<Exchange>,
+    gate: GateHandle,
 }
 
 impl TunnelBody {
@@ -317,6 +340,7 @@ impl TunnelBody {
 
 impl Drop for TunnelBody {
     fn drop(&mut self) {
+        self.gate.end_tunnel();
         if let Some(mut ex) = self.exchange.take() {
             ex.finish_tunnel(self.sent, self.uploaded.get());
         }
@@ -340,7 +364,10 @@ impl MessageBody for TunnelBody {
                 this.sent += b.len() as u64;
                 Poll::Ready(Some(Ok(b)))
             }
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                this.gate.end_tunnel();
+                Poll::Ready(None)
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -351,20 +378,52 @@ mod tests {
     use super::*;
     use crate::proxy::headers::tests::client as headers;
 
+    fn tunnel(protocols: &'static str) -> UpgradeDecision {
+        UpgradeDecision::Tunnel(http::HeaderValue::from_static(protocols))
+    }
+
     #[test]
-    fn a_websocket_handshake_is_tunnelled_or_refused() {
-        let ws = headers(&[
-            ("connection", "keep-alive, Upgrade"),
-            ("upgrade", "WebSocket"),
-        ]);
-        assert_eq!(
-            classify(Version::HTTP_11, &ws, true),
-            UpgradeDecision::Tunnel
-        );
-        assert_eq!(
-            classify(Version::HTTP_11, &ws, false),
-            UpgradeDecision::Refuse
-        );
+    fn any_upgrade_handshake_is_tunnelled_or_refused() {
+        let cases: &[(&[(&'static str, &'static str)], &'static str)] = &[
+            (
+                &[
+                    ("connection", "keep-alive, Upgrade"),
+                    ("upgrade", "WebSocket"),
+                ],
+                "WebSocket",
+            ),
+            (
+                &[("connection", "upgrade"), ("upgrade", "echo/1")],
+                "echo/1",
+            ),
+            // A body of length 0 is no body.
+            (
+                &[
+                    ("connection", "upgrade"),
+                    ("upgrade", "TLS/1.0, echo/1"),
+                    ("content-length", "0"),
+                ],
+                "TLS/1.0, echo/1",
+            ),
+            // h2c is dropped from the list, the rest is carried.
+            (
+                &[("connection", "upgrade"), ("upgrade", "h2c, websocket")],
+                "websocket",
+            ),
+        ];
+        for (pairs, protocols) in cases {
+            let h = headers(pairs);
+            assert_eq!(
+                classify(Version::HTTP_11, &h, true),
+                tunnel(protocols),
+                "{pairs:?}"
+            );
+            assert_eq!(
+                classify(Version::HTTP_11, &h, false),
+                UpgradeDecision::Refuse(protocols.to_string()),
+                "{pairs:?}"
+            );
+        }
     }
 
     #[test]
@@ -376,27 +435,40 @@ mod tests {
                 Version::HTTP_11,
                 &[("connection", "upgraded"), ("upgrade", "websocket")],
             ),
-            // A protocol actix-http does not stream.
+            // No protocol, or only h2c (never carried).
+            (Version::HTTP_11, &[("connection", "upgrade")]),
             (
                 Version::HTTP_11,
-                &[("connection", "upgrade"), ("upgrade", "h2c")],
+                &[("connection", "upgrade"), ("upgrade", " , ")],
             ),
             (
                 Version::HTTP_11,
-                &[("connection", "upgrade"), ("upgrade", "websocket, h2c")],
+                &[
+                    ("connection", "upgrade, HTTP2-Settings"),
+                    ("upgrade", "h2c"),
+                ],
             ),
-            // HTTP/1.0 has no upgrades.
+            // HTTP/1.0 has no upgrades, HTTP/2 none of this kind.
             (
                 Version::HTTP_10,
                 &[("connection", "upgrade"), ("upgrade", "websocket")],
             ),
-            // A chunked body is decoded by the server: no raw stream to tunnel.
+            (Version::HTTP_2, &[("upgrade", "websocket")]),
+            // A handshake with a body.
             (
                 Version::HTTP_11,
                 &[
                     ("connection", "upgrade"),
                     ("upgrade", "websocket"),
                     ("transfer-encoding", "chunked"),
+                ],
+            ),
+            (
+                Version::HTTP_11,
+                &[
+                    ("connection", "upgrade"),
+                    ("upgrade", "echo/1"),
+                    ("content-length", "2"),
                 ],
             ),
             (Version::HTTP_11, &[]),
@@ -517,8 +589,8 @@ mod tests {
     #[test]
     fn the_replica_gets_the_upgrade_headers_back() {
         let mut out = http::HeaderMap::new();
-        restore_upgrade_headers(&mut out);
+        restore_upgrade_headers(&mut out, &http::HeaderValue::from_static("echo/1"));
         assert_eq!(out["connection"], "upgrade");
-        assert_eq!(out["upgrade"], "websocket");
+        assert_eq!(out["upgrade"], "echo/1");
     }
 }

@@ -36,6 +36,12 @@ impl InstanceId {
     pub fn via_entry(&self) -> String {
         format!("1.1 {}", self.0)
     }
+
+    /// The `Via` entry for a request the gateway received over HTTP/2 (RFC 9110 §7.6.3 names the
+    /// protocol received): `2 <id>`.
+    pub fn via_entry_h2(&self) -> String {
+        format!("2 {}", self.0)
+    }
 }
 
 impl fmt::Display for InstanceId {
@@ -136,5 +142,6 @@ mod tests {
         let r = InstanceId::random();
         assert!(InstanceId::parse(r.as_str()).is_ok());
         assert_eq!(r.via_entry(), format!("1.1 {r}"));
+        assert_eq!(r.via_entry_h2(), format!("2 {r}"));
     }
 }

@@ -17,6 +17,16 @@ pub enum ClientIo {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
+impl ClientIo {
+    /// Whether the client chose HTTP/2 by ALPN during the TLS handshake.
+    pub fn alpn_h2(&self) -> bool {
+        match self {
+            ClientIo::Plain(_) => false,
+            ClientIo::Tls(s) => s.get_ref().1.alpn_protocol() == Some(super::ALPN_H2),
+        }
+    }
+}
+
 impl AsyncRead for ClientIo {
     fn poll_read(
         self: Pin<&mut Self>,
