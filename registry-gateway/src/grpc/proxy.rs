@@ -1,5 +1,6 @@
 //! Transparent gRPC proxy: route by gRPC service name → pick → forward the untouched h2 stream → classify
-//! `grpc-status` (headers or trailers) → record. Each call carries an `x-request-id` both ways and is
+//! `grpc-status` (headers or trailers) → record; the attempt machine ([`crate::policy::Attempts`]) says
+//! whether a call that never left moves on. Each call carries an `x-request-id` both ways and is
 //! counted (and access-logged) when its response ends.
 
 use std::pin::Pin;
@@ -21,7 +22,10 @@ use crate::observe::{
     access_log_on, grpc_from_http, AccessInfo, Exchange, FinalStatus, ProtocolLabel, RequestId,
     REQUEST_ID_HEADER,
 };
-use crate::policy::{attribute, ClientFault, FailureCause, Outcome};
+use crate::policy::{
+    attribute, Attempts, BodyReplay, ClientFault, Failure, FailureCause, Next, Outcome, Report,
+    RetryPolicy,
+};
 use crate::registry::{AttemptRecord, Protocol, Replica, Service};
 
 /// Header that names the registry service explicitly, bypassing routing by gRPC service name.
@@ -151,52 +155,47 @@ async fn call(
         .map(|a| a.ip());
     if let Some(ip) = peer {
         // Only a trusted proxy in front may say who the client is (forwarded.trusted_proxies).
-        let prev = match settings.trusted_proxies.trusts(peer) {
-            true => req
-                .headers()
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok()),
-            false => None,
-        };
-        let xff = match prev {
-            Some(prev) => format!("{prev}, {ip}"),
-            None => ip.to_string(),
-        };
-        if let Ok(v) = HeaderValue::from_str(&xff) {
-            req.headers_mut().insert("x-forwarded-for", v);
-        }
+        let trusted = settings.trusted_proxies.trusts(peer);
+        crate::proxy::append_forwarded_for(req.headers_mut(), ip, trusted);
     }
 
     ex.route(svc.observe(registry.metrics()));
     svc.count_request(clock::now());
     let mut tried: Vec<Uuid> = Vec::new();
-    let mut last_failure: Option<FailureCause> = None;
-    let mut over_budget = false;
-    let max_attempts = settings.max_attempts as usize;
-    let mut attempts = 0;
-    while attempts < max_attempts {
+    // A call is never repeated once it left (not idempotent; its request stream is consumed), so only
+    // calls that never left move on.
+    let policy = RetryPolicy {
+        max_attempts: settings.max_attempts,
+    };
+    let mut attempts = Attempts::new(policy, false);
+    // The request, while no replica has it.
+    let mut pending = Some(req);
+    let next = loop {
         let Some(pick) = registry.pick(&svc, &tried, clock::now(), accept) else {
-            break;
+            break attempts.end();
         };
         tried.push(pick.replica.id());
         // Another gateway holds this replica's half-open probe: skip it.
         if pick.probe && !state.shared.claim_probe(pick.replica.address()).await {
             continue;
         }
-        // Only calls that never left are retried here, and they still draw on the retry budget, as in
-        // Envoy and Finagle (whose requeues share the retry budget): a connect that times out is often a
-        // replica too busy to accept, and an exempt kind of retry would let a service refusing
-        // connections everywhere see `max_attempts` times the connection attempts.
-        if attempts > 0 && !svc.allow_retry(clock::now()) {
+        // Calls that never left still draw on the retry budget, as in Envoy and Finagle (whose
+        // requeues share the retry budget): a connect that times out is often a replica too busy to
+        // accept, and an exempt kind of retry would let a service refusing connections everywhere see
+        // `max_attempts` times the connection attempts.
+        if attempts.is_retry() && !svc.allow_retry(clock::now()) {
             registry.abandon(&pick);
-            over_budget = true;
-            break;
+            break attempts.refused_by_budget();
         }
-        attempts += 1;
+        let Some(mut req) = pending.take() else {
+            break attempts.end();
+        };
+        attempts.start();
         ex.attempt(pick.replica.observe(registry.metrics()));
         let attempt_started = clock::now();
         let address = pick.replica.address().clone();
         let authority = address.authority().to_owned();
+        let replicas = svc.replicas().len();
         let mut sender = match state
             .connections
             .ready(&address, &settings.upstream_tls, settings.connect_timeout)
@@ -204,12 +203,20 @@ async fn call(
         {
             Ok(s) => s,
             Err(cause) => {
-                // The call never left: the untouched request moves on to the next replica.
                 let outcome = Outcome::Failure(cause);
-                registry.record(&pick, outcome, clock::now());
-                pick.replica.observe(registry.metrics()).attempt(outcome);
-                last_failure = Some(cause);
-                continue;
+                AttemptRecord::new(Arc::clone(registry), pick, attempt_started).finish(outcome);
+                // The call never left: the untouched request may move on to the next replica.
+                pending = Some(req);
+                match attempts.after(Report {
+                    outcome,
+                    sent: false,
+                    body: BodyReplay::Untouched,
+                    replicas,
+                    has_response: false,
+                }) {
+                    Next::Pick => continue,
+                    next => break next,
+                }
             }
         };
         let scheme = if address.is_tls() { "https" } else { "http" };
@@ -243,25 +250,12 @@ async fn call(
         };
         let wait = remaining.unwrap_or(settings.request_timeout);
         let mut record = AttemptRecord::new(Arc::clone(registry), pick, attempt_started);
-        let result = tokio::time::timeout(wait, sender.try_send_request(req)).await;
-        match result {
-            Err(_) => {
-                let (c, msg) = if remaining.is_some() {
-                    (
-                        code::DEADLINE_EXCEEDED,
-                        "deadline exceeded waiting for the replica",
-                    )
-                } else {
-                    (
-                        code::UNAVAILABLE,
-                        "the replica did not answer within upstream.request_timeout",
-                    )
-                };
-                record.finish(Outcome::Failure(FailureCause::Timeout));
-                return Err(status::error_response(c, msg));
-            }
+        let (outcome, sent) = match tokio::time::timeout(wait, sender.try_send_request(req)).await {
+            Err(_) => (Outcome::Failure(FailureCause::Timeout), true),
             Ok(Ok(resp)) => {
-                // A client-streaming call's head waits for the client's last message: count from there.
+                // Any head is the call's answer (a call that left is never repeated); its outcome
+                // waits for its status. A client-streaming call's head waits for the client's last
+                // message: count from there.
                 record.head_arrived(broke.ended_at());
                 return Ok((resp, record, broke));
             }
@@ -271,45 +265,75 @@ async fn call(
                 if outcome.is_failure() {
                     state.connections.forget(&address);
                 }
-                record.finish(outcome);
-                if client.is_some() {
-                    return Err(status::error_response(
-                        code::CANCELLED,
-                        "the client's request stream broke",
-                    ));
-                }
-                match e.take_message() {
-                    // The connection died before the call left: it moves on, untouched.
-                    Some(back) => {
-                        req = back;
-                        last_failure = Some(FailureCause::Transport);
-                    }
-                    // From the first byte on, the request stream belongs to the replica: no retry.
-                    None => {
-                        return Err(status::error_response(
-                            code::UNAVAILABLE,
-                            "connection to the replica broke",
-                        ))
-                    }
-                }
+                // The connection died before the call left: the request comes back, untouched.
+                // From the first byte on, the request stream belongs to the replica.
+                pending = e.take_message();
+                (outcome, pending.is_none())
             }
+        };
+        record.finish(outcome);
+        let body = match pending {
+            Some(_) => BodyReplay::Untouched,
+            None => BodyReplay::Consumed,
+        };
+        match attempts.after(Report {
+            outcome,
+            sent,
+            body,
+            replicas,
+            has_response: false,
+        }) {
+            Next::Pick => {}
+            next => break next,
         }
-    }
-    let message = match last_failure {
-        Some(cause) if over_budget => format!(
-            "no replica of '{}' could take the call; last: {cause}; not retried: over the retry budget",
-            svc.name()
+    };
+    Err(grpc_error(
+        next,
+        &svc.name().to_string(),
+        deadline.is_some(),
+    ))
+}
+
+/// The gateway's own trailers-only error when no replica answered the call.
+fn grpc_error(next: Next, service: &str, deadline: bool) -> Response<GrpcBody> {
+    let failure = match next {
+        Next::Fail(f) => f,
+        Next::Pick | Next::Answer => Failure::NoReplica,
+    };
+    let (c, message) = match failure {
+        Failure::Client(_) => (
+            code::CANCELLED,
+            "the client's request stream broke".to_owned(),
         ),
-        Some(cause) => format!(
-            "no replica of '{}' could take the call; last: {cause}",
-            svc.name()
+        Failure::Stopped(FailureCause::Timeout) if deadline => (
+            code::DEADLINE_EXCEEDED,
+            "deadline exceeded waiting for the replica".to_owned(),
         ),
-        None => format!(
-            "no replica of '{}' can take the call (none registered, or every circuit open)",
-            svc.name()
+        Failure::Stopped(FailureCause::Timeout) => (
+            code::UNAVAILABLE,
+            "the replica did not answer within upstream.request_timeout".to_owned(),
+        ),
+        Failure::Stopped(_) => (
+            code::UNAVAILABLE,
+            "connection to the replica broke".to_owned(),
+        ),
+        Failure::Exhausted {
+            cause,
+            budget_refused: true,
+        } => (
+            code::UNAVAILABLE,
+            format!("no replica of '{service}' could take the call; last: {cause}; not retried: over the retry budget"),
+        ),
+        Failure::Exhausted { cause, .. } => (
+            code::UNAVAILABLE,
+            format!("no replica of '{service}' could take the call; last: {cause}"),
+        ),
+        Failure::NoReplica => (
+            code::UNAVAILABLE,
+            format!("no replica of '{service}' can take the call (none registered, or every circuit open)"),
         ),
     };
-    Err(status::error_response(code::UNAVAILABLE, &message))
+    status::error_response(c, &message)
 }
 
 /// Classifies the response as soon as its status is known: a non-200 HTTP status or a trailers-only
@@ -321,19 +345,16 @@ fn observe(
     ex: Exchange,
 ) -> Response<GrpcBody> {
     let (parts, body) = resp.into_parts();
-    let code = if parts.status != http::StatusCode::OK {
-        let outcome = if parts.status.is_server_error() {
-            Outcome::Failure(FailureCause::Status(parts.status.as_u16()))
-        } else {
-            Outcome::Success
-        };
-        guard.finish(outcome);
-        Some(grpc_from_http(parts.status.as_u16()))
-    } else if let Some(code) = status::grpc_status(&parts.headers) {
-        guard.finish(Outcome::from_grpc_status(code));
-        Some(code)
-    } else {
-        None
+    let grpc_status = status::grpc_status(&parts.headers);
+    let code = match Outcome::from_grpc_head(parts.status.as_u16(), grpc_status) {
+        Some(outcome) => {
+            guard.finish(outcome);
+            match parts.status {
+                http::StatusCode::OK => grpc_status,
+                s => Some(grpc_from_http(s.as_u16())),
+            }
+        }
+        None => None,
     };
     let body = ObservedBody {
         inner: body,

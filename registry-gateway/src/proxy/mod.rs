@@ -1,4 +1,5 @@
-//! HTTP proxy path: pick a replica → forward → classify the outcome → record it → maybe retry the next.
+//! HTTP proxy path: pick a replica → forward → classify the outcome → record it → ask the attempt machine
+//! ([`crate::policy::Attempts`]) whether to pick the next.
 
 mod forwarded;
 mod headers;
@@ -9,6 +10,7 @@ mod upgrade;
 mod upstream;
 pub(crate) mod via;
 
+pub(crate) use forwarded::append_forwarded_for;
 pub use forwarded::{Cidr, TrustedProxies};
 pub use via::{HopError, InstanceId};
 
@@ -30,10 +32,10 @@ use crate::observe::{
 };
 use crate::policy::retry::is_idempotent;
 use crate::policy::{
-    attribute, BodyReplay, ClientFault, FailureCause, HeadTimer, Outcome, RetryDecision,
-    RetryPolicy,
+    attribute, Attempts, BodyReplay, ClientFault, Failure, FailureCause, HeadTimer, Next, Outcome,
+    Report, RetryPolicy,
 };
-use crate::registry::{AttemptRecord, Protocol, Registry, RegistryError, Replica};
+use crate::registry::{AttemptRecord, Protocol, Registry, RegistryError, Replica, Service};
 use crate::store::Shared;
 use request_body::{ReadError, RequestBody};
 use response_body::ResponseBody;
@@ -308,11 +310,17 @@ async fn forward(
     // Attempts never exceed `retry.max_attempts` (at most 10): a fixed array, no allocation.
     // Replicas already tried, or skipped because another gateway holds their half-open probe.
     let mut tried = [Uuid::nil(); 2 * MAX_ATTEMPTS];
-    let (mut attempts, mut excluded) = (0usize, 0usize);
-    let mut last: Option<(FailureCause, Option<HttpResponse<ResponseBody>>)> = None;
-    while attempts < MAX_ATTEMPTS && excluded < tried.len() {
+    let mut excluded = 0usize;
+    // An upgrade handshake that reached a replica is never sent again, whatever its method.
+    let mut attempts = Attempts::new(settings.retry, idempotent && !upgrading);
+    // The latest attempt's answer for the client: a success, or a 5xx kept in case no retry follows.
+    let mut answer: Option<Forwarded> = None;
+    let next = loop {
+        if attempts.made() as usize >= MAX_ATTEMPTS || excluded >= tried.len() {
+            break attempts.end();
+        }
         let Some(pick) = registry.pick(&svc, &tried[..excluded], clock::now(), is_http) else {
-            break;
+            break attempts.end();
         };
         tried[excluded] = pick.replica.id();
         excluded += 1;
@@ -320,13 +328,15 @@ async fn forward(
             continue;
         }
         // The budget is asked when a retry is about to go out, so that one with no replica left to try
-        // costs nothing. Refused: the failed attempt's answer (`last`) goes to the client.
-        if attempts > 0 && !svc.allow_retry(clock::now()) {
+        // costs nothing. Refused: the failed attempt's answer goes to the client.
+        if attempts.is_retry() && !svc.allow_retry(clock::now()) {
             registry.abandon(&pick);
-            break;
+            break attempts.refused_by_budget();
         }
-        let Some(body) = source.take() else { break };
-        attempts += 1;
+        let Some(body) = source.take() else {
+            break attempts.end();
+        };
+        attempts.start();
         // Built per attempt from the client's headers: cheaper than keeping a copy to clone.
         let proto = if settings.client_tls { "https" } else { "http" };
         let mut headers = headers::to_upstream(req.headers(), peer, trusted, proto);
@@ -358,78 +368,92 @@ async fn forward(
             )
             .await
         };
-        let (cause, response) = match attempt {
-            Attempt::Response(resp) => return Ok(Forwarded::Response(resp)),
-            Attempt::Switched(resp) => return Ok(Forwarded::Tunnel(resp)),
-            Attempt::ClientFault(fault) => {
-                let fault = framing_fault(req, fault);
-                if let Some(r) = record.as_mut() {
-                    r.finish(Outcome::ClientFault(fault));
-                }
-                tracing::debug!(service = %svc.name(), replica = %replica.address(), %fault, "client ended the attempt");
-                return Err(match fault {
-                    ClientFault::BodyTimeout => GatewayError::ClientBodyTimeout,
-                    other => GatewayError::ClientBody(other.to_string()),
-                });
+        // A good answer's record went with its body (its outcome waits for the body's end).
+        let (outcome, sent) = match attempt {
+            Attempt::Response(resp) => {
+                answer = Some(Forwarded::Response(resp));
+                (Outcome::Success, true)
             }
+            Attempt::Switched(resp) => {
+                answer = Some(Forwarded::Tunnel(resp));
+                (Outcome::Success, true)
+            }
+            Attempt::ClientFault(fault) => (Outcome::ClientFault(framing_fault(req, fault)), true),
             Attempt::Failed(cause, back) => {
+                answer = None;
+                // A body given back never left: the request did not reach the replica.
+                let sent = back.is_none();
                 if let Some(b) = back {
                     source.put_back(b);
                 }
-                (cause, None)
+                (Outcome::Failure(cause), sent)
             }
-            Attempt::Retryable(cause, resp) => (cause, Some(resp)),
-        };
-        if let Some(r) = record.as_mut() {
-            r.finish(Outcome::Failure(cause));
-        }
-        let replicas = svc.replicas().len().max(attempts);
-        let decision = match settings.retry.after_failure(
-            attempts as u32,
-            replicas,
-            cause,
-            idempotent,
-            source.replay(),
-        ) {
-            // A handshake that reached a replica is never sent again.
-            RetryDecision::Retry if upgrading && !upgrade::may_move_on(cause) => {
-                RetryDecision::Unsafe
+            Attempt::Retryable(cause, resp) => {
+                answer = Some(Forwarded::Response(resp));
+                (Outcome::Failure(cause), true)
             }
-            d => d,
         };
-        tracing::debug!(service = %svc.name(), replica = %replica.address(), %cause, ?decision, "attempt failed");
-        last = Some((cause, response));
-        if decision != RetryDecision::Retry {
-            break;
+        if outcome != Outcome::Success {
+            if let Some(r) = record.as_mut() {
+                r.finish(outcome);
+            }
         }
-    }
+        let next = attempts.after(Report {
+            outcome,
+            sent,
+            body: source.replay(),
+            replicas: svc.replicas().len(),
+            has_response: answer.is_some(),
+        });
+        if outcome != Outcome::Success {
+            tracing::debug!(service = %svc.name(), replica = %replica.address(), ?outcome, ?next, "attempt failed");
+        }
+        if next != Next::Pick {
+            break next;
+        }
+    };
 
-    let attempts = attempts as u32;
-    let service = svc.name().to_string();
-    match last {
-        // A 5xx that was not retried (or was the last try) reaches the client as the replica sent it.
-        Some((_, Some(resp))) => Ok(Forwarded::Response(resp)),
-        Some((FailureCause::Timeout, None)) => {
-            Err(GatewayError::UpstreamTimeout { service, attempts })
-        }
-        Some((cause, None)) => Err(GatewayError::AllAttemptsFailed {
-            service,
-            attempts,
-            cause,
+    match next {
+        Next::Answer => answer.ok_or(GatewayError::AllAttemptsFailed {
+            service: svc.name().to_string(),
+            attempts: attempts.made(),
+            cause: FailureCause::Transport,
         }),
-        None => {
-            let (reason, retry_after) = match registry.retry_after(&svc, clock::now(), is_http) {
+        Next::Pick | Next::Fail(_) => Err(http_error(next, &svc, registry, attempts.made())),
+    }
+}
+
+/// The gateway's own answer when no replica's answer reaches the client.
+fn http_error(next: Next, svc: &Service, registry: &Registry, attempts: u32) -> GatewayError {
+    let service = svc.name().to_string();
+    match next {
+        Next::Fail(Failure::Client(ClientFault::BodyTimeout)) => GatewayError::ClientBodyTimeout,
+        Next::Fail(Failure::Client(fault)) => GatewayError::ClientBody(fault.to_string()),
+        Next::Fail(Failure::NoReplica) | Next::Pick | Next::Answer => {
+            let (reason, retry_after) = match registry.retry_after(svc, clock::now(), is_http) {
                 None => (
                     "no replica is registered",
                     registry.policy().heartbeat_interval,
                 ),
                 Some(d) => ("every replica's circuit is open", d),
             };
-            Err(GatewayError::NoReplicaAvailable {
+            GatewayError::NoReplicaAvailable {
                 service,
                 reason,
                 retry_after,
-            })
+            }
+        }
+        Next::Fail(Failure::Stopped(FailureCause::Timeout))
+        | Next::Fail(Failure::Exhausted {
+            cause: FailureCause::Timeout,
+            ..
+        }) => GatewayError::UpstreamTimeout { service, attempts },
+        Next::Fail(Failure::Stopped(cause) | Failure::Exhausted { cause, .. }) => {
+            GatewayError::AllAttemptsFailed {
+                service,
+                attempts,
+                cause,
+            }
         }
     }
 }
