@@ -433,3 +433,60 @@ async fn a_call_that_already_passed_through_this_gateway_is_refused_as_a_loop() 
     assert_eq!(reps[0]["requests"], 1, "{reps:?}");
     assert_eq!(reps[0]["failures"], 0, "{reps:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_edges_refuse_a_5000_byte_metadata_value_naming_the_field() {
+    // One set of rules (`Registration::try_new`): over HTTP a 400, over gRPC INVALID_ARGUMENT, both
+    // naming `metadata`. The gRPC edge used to accept this value.
+    let gw = gateway("");
+    let c = Client::new();
+    let value = "x".repeat(5000);
+    let body = serde_json::json!({
+        "service": "orders",
+        "address": "http://127.0.0.1:9",
+        "metadata": { "k": value },
+    });
+    let r = c.post_json(&format!("{}/register", gw.url), &body).await;
+    assert_eq!(r.status.as_u16(), 400, "{:?}", r.body);
+    let j = r.json();
+    assert_eq!(j["field"], "metadata", "{j}");
+
+    let mut registry = RegistryClient::new(channel(&gw.grpc_url).await);
+    let err = registry
+        .register(pb::RegisterRequest {
+            service: "orders".into(),
+            address: "http://127.0.0.1:9".into(),
+            metadata: [("k".to_owned(), value.clone())].into_iter().collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().starts_with("metadata:"), "{}", err.message());
+
+    // The same value at the limit (1,024 bytes) is accepted by both.
+    let ok = "x".repeat(1024);
+    let body = serde_json::json!({
+        "service": "orders",
+        "address": "http://127.0.0.1:9",
+        "metadata": { "k": ok },
+    });
+    assert_eq!(
+        c.post_json(&format!("{}/register", gw.url), &body)
+            .await
+            .status
+            .as_u16(),
+        201
+    );
+    registry
+        .register(pb::RegisterRequest {
+            service: "orders".into(),
+            address: "http://127.0.0.1:10".into(),
+            metadata: [("k".to_owned(), ok)].into_iter().collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let listed = grpc_replicas(&c, &gw.url, "orders").await;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+}
