@@ -120,13 +120,7 @@ async fn connect(
     connect_timeout: Duration,
 ) -> Result<SendRequest<Empty<Bytes>>, FailureCause> {
     let deadline = tokio::time::Instant::now() + connect_timeout;
-    let stream = crate::tls::connect_tcp(address, deadline).await?;
-    if address.is_tls() {
-        let tls = crate::tls::connect_tls(tls, stream, address, false, deadline).await?;
-        handshake(tls).await
-    } else {
-        handshake(stream).await
-    }
+    handshake(crate::tls::dial(address, tls, false, deadline).await?).await
 }
 
 /// HTTP/1.1 with upgrades over `io`; the connection runs on this worker's task set.
