@@ -8,6 +8,7 @@ mod client_body;
 pub(crate) mod convert;
 mod proxy;
 mod registry_api;
+mod route;
 mod status;
 mod upstream;
 

@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use uuid::Uuid;
 
 use super::client_body::{ClientBody, ClientBroke};
+use super::route::{self, Target};
 use super::status::{self, code};
 use super::{GrpcBody, GrpcState};
 use crate::clock;
@@ -95,25 +96,17 @@ async fn call(
     if let Ok(via) = HeaderValue::from_str(&settings.instance_id.via_entry()) {
         req.headers_mut().append(http::header::VIA, via);
     }
-    let grpc_service = req
-        .uri()
-        .path()
-        .trim_start_matches('/')
-        .split('/')
-        .next()
-        .unwrap_or("")
-        .to_owned();
-
-    let explicit = req
+    let path = req.uri().path().to_owned();
+    let header = req
         .headers()
         .get(ROUTE_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let accept = |r: &Replica| {
-        r.protocol() == Protocol::Grpc && (explicit.is_some() || r.serves_grpc(&grpc_service))
-    };
-    let svc: Arc<Service> = match &explicit {
-        Some(name) => match registry.service(name) {
+    let target = Target::of(&path, header.as_deref());
+    let accept =
+        |r: &Replica| target.accepts(r.protocol() == Protocol::Grpc, |name| r.serves_grpc(name));
+    let svc: Arc<Service> = match target {
+        Target::Named(name) => match registry.service(name) {
             Some(s) => s,
             None => {
                 return Err(status::error_response(
@@ -122,25 +115,23 @@ async fn call(
                 ))
             }
         },
-        None => {
-            let routes = registry.grpc_route(&grpc_service);
-            if routes.is_empty() {
-                return Err(status::error_response(
-                    code::NOT_FOUND,
-                    &format!("no replica serves gRPC service '{grpc_service}'"),
-                ));
-            }
-            // Prefer a registry service with a replica that can take the call now.
+        Target::Serving(grpc_service) => {
             let now = clock::now();
-            routes
-                .iter()
-                .find(|s| {
-                    registry
-                        .retry_after(s, now, accept)
-                        .is_some_and(|d| d.is_zero())
-                })
-                .unwrap_or(&routes[0])
-                .clone()
+            let serving = registry.grpc_route(grpc_service);
+            let ready = |s: &Arc<Service>| {
+                registry
+                    .retry_after(s, now, accept)
+                    .is_some_and(|d| d.is_zero())
+            };
+            match route::prefer(&serving, ready) {
+                Some(s) => Arc::clone(s),
+                None => {
+                    return Err(status::error_response(
+                        code::NOT_FOUND,
+                        &format!("no replica serves gRPC service '{grpc_service}'"),
+                    ))
+                }
+            }
         }
     };
 
