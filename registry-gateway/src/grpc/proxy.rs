@@ -3,30 +3,23 @@
 //! whether a call that never left moves on. Each call carries an `x-request-id` both ways and is
 //! counted (and access-logged) when its response ends.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use http::{HeaderValue, Request, Response, Uri};
-use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
+use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use uuid::Uuid;
 
+use super::attempt::{call_once, CallAttempt};
 use super::client_body::{ClientBody, ClientBroke};
+use super::observed::observe;
 use super::route::{self, Target};
 use super::status::{self, code};
 use super::{GrpcBody, GrpcState};
 use crate::clock;
 use crate::observe::{
-    access_log_on, grpc_from_http, AccessInfo, Exchange, FinalStatus, ProtocolLabel, RequestId,
-    REQUEST_ID_HEADER,
+    access_log_on, AccessInfo, Exchange, FinalStatus, ProtocolLabel, RequestId, REQUEST_ID_HEADER,
 };
-use crate::policy::{
-    attribute, Attempts, BodyReplay, ClientFault, Failure, FailureCause, Next, Outcome, Report,
-    RetryPolicy,
-};
+use crate::policy::{Attempts, BodyReplay, Failure, FailureCause, Next, Report, RetryPolicy};
 use crate::registry::{AttemptRecord, Protocol, Replica, Service};
 
 /// Header that names the registry service explicitly, bypassing routing by gRPC service name.
@@ -178,94 +171,27 @@ async fn call(
             registry.abandon(&pick);
             break attempts.refused_by_budget();
         }
-        let Some(mut req) = pending.take() else {
+        let Some(req) = pending.take() else {
             break attempts.end();
         };
         attempts.start();
         ex.attempt(pick.replica.observe(registry.metrics()));
-        let attempt_started = clock::now();
-        let address = pick.replica.address().clone();
-        let authority = address.authority().to_owned();
         let replicas = svc.replicas().len();
-        let mut sender = match state
-            .connections
-            .ready(&address, &settings.upstream_tls, settings.connect_timeout)
-            .await
-        {
-            Ok(s) => s,
-            Err(cause) => {
-                let outcome = Outcome::Failure(cause);
-                AttemptRecord::new(Arc::clone(registry), pick, attempt_started).finish(outcome);
-                // The call never left: the untouched request may move on to the next replica.
-                pending = Some(req);
-                match attempts.after(Report {
-                    outcome,
-                    sent: false,
-                    body: BodyReplay::Untouched,
-                    replicas,
-                    has_response: false,
-                }) {
-                    Next::Pick => continue,
-                    next => break next,
-                }
-            }
-        };
-        let scheme = if address.is_tls() { "https" } else { "http" };
-        let mut parts = Uri::builder().scheme(scheme).authority(authority.as_str());
-        if let Some(pq) = req.uri().path_and_query() {
-            parts = parts.path_and_query(pq.clone());
-        }
-        let Ok(uri) = parts.build() else {
-            return Err(status::error_response(
-                code::UNAVAILABLE,
-                "bad upstream address",
-            ));
-        };
-        *req.uri_mut() = uri;
-        let remaining = match deadline {
-            Some(d) => match d.checked_sub(clock::now().saturating_duration_since(started)) {
-                Some(r) if !r.is_zero() => {
-                    req.headers_mut()
-                        .insert("grpc-timeout", status::format_timeout(r));
-                    Some(r)
-                }
-                _ => {
-                    registry.abandon(&pick);
-                    return Err(status::error_response(
-                        code::DEADLINE_EXCEEDED,
-                        "deadline exceeded before the call was sent",
-                    ));
-                }
-            },
-            None => None,
-        };
-        let wait = remaining.unwrap_or(settings.request_timeout);
-        let mut record = AttemptRecord::new(Arc::clone(registry), pick, attempt_started);
-        let (outcome, sent) = match tokio::time::timeout(wait, sender.try_send_request(req)).await {
-            Err(_) => (Outcome::Failure(FailureCause::Timeout), true),
-            Ok(Ok(resp)) => {
+        let (outcome, mut record, back) =
+            match call_once(state, &settings, pick, req, &broke, deadline, started).await {
                 // Any head is the call's answer (a call that left is never repeated); its outcome
-                // waits for its status. A client-streaming call's head waits for the client's last
-                // message: count from there.
-                record.head_arrived(broke.ended_at());
-                return Ok((resp, record, broke));
-            }
-            Ok(Err(mut e)) => {
-                let client = broke.get().then_some(ClientFault::Aborted);
-                let outcome = attribute(client, FailureCause::Transport);
-                if outcome.is_failure() {
-                    state.connections.forget(&address);
-                }
-                // The connection died before the call left: the request comes back, untouched.
-                // From the first byte on, the request stream belongs to the replica.
-                pending = e.take_message();
-                (outcome, pending.is_none())
-            }
-        };
+                // waits for its status.
+                CallAttempt::Answered(resp, record) => return Ok((resp, record, broke)),
+                CallAttempt::Refused(resp) => return Err(resp),
+                CallAttempt::Failed(outcome, record, back) => (outcome, record, back),
+            };
         record.finish(outcome);
-        let body = match pending {
-            Some(_) => BodyReplay::Untouched,
-            None => BodyReplay::Consumed,
+        let (sent, body) = match back {
+            Some(req) => {
+                pending = Some(req);
+                (false, BodyReplay::Untouched)
+            }
+            None => (true, BodyReplay::Consumed),
         };
         match attempts.after(Report {
             outcome,
@@ -325,131 +251,4 @@ fn grpc_error(next: Next, service: &str, deadline: bool) -> Response<GrpcBody> {
         ),
     };
     status::error_response(c, &message)
-}
-
-/// Classifies the response as soon as its status is known: a non-200 HTTP status or a trailers-only
-/// `grpc-status` now, otherwise the trailers at the end of the body. The call (`ex`) ends with the body.
-fn observe(
-    resp: Response<Incoming>,
-    mut guard: AttemptRecord,
-    broke: ClientBroke,
-    ex: Exchange,
-) -> Response<GrpcBody> {
-    let (parts, body) = resp.into_parts();
-    let grpc_status = status::grpc_status(&parts.headers);
-    let code = match Outcome::from_grpc_head(parts.status.as_u16(), grpc_status) {
-        Some(outcome) => {
-            guard.finish(outcome);
-            match parts.status {
-                http::StatusCode::OK => grpc_status,
-                s => Some(grpc_from_http(s.as_u16())),
-            }
-        }
-        None => None,
-    };
-    let body = ObservedBody {
-        inner: body,
-        guard: code.is_none().then_some(guard),
-        broke,
-        code,
-        sent: 0,
-        exchange: Some(ex),
-    };
-    Response::from_parts(parts, body.boxed_unsync())
-}
-
-/// The replica's response body, passed through frame by frame; its trailers decide the outcome.
-struct ObservedBody {
-    inner: Incoming,
-    guard: Option<AttemptRecord>,
-    broke: ClientBroke,
-    /// The call's final status, once known (from the head or the trailers).
-    code: Option<i32>,
-    /// Data bytes passed to the client.
-    sent: u64,
-    /// The client's call, until the body ends.
-    exchange: Option<Exchange>,
-}
-
-impl ObservedBody {
-    /// Records a broken stream: the client's fault when its own request stream broke first.
-    fn broken(&mut self) {
-        if let Some(mut g) = self.guard.take() {
-            let client = self.broke.get().then_some(ClientFault::Aborted);
-            g.finish(attribute(client, FailureCause::Transport));
-        }
-    }
-
-    /// The call ends with `code` unless its status is already known.
-    fn end(&mut self, code: i32) {
-        if let Some(mut ex) = self.exchange.take() {
-            ex.finish(FinalStatus::Grpc(self.code.unwrap_or(code)), self.sent);
-        }
-    }
-}
-
-impl Drop for ObservedBody {
-    /// Dropped before its end: the client cancelled the call (or its status was known from the head).
-    fn drop(&mut self) {
-        self.end(code::CANCELLED);
-    }
-}
-
-impl Body for ObservedBody {
-    type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    this.sent += data.len() as u64;
-                }
-                if let Some(trailers) = frame.trailers_ref() {
-                    let code = status::grpc_status(trailers);
-                    let outcome = match code {
-                        Some(code) => Outcome::from_grpc_status(code),
-                        None => Outcome::Failure(FailureCause::Transport),
-                    };
-                    if let Some(mut g) = this.guard.take() {
-                        g.finish(outcome);
-                    }
-                    // Trailers without a status: the client reads the call as INTERNAL.
-                    this.code = this.code.or(code).or(Some(code::INTERNAL));
-                    this.end(code::INTERNAL);
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                this.broken();
-                // The stream is reset: the client sees INTERNAL, or had cancelled it itself.
-                let code = if this.broke.get() {
-                    code::CANCELLED
-                } else {
-                    code::INTERNAL
-                };
-                this.end(code);
-                Poll::Ready(Some(Err(e.into())))
-            }
-            Poll::Ready(None) => {
-                // A gRPC response must end with trailers carrying grpc-status.
-                this.broken();
-                this.end(code::INTERNAL);
-                Poll::Ready(None)
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }
