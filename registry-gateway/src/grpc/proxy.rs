@@ -20,6 +20,7 @@ use crate::observe::{
     access_log_on, AccessInfo, Exchange, FinalStatus, ProtocolLabel, RequestId, REQUEST_ID_HEADER,
 };
 use crate::policy::{Attempts, BodyReplay, Failure, FailureCause, Next, Report, RetryPolicy};
+use crate::proxy::{admit, Admit};
 use crate::registry::{AttemptRecord, Protocol, Replica, Service};
 
 /// Header that names the registry service explicitly, bypassing routing by gRPC service name.
@@ -159,17 +160,10 @@ async fn call(
             break attempts.end();
         };
         tried.push(pick.replica.id());
-        // Another gateway holds this replica's half-open probe: skip it.
-        if pick.probe && !state.shared.claim_probe(pick.replica.address()).await {
-            continue;
-        }
-        // Calls that never left still draw on the retry budget, as in Envoy and Finagle (whose
-        // requeues share the retry budget): a connect that times out is often a replica too busy to
-        // accept, and an exempt kind of retry would let a service refusing connections everywhere see
-        // `max_attempts` times the connection attempts.
-        if attempts.is_retry() && !svc.allow_retry(clock::now()) {
-            registry.abandon(&pick);
-            break attempts.refused_by_budget();
+        match admit(&pick, &mut attempts, &svc, registry, &state.shared).await {
+            Admit::Go => {}
+            Admit::Skip => continue,
+            Admit::Stop(next) => break next,
         }
         let Some(req) = pending.take() else {
             break attempts.end();

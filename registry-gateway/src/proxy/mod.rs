@@ -1,6 +1,7 @@
 //! HTTP proxy path: pick a replica → forward → classify the outcome → record it → ask the attempt machine
 //! ([`crate::policy::Attempts`]) whether to pick the next.
 
+mod admit;
 mod attempt;
 mod forwarded;
 mod headers;
@@ -12,6 +13,7 @@ mod upgrade;
 mod upstream;
 pub(crate) mod via;
 
+pub(crate) use admit::{admit, Admit};
 pub(crate) use forwarded::append_forwarded_for;
 pub use forwarded::{Cidr, TrustedProxies};
 pub use settings::ProxySettings;
@@ -239,14 +241,10 @@ async fn forward(
         };
         tried[excluded] = pick.replica.id();
         excluded += 1;
-        if pick.probe && !proxy.shared.claim_probe(pick.replica.address()).await {
-            continue;
-        }
-        // The budget is asked when a retry is about to go out, so that one with no replica left to try
-        // costs nothing. Refused: the failed attempt's answer goes to the client.
-        if attempts.is_retry() && !svc.allow_retry(clock::now()) {
-            registry.abandon(&pick);
-            break attempts.refused_by_budget();
+        match admit(&pick, &mut attempts, &svc, registry, &proxy.shared).await {
+            Admit::Go => {}
+            Admit::Skip => continue,
+            Admit::Stop(next) => break next,
         }
         let Some(body) = source.take() else {
             break attempts.end();
