@@ -291,7 +291,10 @@ async fn forward(
                 answer = Some(Forwarded::Tunnel(resp));
                 (Outcome::Success, true)
             }
-            Attempt::ClientFault(fault) => (Outcome::ClientFault(framing_fault(req, fault)), true),
+            Attempt::ClientFault(fault) => {
+                answer = None;
+                (Outcome::ClientFault(framing_fault(req, fault)), true)
+            }
             Attempt::Failed(cause, back) => {
                 answer = None;
                 // A body given back never left: the request did not reach the replica.
@@ -326,13 +329,10 @@ async fn forward(
         }
     };
 
-    match next {
-        Next::Answer => answer.ok_or(GatewayError::AllAttemptsFailed {
-            service: svc.name().to_string(),
-            attempts: attempts.made(),
-            cause: FailureCause::Transport,
-        }),
-        Next::Pick | Next::Fail(_) => Err(http_error(next, &svc, registry, attempts.made())),
+    match (next, answer) {
+        (Next::Answer, Some(answer)) => Ok(answer),
+        // The machine answers only after an attempt that brought a response.
+        (next, _) => Err(http_error(next, &svc, registry, attempts.made())),
     }
 }
 
