@@ -6,14 +6,18 @@
 //! writes every line as text or JSON.
 //!
 //! - [`policy`]: outcome classification, breaker, lease, eviction, self-preservation, selection, retry,
-//!   retry budget, slow replicas. No IO, no clock.
+//!   one request's attempts (pick again / answer / fail, for both wires), retry budget, slow replicas.
+//!   No IO, no clock.
 //! - [`registry`]: services and replicas, the state the policy acts on.
-//! - [`proxy`]: pick → forward (hyper HTTP/1.1, per-worker pool) → classify → record → retry the next;
-//!   upgrades (WebSocket or any protocol) tunnelled after the replica's 101.
+//! - [`proxy`]: pick → forward one attempt (hyper HTTP/1.1, per-worker pool) → classify → record → ask
+//!   the attempt machine whether to pick the next; upgrades (WebSocket or any protocol) tunnelled after
+//!   the replica's 101.
 //! - [`framing`]: the HTTP listener's connections (HTTP/1.1, and h2 by ALPN over TLS), each behind a gate
 //!   that follows HTTP/1 framing and hands a switched connection's bytes to its tunnel.
 //! - [`admin`]: `POST /register`, heartbeats, deregistration, `GET /registry`, health.
-//! - [`grpc`]: the gRPC listener (hyper h2c): registration API, health, transparent proxy.
+//! - [`grpc`]: the gRPC listener (hyper h2c): registration API, health, transparent proxy (the same
+//!   attempt machine, classification table and attempt record as [`proxy`], over one HTTP/2
+//!   connection per replica).
 //! - [`store`]: sharing the registry between gateways (Redis), off the proxy path.
 //! - [`observe`]: metrics (`GET /metrics`), the access log, request ids.
 //! - [`tls`]: rustls (ring) for the listeners and `https://` replicas; certificates reload on SIGHUP.

@@ -433,3 +433,120 @@ async fn a_call_that_already_passed_through_this_gateway_is_refused_as_a_loop() 
     assert_eq!(reps[0]["requests"], 1, "{reps:?}");
     assert_eq!(reps[0]["failures"], 0, "{reps:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_edges_refuse_a_5000_byte_metadata_value_naming_the_field() {
+    // One set of rules (`Registration::try_new`): over HTTP a 400, over gRPC INVALID_ARGUMENT, both
+    // naming `metadata`. The gRPC edge used to accept this value.
+    let gw = gateway("");
+    let c = Client::new();
+    let value = "x".repeat(5000);
+    let body = serde_json::json!({
+        "service": "orders",
+        "address": "http://127.0.0.1:9",
+        "metadata": { "k": value },
+    });
+    let r = c.post_json(&format!("{}/register", gw.url), &body).await;
+    assert_eq!(r.status.as_u16(), 400, "{:?}", r.body);
+    let j = r.json();
+    assert_eq!(j["field"], "metadata", "{j}");
+
+    let mut registry = RegistryClient::new(channel(&gw.grpc_url).await);
+    let err = registry
+        .register(pb::RegisterRequest {
+            service: "orders".into(),
+            address: "http://127.0.0.1:9".into(),
+            metadata: [("k".to_owned(), value.clone())].into_iter().collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().starts_with("metadata:"), "{}", err.message());
+
+    // The same value at the limit (1,024 bytes) is accepted by both.
+    let ok = "x".repeat(1024);
+    let body = serde_json::json!({
+        "service": "orders",
+        "address": "http://127.0.0.1:9",
+        "metadata": { "k": ok },
+    });
+    assert_eq!(
+        c.post_json(&format!("{}/register", gw.url), &body)
+            .await
+            .status
+            .as_u16(),
+        201
+    );
+    registry
+        .register(pb::RegisterRequest {
+            service: "orders".into(),
+            address: "http://127.0.0.1:10".into(),
+            metadata: [("k".to_owned(), ok)].into_iter().collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let listed = grpc_replicas(&c, &gw.url, "orders").await;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_never_left_moves_on_within_the_retry_budget_like_an_http_request() {
+    // One attempt machine for both wires: a call refused a connection moves to the next replica, and
+    // that move is a retry paid for by the service's budget. With no budget at all (ratio 0, no floor)
+    // the call ends at the refusal, saying why; with the budget off, every call is answered.
+    for (budget, moves_on) in [
+        ("{ enabled: false }", true),
+        ("{ ratio: 0.0, min_per_second: 0 }", false),
+    ] {
+        let gw = gateway(&format!(
+            "breaker: {{ failure_threshold: 1000000 }}\neviction: {{ failure_threshold: 1000000 }}\n\
+             retry: {{ max_attempts: 2, budget: {budget} }}\n"
+        ));
+        let _reps = replicas(&gw, 1, &[]).await;
+        let c = Client::new();
+        let dead = format!("http://127.0.0.1:{}", e2e::process::free_port());
+        let body = serde_json::json!({
+            "service": "echo",
+            "address": dead,
+            "protocol": "grpc",
+            "grpc_services": ["demo.v1.Echo"],
+        });
+        assert_eq!(
+            c.post_json(&format!("{}/register", gw.url), &body)
+                .await
+                .status
+                .as_u16(),
+            201
+        );
+        let mut echo = EchoClient::new(channel(&gw.grpc_url).await);
+        // Round robin over the live and the dead replica: some calls go to the dead one first.
+        let mut refused = 0;
+        for i in 0..6 {
+            match echo.say(say(&format!("m{i}"))).await {
+                Ok(_) => {}
+                Err(s) => {
+                    assert_eq!(s.code(), Code::Unavailable, "{s:?}");
+                    assert!(
+                        s.message().contains("not retried: over the retry budget"),
+                        "{}",
+                        s.message()
+                    );
+                    refused += 1;
+                }
+            }
+        }
+        if moves_on {
+            assert_eq!(refused, 0, "budget {budget}");
+        } else {
+            assert!(refused >= 1, "budget {budget}");
+        }
+        let listed = grpc_replicas(&c, &gw.url, "echo").await;
+        let dead_view = listed
+            .iter()
+            .find(|r| r["address"] == dead.as_str())
+            .expect("the dead replica is listed");
+        assert!(dead_view["failures"].as_u64().unwrap() >= 1, "{dead_view}");
+    }
+}

@@ -6,10 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::GatewayError;
 use crate::policy::BreakerState;
-use crate::registry::{
-    Evicted, Metadata, Protocol, Registration, ReplicaAddress, ReplicaView, ServiceName,
-    TransitionRecord,
-};
+use crate::registry::{Evicted, Metadata, Protocol, Registration, ReplicaView, TransitionRecord};
 
 /// `POST /register` body.
 #[derive(Debug, Deserialize)]
@@ -35,10 +32,6 @@ impl TryFrom<RegisterRequest> for Registration {
     type Error = GatewayError;
 
     fn try_from(r: RegisterRequest) -> Result<Self, GatewayError> {
-        let service =
-            ServiceName::parse(&r.service).map_err(|e| field("service", e.to_string()))?;
-        let address =
-            ReplicaAddress::parse(&r.address).map_err(|e| field("address", e.to_string()))?;
         let protocol = match r.protocol.as_deref() {
             None | Some("http") => Protocol::Http,
             Some("grpc") => Protocol::Grpc,
@@ -49,8 +42,14 @@ impl TryFrom<RegisterRequest> for Registration {
                 ))
             }
         };
-        Registration::validated(service, address, protocol, r.grpc_services, r.metadata)
-            .map_err(|e| field(e.field, e.message))
+        Registration::try_new(
+            &r.service,
+            &r.address,
+            protocol,
+            r.grpc_services,
+            r.metadata,
+        )
+        .map_err(|e| field(e.field, e.message))
     }
 }
 

@@ -114,7 +114,7 @@ proptest! {
         check(&b)?;
     }
 
-    /// Both edges accept exactly the same registrations (one set of rules, `Registration::validated`).
+    /// Both edges accept exactly the same registrations (one set of rules, `Registration::try_new`).
     #[test]
     fn the_two_edges_agree(req in request()) {
         let body = serde_json::to_vec(&as_json(&req)).unwrap();

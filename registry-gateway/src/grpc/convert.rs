@@ -6,7 +6,7 @@ use registry_proto::registry::v1 as pb;
 use tonic::Status;
 
 use crate::policy::BreakerState;
-use crate::registry::{Protocol, Registration, Replica, ReplicaAddress, Service, ServiceName};
+use crate::registry::{Protocol, Registration, Replica, Service};
 
 fn invalid(field: &str, message: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("{field}: {message}"))
@@ -14,16 +14,14 @@ fn invalid(field: &str, message: impl std::fmt::Display) -> Status {
 
 /// Validates a `RegisterRequest` into a [`Registration`]; `INVALID_ARGUMENT` names the bad field.
 pub(crate) fn registration(r: pb::RegisterRequest) -> Result<Registration, Status> {
-    let service = ServiceName::parse(&r.service).map_err(|e| invalid("service", e))?;
-    let address = ReplicaAddress::parse(&r.address).map_err(|e| invalid("address", e))?;
     let protocol = match pb::Protocol::try_from(r.protocol) {
         Ok(pb::Protocol::Unspecified | pb::Protocol::Http) => Protocol::Http,
         Ok(pb::Protocol::Grpc) => Protocol::Grpc,
         Err(_) => return Err(invalid("protocol", format!("unknown value {}", r.protocol))),
     };
-    Registration::validated(
-        service,
-        address,
+    Registration::try_new(
+        &r.service,
+        &r.address,
         protocol,
         r.grpc_services,
         r.metadata.into_iter().collect(),

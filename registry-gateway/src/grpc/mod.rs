@@ -4,10 +4,13 @@
 //!
 //! gRPC cannot go through actix-web (no HTTP/2 trailers), so it has its own listener on the tokio runtime.
 
+mod attempt;
 mod client_body;
 pub(crate) mod convert;
+mod observed;
 mod proxy;
 mod registry_api;
+mod route;
 mod status;
 mod upstream;
 
@@ -40,7 +43,7 @@ pub(crate) type GrpcBody =
 /// gRPC proxy settings.
 #[derive(Debug, Clone)]
 pub struct GrpcSettings {
-    /// Attempts per call (only connect failures move a call on).
+    /// Attempts per call (only a call that never left moves on).
     pub max_attempts: u32,
     /// TCP connect + HTTP/2 handshake timeout per replica.
     pub connect_timeout: Duration,

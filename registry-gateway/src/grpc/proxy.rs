@@ -1,27 +1,26 @@
 //! Transparent gRPC proxy: route by gRPC service name → pick → forward the untouched h2 stream → classify
-//! `grpc-status` (headers or trailers) → record. Each call carries an `x-request-id` both ways and is
+//! `grpc-status` (headers or trailers) → record; the attempt machine ([`crate::policy::Attempts`]) says
+//! whether a call that never left moves on. Each call carries an `x-request-id` both ways and is
 //! counted (and access-logged) when its response ends.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use http::{HeaderValue, Request, Response, Uri};
-use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
+use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use uuid::Uuid;
 
+use super::attempt::{call_once, CallAttempt};
 use super::client_body::{ClientBody, ClientBroke};
+use super::observed::observe;
+use super::route::{self, Target};
 use super::status::{self, code};
 use super::{GrpcBody, GrpcState};
 use crate::clock;
 use crate::observe::{
-    access_log_on, grpc_from_http, AccessInfo, Exchange, FinalStatus, ProtocolLabel, RequestId,
-    REQUEST_ID_HEADER,
+    access_log_on, AccessInfo, Exchange, FinalStatus, ProtocolLabel, RequestId, REQUEST_ID_HEADER,
 };
-use crate::policy::{attribute, ClientFault, FailureCause, Outcome};
+use crate::policy::{Attempts, BodyReplay, Failure, FailureCause, Next, Report, RetryPolicy};
+use crate::proxy::{admit, Admit};
 use crate::registry::{AttemptRecord, Protocol, Replica, Service};
 
 /// Header that names the registry service explicitly, bypassing routing by gRPC service name.
@@ -91,25 +90,17 @@ async fn call(
     if let Ok(via) = HeaderValue::from_str(&settings.instance_id.via_entry()) {
         req.headers_mut().append(http::header::VIA, via);
     }
-    let grpc_service = req
-        .uri()
-        .path()
-        .trim_start_matches('/')
-        .split('/')
-        .next()
-        .unwrap_or("")
-        .to_owned();
-
-    let explicit = req
+    let path = req.uri().path().to_owned();
+    let header = req
         .headers()
         .get(ROUTE_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let accept = |r: &Replica| {
-        r.protocol() == Protocol::Grpc && (explicit.is_some() || r.serves_grpc(&grpc_service))
-    };
-    let svc: Arc<Service> = match &explicit {
-        Some(name) => match registry.service(name) {
+    let target = Target::of(&path, header.as_deref());
+    let accept =
+        |r: &Replica| target.accepts(r.protocol() == Protocol::Grpc, |name| r.serves_grpc(name));
+    let svc: Arc<Service> = match target {
+        Target::Named(name) => match registry.service(name) {
             Some(s) => s,
             None => {
                 return Err(status::error_response(
@@ -118,25 +109,23 @@ async fn call(
                 ))
             }
         },
-        None => {
-            let routes = registry.grpc_route(&grpc_service);
-            if routes.is_empty() {
-                return Err(status::error_response(
-                    code::NOT_FOUND,
-                    &format!("no replica serves gRPC service '{grpc_service}'"),
-                ));
-            }
-            // Prefer a registry service with a replica that can take the call now.
+        Target::Serving(grpc_service) => {
             let now = clock::now();
-            routes
-                .iter()
-                .find(|s| {
-                    registry
-                        .retry_after(s, now, accept)
-                        .is_some_and(|d| d.is_zero())
-                })
-                .unwrap_or(&routes[0])
-                .clone()
+            let serving = registry.grpc_route(grpc_service);
+            let ready = |s: &Arc<Service>| {
+                registry
+                    .retry_after(s, now, accept)
+                    .is_some_and(|d| d.is_zero())
+            };
+            match route::prefer(&serving, ready) {
+                Some(s) => Arc::clone(s),
+                None => {
+                    return Err(status::error_response(
+                        code::NOT_FOUND,
+                        &format!("no replica serves gRPC service '{grpc_service}'"),
+                    ))
+                }
+            }
         }
     };
 
@@ -151,293 +140,109 @@ async fn call(
         .map(|a| a.ip());
     if let Some(ip) = peer {
         // Only a trusted proxy in front may say who the client is (forwarded.trusted_proxies).
-        let prev = match settings.trusted_proxies.trusts(peer) {
-            true => req
-                .headers()
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok()),
-            false => None,
-        };
-        let xff = match prev {
-            Some(prev) => format!("{prev}, {ip}"),
-            None => ip.to_string(),
-        };
-        if let Ok(v) = HeaderValue::from_str(&xff) {
-            req.headers_mut().insert("x-forwarded-for", v);
-        }
+        let trusted = settings.trusted_proxies.trusts(peer);
+        crate::proxy::append_forwarded_for(req.headers_mut(), ip, trusted);
     }
 
     ex.route(svc.observe(registry.metrics()));
     svc.count_request(clock::now());
     let mut tried: Vec<Uuid> = Vec::new();
-    let mut last_failure: Option<FailureCause> = None;
-    let mut over_budget = false;
-    let max_attempts = settings.max_attempts as usize;
-    let mut attempts = 0;
-    while attempts < max_attempts {
+    // A call is never repeated once it left (not idempotent; its request stream is consumed), so only
+    // calls that never left move on.
+    let policy = RetryPolicy {
+        max_attempts: settings.max_attempts,
+    };
+    let mut attempts = Attempts::new(policy, false);
+    // The request, while no replica has it.
+    let mut pending = Some(req);
+    let next = loop {
         let Some(pick) = registry.pick(&svc, &tried, clock::now(), accept) else {
-            break;
+            break attempts.end();
         };
         tried.push(pick.replica.id());
-        // Another gateway holds this replica's half-open probe: skip it.
-        if pick.probe && !state.shared.claim_probe(pick.replica.address()).await {
-            continue;
+        match admit(&pick, &mut attempts, &svc, registry, &state.shared).await {
+            Admit::Go => {}
+            Admit::Skip => continue,
+            Admit::Stop(next) => break next,
         }
-        // Only calls that never left are retried here, and they still draw on the retry budget, as in
-        // Envoy and Finagle (whose requeues share the retry budget): a connect that times out is often a
-        // replica too busy to accept, and an exempt kind of retry would let a service refusing
-        // connections everywhere see `max_attempts` times the connection attempts.
-        if attempts > 0 && !svc.allow_retry(clock::now()) {
-            registry.abandon(&pick);
-            over_budget = true;
-            break;
-        }
-        attempts += 1;
+        let Some(req) = pending.take() else {
+            break attempts.end();
+        };
+        attempts.start();
         ex.attempt(pick.replica.observe(registry.metrics()));
-        let attempt_started = clock::now();
-        let address = pick.replica.address().clone();
-        let authority = address.authority().to_owned();
-        let mut sender = match state
-            .connections
-            .ready(&address, &settings.upstream_tls, settings.connect_timeout)
-            .await
-        {
-            Ok(s) => s,
-            Err(cause) => {
-                // The call never left: the untouched request moves on to the next replica.
-                let outcome = Outcome::Failure(cause);
-                registry.record(&pick, outcome, clock::now());
-                pick.replica.observe(registry.metrics()).attempt(outcome);
-                last_failure = Some(cause);
-                continue;
+        let replicas = svc.replicas().len();
+        let (outcome, mut record, back) =
+            match call_once(state, &settings, pick, req, &broke, deadline, started).await {
+                // Any head is the call's answer (a call that left is never repeated); its outcome
+                // waits for its status.
+                CallAttempt::Answered(resp, record) => return Ok((resp, record, broke)),
+                CallAttempt::Refused(resp) => return Err(resp),
+                CallAttempt::Failed(outcome, record, back) => (outcome, record, back),
+            };
+        record.finish(outcome);
+        let (sent, body) = match back {
+            Some(req) => {
+                pending = Some(req);
+                (false, BodyReplay::Untouched)
             }
+            None => (true, BodyReplay::Consumed),
         };
-        let scheme = if address.is_tls() { "https" } else { "http" };
-        let mut parts = Uri::builder().scheme(scheme).authority(authority.as_str());
-        if let Some(pq) = req.uri().path_and_query() {
-            parts = parts.path_and_query(pq.clone());
+        match attempts.after(Report {
+            outcome,
+            sent,
+            body,
+            replicas,
+            has_response: false,
+        }) {
+            Next::Pick => {}
+            next => break next,
         }
-        let Ok(uri) = parts.build() else {
-            return Err(status::error_response(
-                code::UNAVAILABLE,
-                "bad upstream address",
-            ));
-        };
-        *req.uri_mut() = uri;
-        let remaining = match deadline {
-            Some(d) => match d.checked_sub(clock::now().saturating_duration_since(started)) {
-                Some(r) if !r.is_zero() => {
-                    req.headers_mut()
-                        .insert("grpc-timeout", status::format_timeout(r));
-                    Some(r)
-                }
-                _ => {
-                    registry.abandon(&pick);
-                    return Err(status::error_response(
-                        code::DEADLINE_EXCEEDED,
-                        "deadline exceeded before the call was sent",
-                    ));
-                }
-            },
-            None => None,
-        };
-        let wait = remaining.unwrap_or(settings.request_timeout);
-        let mut record = AttemptRecord::new(Arc::clone(registry), pick, attempt_started);
-        let result = tokio::time::timeout(wait, sender.try_send_request(req)).await;
-        match result {
-            Err(_) => {
-                let (c, msg) = if remaining.is_some() {
-                    (
-                        code::DEADLINE_EXCEEDED,
-                        "deadline exceeded waiting for the replica",
-                    )
-                } else {
-                    (
-                        code::UNAVAILABLE,
-                        "the replica did not answer within upstream.request_timeout",
-                    )
-                };
-                record.finish(Outcome::Failure(FailureCause::Timeout));
-                return Err(status::error_response(c, msg));
-            }
-            Ok(Ok(resp)) => {
-                // A client-streaming call's head waits for the client's last message: count from there.
-                record.head_arrived(broke.ended_at());
-                return Ok((resp, record, broke));
-            }
-            Ok(Err(mut e)) => {
-                let client = broke.get().then_some(ClientFault::Aborted);
-                let outcome = attribute(client, FailureCause::Transport);
-                if outcome.is_failure() {
-                    state.connections.forget(&address);
-                }
-                record.finish(outcome);
-                if client.is_some() {
-                    return Err(status::error_response(
-                        code::CANCELLED,
-                        "the client's request stream broke",
-                    ));
-                }
-                match e.take_message() {
-                    // The connection died before the call left: it moves on, untouched.
-                    Some(back) => {
-                        req = back;
-                        last_failure = Some(FailureCause::Transport);
-                    }
-                    // From the first byte on, the request stream belongs to the replica: no retry.
-                    None => {
-                        return Err(status::error_response(
-                            code::UNAVAILABLE,
-                            "connection to the replica broke",
-                        ))
-                    }
-                }
-            }
-        }
-    }
-    let message = match last_failure {
-        Some(cause) if over_budget => format!(
-            "no replica of '{}' could take the call; last: {cause}; not retried: over the retry budget",
-            svc.name()
+    };
+    Err(grpc_error(
+        next,
+        &svc.name().to_string(),
+        deadline.is_some(),
+    ))
+}
+
+/// The gateway's own trailers-only error when no replica answered the call.
+fn grpc_error(next: Next, service: &str, deadline: bool) -> Response<GrpcBody> {
+    let failure = match next {
+        Next::Fail(f) => f,
+        Next::Pick | Next::Answer => Failure::NoReplica,
+    };
+    let (c, message) = match failure {
+        Failure::Client(_) => (
+            code::CANCELLED,
+            "the client's request stream broke".to_owned(),
         ),
-        Some(cause) => format!(
-            "no replica of '{}' could take the call; last: {cause}",
-            svc.name()
+        Failure::Stopped(FailureCause::Timeout) if deadline => (
+            code::DEADLINE_EXCEEDED,
+            "deadline exceeded waiting for the replica".to_owned(),
         ),
-        None => format!(
-            "no replica of '{}' can take the call (none registered, or every circuit open)",
-            svc.name()
+        Failure::Stopped(FailureCause::Timeout) => (
+            code::UNAVAILABLE,
+            "the replica did not answer within upstream.request_timeout".to_owned(),
+        ),
+        Failure::Stopped(_) => (
+            code::UNAVAILABLE,
+            "connection to the replica broke".to_owned(),
+        ),
+        Failure::Exhausted {
+            cause,
+            budget_refused: true,
+        } => (
+            code::UNAVAILABLE,
+            format!("no replica of '{service}' could take the call; last: {cause}; not retried: over the retry budget"),
+        ),
+        Failure::Exhausted { cause, .. } => (
+            code::UNAVAILABLE,
+            format!("no replica of '{service}' could take the call; last: {cause}"),
+        ),
+        Failure::NoReplica => (
+            code::UNAVAILABLE,
+            format!("no replica of '{service}' can take the call (none registered, or every circuit open)"),
         ),
     };
-    Err(status::error_response(code::UNAVAILABLE, &message))
-}
-
-/// Classifies the response as soon as its status is known: a non-200 HTTP status or a trailers-only
-/// `grpc-status` now, otherwise the trailers at the end of the body. The call (`ex`) ends with the body.
-fn observe(
-    resp: Response<Incoming>,
-    mut guard: AttemptRecord,
-    broke: ClientBroke,
-    ex: Exchange,
-) -> Response<GrpcBody> {
-    let (parts, body) = resp.into_parts();
-    let code = if parts.status != http::StatusCode::OK {
-        let outcome = if parts.status.is_server_error() {
-            Outcome::Failure(FailureCause::Status(parts.status.as_u16()))
-        } else {
-            Outcome::Success
-        };
-        guard.finish(outcome);
-        Some(grpc_from_http(parts.status.as_u16()))
-    } else if let Some(code) = status::grpc_status(&parts.headers) {
-        guard.finish(Outcome::from_grpc_status(code));
-        Some(code)
-    } else {
-        None
-    };
-    let body = ObservedBody {
-        inner: body,
-        guard: code.is_none().then_some(guard),
-        broke,
-        code,
-        sent: 0,
-        exchange: Some(ex),
-    };
-    Response::from_parts(parts, body.boxed_unsync())
-}
-
-/// The replica's response body, passed through frame by frame; its trailers decide the outcome.
-struct ObservedBody {
-    inner: Incoming,
-    guard: Option<AttemptRecord>,
-    broke: ClientBroke,
-    /// The call's final status, once known (from the head or the trailers).
-    code: Option<i32>,
-    /// Data bytes passed to the client.
-    sent: u64,
-    /// The client's call, until the body ends.
-    exchange: Option<Exchange>,
-}
-
-impl ObservedBody {
-    /// Records a broken stream: the client's fault when its own request stream broke first.
-    fn broken(&mut self) {
-        if let Some(mut g) = self.guard.take() {
-            let client = self.broke.get().then_some(ClientFault::Aborted);
-            g.finish(attribute(client, FailureCause::Transport));
-        }
-    }
-
-    /// The call ends with `code` unless its status is already known.
-    fn end(&mut self, code: i32) {
-        if let Some(mut ex) = self.exchange.take() {
-            ex.finish(FinalStatus::Grpc(self.code.unwrap_or(code)), self.sent);
-        }
-    }
-}
-
-impl Drop for ObservedBody {
-    /// Dropped before its end: the client cancelled the call (or its status was known from the head).
-    fn drop(&mut self) {
-        self.end(code::CANCELLED);
-    }
-}
-
-impl Body for ObservedBody {
-    type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    this.sent += data.len() as u64;
-                }
-                if let Some(trailers) = frame.trailers_ref() {
-                    let code = status::grpc_status(trailers);
-                    let outcome = match code {
-                        Some(code) => Outcome::from_grpc_status(code),
-                        None => Outcome::Failure(FailureCause::Transport),
-                    };
-                    if let Some(mut g) = this.guard.take() {
-                        g.finish(outcome);
-                    }
-                    // Trailers without a status: the client reads the call as INTERNAL.
-                    this.code = this.code.or(code).or(Some(code::INTERNAL));
-                    this.end(code::INTERNAL);
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                this.broken();
-                // The stream is reset: the client sees INTERNAL, or had cancelled it itself.
-                let code = if this.broke.get() {
-                    code::CANCELLED
-                } else {
-                    code::INTERNAL
-                };
-                this.end(code);
-                Poll::Ready(Some(Err(e.into())))
-            }
-            Poll::Ready(None) => {
-                // A gRPC response must end with trailers carrying grpc-status.
-                this.broken();
-                this.end(code::INTERNAL);
-                Poll::Ready(None)
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
+    status::error_response(c, &message)
 }

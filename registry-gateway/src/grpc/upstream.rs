@@ -37,13 +37,8 @@ impl Connections {
             self.conns.remove(key);
         }
         let deadline = tokio::time::Instant::now() + connect_timeout;
-        let stream = crate::tls::connect_tcp(address, deadline).await?;
-        let mut sender = if address.is_tls() {
-            let stream = crate::tls::connect_tls(tls, stream, address, true, deadline).await?;
-            handshake(stream, deadline).await?
-        } else {
-            handshake(stream, deadline).await?
-        };
+        let stream = crate::tls::dial(address, tls, true, deadline).await?;
+        let mut sender = handshake(stream, deadline).await?;
         sender.ready().await.map_err(|_| FailureCause::Connect)?;
         self.conns.insert(key.to_owned(), sender.clone());
         Ok(sender)

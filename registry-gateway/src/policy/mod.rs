@@ -1,9 +1,10 @@
 //! Pure failure policy: outcome classification, breaker, lease, eviction, self-preservation, selection,
-//! retry decisions, the retry budget and slow replicas.
+//! retry decisions, one request's attempts, the retry budget and slow replicas.
 //!
 //! Nothing here does IO or reads a clock: every decision takes `now` and the facts it needs, so unit tests
 //! drive exact sequences. The proxy (IO) produces [`Outcome`]s; the registry feeds them to these types.
 
+pub mod attempts;
 pub mod breaker;
 pub mod eviction;
 pub mod lease;
@@ -16,6 +17,7 @@ pub mod retry_budget;
 pub mod selection;
 pub mod upload;
 
+pub use attempts::{Attempts, Failure, Next, Report};
 pub use breaker::{Admission, Breaker, BreakerConfig, BreakerState, OpenCause, Transition};
 pub use eviction::{EvictionPolicy, EvictionReason};
 pub use lease::Lease;

@@ -89,10 +89,12 @@ pub enum FailureCause {
 }
 
 impl Outcome {
-    /// Classifies an upstream HTTP response status.
+    /// Classifies an upstream HTTP response status, for both wires (a gRPC replica's non-200 head too).
     ///
     /// 5xx is the replica's fault, except 501 (method not implemented) and 505 (HTTP version not
-    /// supported), which describe the request, not the replica's health.
+    /// supported), which describe the request, not the replica's health: every replica running the same
+    /// code answers them alike, so neither retrying elsewhere nor opening a breaker can help. The gRPC
+    /// path used to count them as failures; one table for both wires keeps this HTTP rule.
     pub fn from_http_status(status: u16) -> Self {
         match status {
             501 | 505 => Outcome::Success,
@@ -111,6 +113,16 @@ impl Outcome {
             2 | 4 | 8 | 13 | 14 => Outcome::Failure(FailureCause::Grpc(code)),
             _ => Outcome::Success,
         }
+    }
+
+    /// Classifies a gRPC response head: a status other than 200 by the HTTP table
+    /// ([`Outcome::from_http_status`]), else a trailers-only `grpc-status`; `None` when the outcome
+    /// waits for the trailers.
+    pub fn from_grpc_head(http_status: u16, grpc_status: Option<i32>) -> Option<Self> {
+        if http_status != 200 {
+            return Some(Outcome::from_http_status(http_status));
+        }
+        grpc_status.map(Outcome::from_grpc_status)
     }
 
     /// Whether this outcome counts against the replica.
@@ -185,6 +197,31 @@ mod tests {
         for c in [0, 1, 3, 5, 6, 7, 9, 10, 11, 12, 15, 16] {
             assert_eq!(Outcome::from_grpc_status(c), Outcome::Success, "{c}");
         }
+    }
+
+    #[test]
+    fn a_grpc_head_is_classified_by_the_http_table_first() {
+        // a non-200 head: the HTTP rule, 501 and 505 included (they describe the call, not the replica)
+        assert_eq!(
+            Outcome::from_grpc_head(503, None),
+            Some(Outcome::Failure(FailureCause::Status(503)))
+        );
+        assert_eq!(Outcome::from_grpc_head(501, None), Some(Outcome::Success));
+        assert_eq!(
+            Outcome::from_grpc_head(505, Some(14)),
+            Some(Outcome::Success)
+        );
+        assert_eq!(Outcome::from_grpc_head(404, None), Some(Outcome::Success));
+        // 200: a trailers-only status decides now, else the trailers will
+        assert_eq!(
+            Outcome::from_grpc_head(200, Some(14)),
+            Some(Outcome::Failure(FailureCause::Grpc(14)))
+        );
+        assert_eq!(
+            Outcome::from_grpc_head(200, Some(0)),
+            Some(Outcome::Success)
+        );
+        assert_eq!(Outcome::from_grpc_head(200, None), None);
     }
 
     #[test]

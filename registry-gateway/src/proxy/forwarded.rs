@@ -79,9 +79,38 @@ impl TrustedProxies {
     }
 }
 
+/// Sets the `X-Forwarded-For` of a request going to a replica, for both wires: a `trusted` peer's list
+/// (a proxy in front of the gateway) gets `peer` appended; anyone else's is replaced by `peer` alone.
+pub(crate) fn append_forwarded_for(headers: &mut http::HeaderMap, peer: IpAddr, trusted: bool) {
+    let prev = match trusted {
+        true => headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
+        false => None,
+    };
+    let xff = match prev {
+        Some(prev) => format!("{prev}, {peer}"),
+        None => peer.to_string(),
+    };
+    if let Ok(v) = http::HeaderValue::from_str(&xff) {
+        headers.insert("x-forwarded-for", v);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_for_appends_only_to_a_trusted_list() {
+        let mut h = http::HeaderMap::new();
+        h.insert("x-forwarded-for", "203.0.113.7".parse().unwrap());
+        append_forwarded_for(&mut h, ip("127.0.0.2"), true);
+        assert_eq!(h["x-forwarded-for"], "203.0.113.7, 127.0.0.2");
+        append_forwarded_for(&mut h, ip("127.0.0.3"), false);
+        assert_eq!(h["x-forwarded-for"], "127.0.0.3");
+        let mut empty = http::HeaderMap::new();
+        append_forwarded_for(&mut empty, ip("127.0.0.4"), true);
+        assert_eq!(empty["x-forwarded-for"], "127.0.0.4");
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

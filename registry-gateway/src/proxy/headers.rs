@@ -78,13 +78,7 @@ pub(crate) fn to_upstream(
         }
     }
     if let Some(ip) = peer {
-        let xff = match out.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prev) => format!("{prev}, {ip}"),
-            None => ip.to_string(),
-        };
-        if let Ok(v) = HeaderValue::from_str(&xff) {
-            out.insert("x-forwarded-for", v);
-        }
+        super::forwarded::append_forwarded_for(&mut out, ip, trusted);
     }
     if !out.contains_key("x-forwarded-proto") {
         out.insert("x-forwarded-proto", HeaderValue::from_static(proto));

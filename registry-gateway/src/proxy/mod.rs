@@ -1,20 +1,26 @@
-//! HTTP proxy path: pick a replica → forward → classify the outcome → record it → maybe retry the next.
+//! HTTP proxy path: pick a replica → forward → classify the outcome → record it → ask the attempt machine
+//! ([`crate::policy::Attempts`]) whether to pick the next.
 
+mod admit;
+mod attempt;
 mod forwarded;
 mod headers;
 mod request_body;
 mod response_body;
 pub mod route;
+mod settings;
 mod upgrade;
 mod upstream;
 pub(crate) mod via;
 
+pub(crate) use admit::{admit, Admit};
+pub(crate) use forwarded::append_forwarded_for;
 pub use forwarded::{Cidr, TrustedProxies};
+pub use settings::ProxySettings;
 pub use via::{HopError, InstanceId};
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::body::{BodySize, EitherBody, MessageBody};
 use actix_web::http::{header as ax, StatusCode};
@@ -30,85 +36,13 @@ use crate::observe::{
 };
 use crate::policy::retry::is_idempotent;
 use crate::policy::{
-    attribute, BodyReplay, ClientFault, FailureCause, HeadTimer, Outcome, RetryDecision,
-    RetryPolicy,
+    Attempts, BodyReplay, ClientFault, Failure, FailureCause, Next, Outcome, Report,
 };
-use crate::registry::{AttemptRecord, Protocol, Registry, RegistryError, Replica};
+use crate::registry::{AttemptRecord, Protocol, Registry, RegistryError, Replica, Service};
 use crate::store::Shared;
+use attempt::{forward_once, upgrade_once, Attempt};
 use request_body::{ReadError, RequestBody};
 use response_body::ResponseBody;
-use upstream::SendError;
-
-/// Proxy settings, derived from the config.
-#[derive(Debug, Clone)]
-pub struct ProxySettings {
-    /// Retry limits.
-    pub retry: RetryPolicy,
-    /// TCP connect timeout per attempt.
-    pub connect_timeout: Duration,
-    /// Time from the last request byte sent to the response head, per attempt.
-    pub request_timeout: Duration,
-    /// Longest wait for the next piece of a replica's response body.
-    pub read_timeout: Duration,
-    /// Longest time a replica may leave the request body unread.
-    pub send_timeout: Duration,
-    /// Longest wait for the next piece of the client's request body.
-    pub body_timeout: Duration,
-    /// Bodies with a `Content-Length` up to this size are buffered so they can be replayed.
-    pub buffer_body_max: usize,
-    /// Idle connections kept per replica and worker.
-    pub max_idle_per_replica: usize,
-    /// Largest request head, in bytes (431 past it).
-    pub max_header_bytes: usize,
-    /// Longest request target, in bytes (414 past it).
-    pub max_uri_bytes: usize,
-    /// This gateway's `Via` name.
-    pub instance_id: InstanceId,
-    /// Most `Via` entries a request may carry (508 past it).
-    pub max_hops: u32,
-    /// Peers whose `X-Forwarded-*` headers are kept.
-    pub trusted_proxies: TrustedProxies,
-    /// One access-log line per request (`log.access`); read per request.
-    pub access_log: bool,
-    /// Carry protocol upgrades, WebSocket or any other (`proxy.upgrades`); off, they are answered 403.
-    pub upgrades: bool,
-    /// A tunnel idle this long either way is closed (`proxy.upgrade_idle_timeout`).
-    pub upgrade_idle_timeout: Duration,
-    /// Trust and client certificate for `https://` replicas (`upstream.tls`); new connections take it.
-    pub upstream_tls: crate::tls::UpstreamTls,
-    /// Clients reach the listener over TLS (`tls`): `X-Forwarded-Proto: https`.
-    pub client_tls: bool,
-}
-
-impl ProxySettings {
-    /// The proxy's settings from a validated config, with its `upstream.tls` files already read.
-    pub fn from_config(
-        config: &crate::Config,
-        instance_id: InstanceId,
-        upstream_tls: crate::tls::UpstreamTls,
-    ) -> Result<ProxySettings, String> {
-        Ok(ProxySettings {
-            retry: config.retry_policy(),
-            connect_timeout: config.upstream.connect_timeout,
-            request_timeout: config.upstream.request_timeout,
-            read_timeout: config.upstream.read_timeout,
-            send_timeout: config.upstream.send_timeout,
-            body_timeout: config.client.body_timeout,
-            buffer_body_max: config.retry.buffer_body_max,
-            max_idle_per_replica: config.upstream.max_idle_per_replica,
-            max_header_bytes: config.limits.max_header_bytes,
-            max_uri_bytes: config.limits.max_uri_bytes,
-            instance_id,
-            max_hops: config.proxy.max_hops,
-            trusted_proxies: TrustedProxies::parse(&config.forwarded.trusted_proxies)?,
-            access_log: config.log.access,
-            upgrades: config.proxy.upgrades,
-            upgrade_idle_timeout: config.proxy.upgrade_idle_timeout,
-            upstream_tls,
-            client_tls: config.tls.enabled(),
-        })
-    }
-}
 
 /// Upper bound of `retry.max_attempts` (validated in the config).
 pub const MAX_ATTEMPTS: usize = 10;
@@ -146,21 +80,6 @@ impl Proxy {
             unknown,
         }
     }
-}
-
-/// What one attempt came to.
-enum Attempt {
-    /// A response the client gets as it is (success or client error); its outcome is recorded when its
-    /// body ends.
-    Response(HttpResponse<ResponseBody>),
-    /// No response; the body comes back when it was not consumed.
-    Failed(FailureCause, Option<RequestBody>),
-    /// A 5xx response: a replica failure, retried when safe, else passed to the client as it is.
-    Retryable(FailureCause, HttpResponse<ResponseBody>),
-    /// The client broke its own upload: the request ends here and the replica is not charged.
-    ClientFault(ClientFault),
-    /// The replica switched protocols: the tunnel runs behind this response.
-    Switched(HttpResponse<upgrade::TunnelBody>),
 }
 
 /// What the client gets from a forwarded request.
@@ -314,25 +233,29 @@ async fn forward(
     // Attempts never exceed `retry.max_attempts` (at most 10): a fixed array, no allocation.
     // Replicas already tried, or skipped because another gateway holds their half-open probe.
     let mut tried = [Uuid::nil(); 2 * MAX_ATTEMPTS];
-    let (mut attempts, mut excluded) = (0usize, 0usize);
-    let mut last: Option<(FailureCause, Option<HttpResponse<ResponseBody>>)> = None;
-    while attempts < MAX_ATTEMPTS && excluded < tried.len() {
+    let mut excluded = 0usize;
+    // An upgrade handshake that reached a replica is never sent again, whatever its method.
+    let mut attempts = Attempts::new(settings.retry, idempotent && upgrading.is_none());
+    // The latest attempt's answer for the client: a success, or a 5xx kept in case no retry follows.
+    let mut answer: Option<Forwarded> = None;
+    let next = loop {
+        if attempts.made() as usize >= MAX_ATTEMPTS || excluded >= tried.len() {
+            break attempts.end();
+        }
         let Some(pick) = registry.pick(&svc, &tried[..excluded], clock::now(), is_http) else {
-            break;
+            break attempts.end();
         };
         tried[excluded] = pick.replica.id();
         excluded += 1;
-        if pick.probe && !proxy.shared.claim_probe(pick.replica.address()).await {
-            continue;
+        match admit(&pick, &mut attempts, &svc, registry, &proxy.shared).await {
+            Admit::Go => {}
+            Admit::Skip => continue,
+            Admit::Stop(next) => break next,
         }
-        // The budget is asked when a retry is about to go out, so that one with no replica left to try
-        // costs nothing. Refused: the failed attempt's answer (`last`) goes to the client.
-        if attempts > 0 && !svc.allow_retry(clock::now()) {
-            registry.abandon(&pick);
-            break;
-        }
-        let Some(body) = source.take() else { break };
-        attempts += 1;
+        let Some(body) = source.take() else {
+            break attempts.end();
+        };
+        attempts.start();
         // Built per attempt from the client's headers: cheaper than keeping a copy to clone.
         let proto = if settings.client_tls { "https" } else { "http" };
         let mut headers = headers::to_upstream(req.headers(), peer, trusted, proto);
@@ -378,78 +301,92 @@ async fn forward(
             )
             .await
         };
-        let (cause, response) = match attempt {
-            Attempt::Response(resp) => return Ok(Forwarded::Response(resp)),
-            Attempt::Switched(resp) => return Ok(Forwarded::Tunnel(resp)),
+        // A good answer's record went with its body (its outcome waits for the body's end).
+        let (outcome, sent) = match attempt {
+            Attempt::Response(resp) => {
+                answer = Some(Forwarded::Response(resp));
+                (Outcome::Success, true)
+            }
+            Attempt::Switched(resp) => {
+                answer = Some(Forwarded::Tunnel(resp));
+                (Outcome::Success, true)
+            }
             Attempt::ClientFault(fault) => {
-                let fault = framing_fault(req, fault);
-                if let Some(r) = record.as_mut() {
-                    r.finish(Outcome::ClientFault(fault));
-                }
-                tracing::debug!(service = %svc.name(), replica = %replica.address(), %fault, "client ended the attempt");
-                return Err(match fault {
-                    ClientFault::BodyTimeout => GatewayError::ClientBodyTimeout,
-                    other => GatewayError::ClientBody(other.to_string()),
-                });
+                answer = None;
+                (Outcome::ClientFault(framing_fault(req, fault)), true)
             }
             Attempt::Failed(cause, back) => {
+                answer = None;
+                // A body given back never left: the request did not reach the replica.
+                let sent = back.is_none();
                 if let Some(b) = back {
                     source.put_back(b);
                 }
-                (cause, None)
+                (Outcome::Failure(cause), sent)
             }
-            Attempt::Retryable(cause, resp) => (cause, Some(resp)),
-        };
-        if let Some(r) = record.as_mut() {
-            r.finish(Outcome::Failure(cause));
-        }
-        let replicas = svc.replicas().len().max(attempts);
-        let decision = match settings.retry.after_failure(
-            attempts as u32,
-            replicas,
-            cause,
-            idempotent,
-            source.replay(),
-        ) {
-            // A handshake that reached a replica is never sent again.
-            RetryDecision::Retry if upgrading.is_some() && !upgrade::may_move_on(cause) => {
-                RetryDecision::Unsafe
+            Attempt::Retryable(cause, resp) => {
+                answer = Some(Forwarded::Response(resp));
+                (Outcome::Failure(cause), true)
             }
-            d => d,
         };
-        tracing::debug!(service = %svc.name(), replica = %replica.address(), %cause, ?decision, "attempt failed");
-        last = Some((cause, response));
-        if decision != RetryDecision::Retry {
-            break;
+        if outcome != Outcome::Success {
+            if let Some(r) = record.as_mut() {
+                r.finish(outcome);
+            }
         }
-    }
+        let next = attempts.after(Report {
+            outcome,
+            sent,
+            body: source.replay(),
+            replicas: svc.replicas().len(),
+            has_response: answer.is_some(),
+        });
+        if outcome != Outcome::Success {
+            tracing::debug!(service = %svc.name(), replica = %replica.address(), ?outcome, ?next, "attempt failed");
+        }
+        if next != Next::Pick {
+            break next;
+        }
+    };
 
-    let attempts = attempts as u32;
+    match (next, answer) {
+        (Next::Answer, Some(answer)) => Ok(answer),
+        // The machine answers only after an attempt that brought a response.
+        (next, _) => Err(http_error(next, &svc, registry, attempts.made())),
+    }
+}
+
+/// The gateway's own answer when no replica's answer reaches the client.
+fn http_error(next: Next, svc: &Service, registry: &Registry, attempts: u32) -> GatewayError {
     let service = svc.name().to_string();
-    match last {
-        // A 5xx that was not retried (or was the last try) reaches the client as the replica sent it.
-        Some((_, Some(resp))) => Ok(Forwarded::Response(resp)),
-        Some((FailureCause::Timeout, None)) => {
-            Err(GatewayError::UpstreamTimeout { service, attempts })
-        }
-        Some((cause, None)) => Err(GatewayError::AllAttemptsFailed {
-            service,
-            attempts,
-            cause,
-        }),
-        None => {
-            let (reason, retry_after) = match registry.retry_after(&svc, clock::now(), is_http) {
+    match next {
+        Next::Fail(Failure::Client(ClientFault::BodyTimeout)) => GatewayError::ClientBodyTimeout,
+        Next::Fail(Failure::Client(fault)) => GatewayError::ClientBody(fault.to_string()),
+        Next::Fail(Failure::NoReplica) | Next::Pick | Next::Answer => {
+            let (reason, retry_after) = match registry.retry_after(svc, clock::now(), is_http) {
                 None => (
                     "no replica is registered",
                     registry.policy().heartbeat_interval,
                 ),
                 Some(d) => ("every replica's circuit is open", d),
             };
-            Err(GatewayError::NoReplicaAvailable {
+            GatewayError::NoReplicaAvailable {
                 service,
                 reason,
                 retry_after,
-            })
+            }
+        }
+        Next::Fail(Failure::Stopped(FailureCause::Timeout))
+        | Next::Fail(Failure::Exhausted {
+            cause: FailureCause::Timeout,
+            ..
+        }) => GatewayError::UpstreamTimeout { service, attempts },
+        Next::Fail(Failure::Stopped(cause) | Failure::Exhausted { cause, .. }) => {
+            GatewayError::AllAttemptsFailed {
+                service,
+                attempts,
+                cause,
+            }
         }
     }
 }
@@ -503,158 +440,4 @@ async fn prepare_body(
             settings.body_timeout,
         )))),
     }
-}
-
-/// One attempt against one replica.
-async fn forward_once(
-    replica: &Replica,
-    method: &http::Method,
-    uri: &http::Uri,
-    headers: http::HeaderMap,
-    body: RequestBody,
-    settings: &ProxySettings,
-    record: &mut Option<AttemptRecord>,
-) -> Attempt {
-    let address = replica.address();
-    let authority = address.authority();
-    let tls = &settings.upstream_tls;
-    let mut conn = match upstream::checkout(address, tls, settings.connect_timeout).await {
-        Ok(c) => c,
-        Err(cause) => return Attempt::Failed(cause, Some(body)),
-    };
-    let upload = body.upload();
-    let mut req = hyper::Request::new(body);
-    *req.method_mut() = method.clone();
-    *req.uri_mut() = uri.clone();
-    *req.headers_mut() = headers;
-    headers::set_host(req.headers_mut(), authority);
-    let timer = HeadTimer {
-        head_timeout: settings.request_timeout,
-        send_timeout: settings.send_timeout,
-    };
-
-    let mut result = conn.send(req, timer, upload.as_deref()).await;
-    // A pooled keep-alive connection the replica just closed is not the replica's fault: the request
-    // came back unsent, so send it once more on a fresh connection.
-    if conn.reused {
-        if let Err(SendError::NotSent(req)) = result {
-            conn = match upstream::connect(address, tls, settings.connect_timeout).await {
-                Ok(c) => c,
-                Err(cause) => return Attempt::Failed(cause, Some(req.into_body())),
-            };
-            result = conn.send(*req, timer, upload.as_deref()).await;
-        }
-    }
-    let resp = match result {
-        Ok(resp) => resp,
-        Err(SendError::NotSent(req)) => {
-            return Attempt::Failed(FailureCause::Transport, Some(req.into_body()))
-        }
-        Err(SendError::Failed(cause)) => {
-            // Whose fault: a client that broke its own upload made the exchange fail.
-            return match attribute(upload.and_then(|u| u.client_fault()), cause) {
-                Outcome::ClientFault(fault) => Attempt::ClientFault(fault),
-                _ => Attempt::Failed(cause, None),
-            };
-        }
-    };
-    let status = resp.status().as_u16();
-    // A switch of protocols nobody asked for (the upgrade headers were stripped) cannot be carried.
-    if status == 101 {
-        return Attempt::Failed(FailureCause::Transport, None);
-    }
-    match Outcome::from_http_status(status) {
-        Outcome::Failure(cause) => Attempt::Retryable(
-            cause,
-            to_client_response(resp, method, Some(conn), settings, None),
-        ),
-        // The outcome of a good head waits for the end of its body; its latency is taken now.
-        _ => {
-            if let Some(r) = record.as_mut() {
-                r.head_arrived(upload.as_deref().and_then(request_body::Upload::sent_at));
-            }
-            Attempt::Response(to_client_response(
-                resp,
-                method,
-                Some(conn),
-                settings,
-                record.take(),
-            ))
-        }
-    }
-}
-
-/// One upgrade attempt against one replica (see [`upgrade::attempt`]); an answer other than 101 is an
-/// ordinary response, classified like any other.
-#[allow(clippy::too_many_arguments)]
-async fn upgrade_once(
-    replica: &Replica,
-    method: &http::Method,
-    uri: &http::Uri,
-    headers: http::HeaderMap,
-    protocols: &http::HeaderValue,
-    settings: &ProxySettings,
-    gate: &crate::framing::GateHandle,
-    record: &mut Option<AttemptRecord>,
-) -> Attempt {
-    let answer = upgrade::attempt(
-        replica, method, uri, headers, protocols, settings, gate, record,
-    )
-    .await;
-    let resp = match answer {
-        upgrade::UpgradeAttempt::Switched(resp) => return Attempt::Switched(*resp),
-        upgrade::UpgradeAttempt::Failed(cause) => return Attempt::Failed(cause, None),
-        upgrade::UpgradeAttempt::Answered(resp) => resp,
-    };
-    match Outcome::from_http_status(resp.status().as_u16()) {
-        Outcome::Failure(cause) => Attempt::Retryable(
-            cause,
-            to_client_response(resp, method, None, settings, None),
-        ),
-        _ => {
-            if let Some(r) = record.as_mut() {
-                r.head_arrived(None);
-            }
-            Attempt::Response(to_client_response(
-                resp,
-                method,
-                None,
-                settings,
-                record.take(),
-            ))
-        }
-    }
-}
-
-fn to_client_response(
-    resp: hyper::Response<hyper::body::Incoming>,
-    method: &http::Method,
-    conn: Option<upstream::Conn>,
-    settings: &ProxySettings,
-    record: Option<AttemptRecord>,
-) -> HttpResponse<ResponseBody> {
-    let (parts, incoming) = resp.into_parts();
-    let status = StatusCode::from_u16(parts.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let not_modified = status == StatusCode::NOT_MODIFIED;
-    let size = if not_modified || status == StatusCode::NO_CONTENT {
-        BodySize::None
-    } else {
-        match headers::content_length(&parts.headers) {
-            Some(n) => BodySize::Sized(n),
-            None if *method == http::Method::HEAD => BodySize::None,
-            None => BodySize::Stream,
-        }
-    };
-    let body = ResponseBody::new(
-        incoming,
-        status.as_u16(),
-        size,
-        conn,
-        settings.max_idle_per_replica,
-        record,
-        settings.read_timeout,
-    );
-    let mut out = HttpResponse::with_body(status, body);
-    headers::to_client(&parts.headers, not_modified, out.headers_mut());
-    out
 }

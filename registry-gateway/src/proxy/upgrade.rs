@@ -83,12 +83,6 @@ pub(crate) fn classify(
     }
 }
 
-/// Whether a failed upgrade attempt may move on to the next replica (the retry policy still decides):
-/// only when nothing reached the replica. Once the handshake was sent, the replica may have acted on it.
-pub(crate) fn may_move_on(cause: FailureCause) -> bool {
-    matches!(cause, FailureCause::Connect | FailureCause::ConnectTimeout)
-}
-
 /// The upgrade headers the replica gets back, after hop-by-hop stripping removed them.
 pub(crate) fn restore_upgrade_headers(out: &mut http::HeaderMap, protocols: &http::HeaderValue) {
     out.insert(
@@ -137,13 +131,7 @@ async fn connect(
     connect_timeout: Duration,
 ) -> Result<SendRequest<Empty<Bytes>>, FailureCause> {
     let deadline = tokio::time::Instant::now() + connect_timeout;
-    let stream = crate::tls::connect_tcp(address, deadline).await?;
-    if address.is_tls() {
-        let tls = crate::tls::connect_tls(tls, stream, address, false, deadline).await?;
-        handshake(tls).await
-    } else {
-        handshake(stream).await
-    }
+    handshake(crate::tls::dial(address, tls, false, deadline).await?).await
 }
 
 /// HTTP/1.1 with upgrades over `io`; the connection runs on this worker's task set.
@@ -486,15 +474,28 @@ mod tests {
 
     #[test]
     fn only_an_attempt_that_never_reached_the_replica_moves_on() {
-        assert!(may_move_on(FailureCause::Connect));
-        assert!(may_move_on(FailureCause::ConnectTimeout));
+        use crate::policy::{Attempts, BodyReplay, Next, Outcome, Report, RetryPolicy};
+        // The proxy drives a handshake as not idempotent, whatever its method.
+        let after = |cause: FailureCause, sent: bool| {
+            let mut a = Attempts::new(RetryPolicy { max_attempts: 3 }, false);
+            a.start();
+            a.after(Report {
+                outcome: Outcome::Failure(cause),
+                sent,
+                body: BodyReplay::Replayable,
+                replicas: 3,
+                has_response: false,
+            })
+        };
+        assert_eq!(after(FailureCause::Connect, false), Next::Pick);
+        assert_eq!(after(FailureCause::ConnectTimeout, false), Next::Pick);
         for sent in [
             FailureCause::Timeout,
             FailureCause::Transport,
             FailureCause::Status(502),
             FailureCause::Truncated,
         ] {
-            assert!(!may_move_on(sent), "{sent:?}");
+            assert_ne!(after(sent, true), Next::Pick, "{sent:?}");
         }
     }
 

@@ -84,12 +84,7 @@ pub(crate) async fn connect(
     connect_timeout: Duration,
 ) -> Result<Conn, FailureCause> {
     let deadline = tokio::time::Instant::now() + connect_timeout;
-    let stream = crate::tls::connect_tcp(address, deadline).await?;
-    let sender = if address.is_tls() {
-        handshake(crate::tls::connect_tls(tls, stream, address, false, deadline).await?).await?
-    } else {
-        handshake(stream).await?
-    };
+    let sender = handshake(crate::tls::dial(address, tls, false, deadline).await?).await?;
     let pool_key = address.as_str();
     let key = POOL.with(|p| {
         p.borrow()

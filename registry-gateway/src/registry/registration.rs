@@ -1,5 +1,7 @@
 //! The rules every registration obeys, whichever edge it came through (JSON, gRPC, a peer via Redis):
-//! gRPC services only on gRPC replicas, valid names, bounded metadata.
+//! a valid service name and replica address, gRPC services only on gRPC replicas, valid names, bounded
+//! metadata. The edges only decode their wire and map [`InvalidRegistration`] to it (400 over HTTP,
+//! `INVALID_ARGUMENT` over gRPC).
 
 use super::{validate_grpc_service, Metadata, Protocol, Registration, ReplicaAddress, ServiceName};
 
@@ -14,7 +16,7 @@ pub const MAX_METADATA_LEN: usize = 1024;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct InvalidRegistration {
-    /// `grpc_services` or `metadata`.
+    /// `service`, `address`, `grpc_services` or `metadata`.
     pub field: &'static str,
     /// What is wrong.
     pub message: String,
@@ -28,7 +30,23 @@ fn invalid(field: &'static str, message: impl Into<String>) -> InvalidRegistrati
 }
 
 impl Registration {
-    /// A registration from already parsed name and address, checking the remaining rules.
+    /// A registration as a client sent it (the admin API's JSON, the gRPC `Register` call): the
+    /// service name and replica address as text, checked with every other rule.
+    pub fn try_new(
+        service: &str,
+        address: &str,
+        protocol: Protocol,
+        grpc_services: Vec<String>,
+        metadata: Metadata,
+    ) -> Result<Registration, InvalidRegistration> {
+        let service = ServiceName::parse(service).map_err(|e| invalid("service", e.to_string()))?;
+        let address =
+            ReplicaAddress::parse(address).map_err(|e| invalid("address", e.to_string()))?;
+        Registration::validated(service, address, protocol, grpc_services, metadata)
+    }
+
+    /// A registration from already parsed name and address (a peer's, read from the store), checking
+    /// the remaining rules.
     pub fn validated(
         service: ServiceName,
         address: ReplicaAddress,
@@ -110,9 +128,51 @@ mod tests {
         )
     }
 
+    fn from_text(service: &str, address: &str) -> Result<Registration, InvalidRegistration> {
+        Registration::try_new(
+            service,
+            address,
+            Protocol::Http,
+            Vec::new(),
+            Metadata::new(),
+        )
+    }
+
     #[test]
-    fn every_edge_gets_the_same_rules() {
-        assert!(reg(Protocol::Http, &[], &[("zone", "a")]).is_ok());
+    fn a_service_name_must_be_valid() {
+        assert!(from_text("orders", "http://127.0.0.1:9001").is_ok());
+        for bad in ["", "Orders", "a b", "../x"] {
+            assert_eq!(
+                from_text(bad, "http://127.0.0.1:9001").unwrap_err().field,
+                "service",
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_replica_address_must_be_valid() {
+        for bad in [
+            "",
+            "127.0.0.1:9001",
+            "ftp://127.0.0.1:1",
+            "http://127.0.0.1",
+        ] {
+            assert_eq!(
+                from_text("orders", bad).unwrap_err().field,
+                "address",
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_service_is_checked_before_the_address() {
+        assert_eq!(from_text("", "").unwrap_err().field, "service");
+    }
+
+    #[test]
+    fn grpc_services_only_on_grpc_replicas() {
         assert!(reg(Protocol::Grpc, &["demo.v1.Echo"], &[]).is_ok());
         assert_eq!(
             reg(Protocol::Http, &["demo.v1.Echo"], &[])
@@ -120,23 +180,58 @@ mod tests {
                 .field,
             "grpc_services"
         );
+    }
+
+    #[test]
+    fn grpc_services_are_valid_and_bounded() {
         assert_eq!(
             reg(Protocol::Grpc, &["../x"], &[]).unwrap_err().field,
             "grpc_services"
         );
+        let names: Vec<String> = (0..=MAX_GRPC_SERVICES)
+            .map(|i| format!("demo.v1.S{i}"))
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        assert!(reg(Protocol::Grpc, &names[..MAX_GRPC_SERVICES], &[]).is_ok());
         assert_eq!(
-            reg(Protocol::Http, &[], &[("", "v")]).unwrap_err().field,
+            reg(Protocol::Grpc, &names, &[]).unwrap_err().field,
+            "grpc_services"
+        );
+    }
+
+    #[test]
+    fn metadata_values_are_at_most_1024_bytes() {
+        let at_limit = "v".repeat(MAX_METADATA_LEN);
+        assert!(reg(Protocol::Http, &[], &[("k", &at_limit)]).is_ok());
+        // the value the gRPC edge used to accept
+        let five_thousand = "v".repeat(5000);
+        assert_eq!(
+            reg(Protocol::Grpc, &[], &[("k", &five_thousand)])
+                .unwrap_err()
+                .field,
             "metadata"
         );
-        let long = "v".repeat(MAX_METADATA_LEN + 1);
+        let long_key = "k".repeat(MAX_METADATA_LEN + 1);
         assert_eq!(
-            reg(Protocol::Http, &[], &[("k", &long)]).unwrap_err().field,
+            reg(Protocol::Http, &[], &[(&long_key, "v")])
+                .unwrap_err()
+                .field,
+            "metadata"
+        );
+    }
+
+    #[test]
+    fn metadata_has_at_most_64_entries_and_non_empty_keys() {
+        assert!(reg(Protocol::Http, &[], &[("zone", "a")]).is_ok());
+        assert_eq!(
+            reg(Protocol::Http, &[], &[("", "v")]).unwrap_err().field,
             "metadata"
         );
         let many: Vec<(String, String)> = (0..=MAX_METADATA_ENTRIES)
             .map(|i| (i.to_string(), String::new()))
             .collect();
         let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert!(reg(Protocol::Http, &[], &many[..MAX_METADATA_ENTRIES]).is_ok());
         assert_eq!(
             reg(Protocol::Http, &[], &many).unwrap_err().field,
             "metadata"

@@ -5,12 +5,29 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
 
-use super::UpstreamTls;
+use super::{MaybeTls, ReplicaIo, UpstreamTls};
 use crate::policy::FailureCause;
 use crate::registry::ReplicaAddress;
 
+/// A connection to `address` by `deadline`: TCP, then TLS (ALPN `h2` or `http/1.1`) for an `https://`
+/// replica. The one connect → [`FailureCause`] mapping of both wires (and of WebSocket upgrades).
+pub(crate) async fn dial(
+    address: &ReplicaAddress,
+    tls: &UpstreamTls,
+    h2: bool,
+    deadline: Instant,
+) -> Result<ReplicaIo, FailureCause> {
+    let tcp = connect_tcp(address, deadline).await?;
+    if address.is_tls() {
+        let stream = connect_tls(tls, tcp, address, h2, deadline).await?;
+        Ok(MaybeTls::Tls(Box::new(stream)))
+    } else {
+        Ok(MaybeTls::Plain(tcp))
+    }
+}
+
 /// A TCP connection to `address` (no delay set), by `deadline`.
-pub(crate) async fn connect_tcp(
+async fn connect_tcp(
     address: &ReplicaAddress,
     deadline: Instant,
 ) -> Result<TcpStream, FailureCause> {
@@ -27,7 +44,7 @@ pub(crate) async fn connect_tcp(
 /// The TLS handshake with `address` over `tcp` by `deadline`, offering ALPN `h2` or `http/1.1`. A
 /// certificate that does not verify (or any other handshake failure) is [`FailureCause::Connect`],
 /// logged with the reason: it is usually a trust or name mismatch an operator must fix.
-pub(crate) async fn connect_tls(
+async fn connect_tls(
     tls: &UpstreamTls,
     tcp: TcpStream,
     address: &ReplicaAddress,

@@ -9,9 +9,9 @@ mod listener;
 mod stream;
 mod upstream;
 
-pub(crate) use dial::{connect_tcp, connect_tls};
+pub(crate) use dial::dial;
 pub use listener::{ListenerCert, ListenerTls};
-pub use stream::ClientIo;
+pub use stream::{ClientIo, MaybeTls, ReplicaIo};
 pub use upstream::UpstreamTls;
 
 use std::sync::Arc;
