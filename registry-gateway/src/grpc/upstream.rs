@@ -36,7 +36,7 @@ impl Connections {
             }
             self.conns.remove(key);
         }
-        let deadline = tokio::time::Instant::now() + connect_timeout;
+        let deadline = crate::clock::deadline(connect_timeout);
         let stream = crate::tls::dial(address, tls, true, deadline).await?;
         let mut sender = handshake(stream, deadline).await?;
         sender.ready().await.map_err(|_| FailureCause::Connect)?;

@@ -131,7 +131,7 @@ impl MessageBody for ResponseBody {
                     let timeout = this.read_timeout;
                     let stall = match &mut this.stall {
                         Some(s) if !this.waiting => {
-                            s.as_mut().reset(tokio::time::Instant::now() + timeout);
+                            s.as_mut().reset(crate::clock::deadline(timeout));
                             s
                         }
                         Some(s) => s,

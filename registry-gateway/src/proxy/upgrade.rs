@@ -130,7 +130,7 @@ async fn connect(
     tls: &crate::tls::UpstreamTls,
     connect_timeout: Duration,
 ) -> Result<SendRequest<Empty<Bytes>>, FailureCause> {
-    let deadline = tokio::time::Instant::now() + connect_timeout;
+    let deadline = crate::clock::deadline(connect_timeout);
     handshake(crate::tls::dial(address, tls, false, deadline).await?).await
 }
 

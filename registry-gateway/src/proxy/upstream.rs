@@ -83,7 +83,7 @@ pub(crate) async fn connect(
     tls: &UpstreamTls,
     connect_timeout: Duration,
 ) -> Result<Conn, FailureCause> {
-    let deadline = tokio::time::Instant::now() + connect_timeout;
+    let deadline = crate::clock::deadline(connect_timeout);
     let sender = handshake(crate::tls::dial(address, tls, false, deadline).await?).await?;
     let pool_key = address.as_str();
     let key = POOL.with(|p| {
@@ -133,8 +133,7 @@ impl Conn {
             },
             Some(upload) => {
                 tokio::pin!(fut);
-                let first =
-                    tokio::time::Instant::now() + timer.head_timeout.min(timer.send_timeout);
+                let first = crate::clock::deadline(timer.head_timeout.min(timer.send_timeout));
                 let sleep = tokio::time::sleep_until(first);
                 tokio::pin!(sleep);
                 loop {
