@@ -6,10 +6,12 @@
 mod address;
 mod attempt;
 mod change;
+mod event_log;
 mod events;
 mod evicted;
 mod latency;
 mod name;
+mod outbox;
 mod protocol;
 mod registration;
 mod replica;
@@ -21,10 +23,13 @@ mod transitions;
 
 pub use address::{InvalidAddress, ReplicaAddress};
 pub use attempt::AttemptRecord;
-pub use change::{Change, Removal, ReplicaRecord};
-pub use events::RegistryEvent;
+pub use change::{
+    AddressWrite, ChangeQueue, Pushed, ReplicaRecord, ReplicaWrite, SharedState, Streak, Write,
+};
+pub use events::{Joined, RegistryEvent, Source};
 pub use evicted::{Evicted, EVICTED_KEPT};
 pub use name::{InvalidName, ServiceName, RESERVED_NAMES};
+pub use outbox::{Outbox, QUEUE_CAPACITY};
 pub use protocol::{validate_grpc_service, InvalidGrpcService, Protocol};
 pub use registration::{
     InvalidRegistration, MAX_GRPC_SERVICES, MAX_METADATA_ENTRIES, MAX_METADATA_LEN,
@@ -145,7 +150,7 @@ pub struct Registry {
     policy: arc_swap::ArcSwap<RegistryPolicy>,
     events: tokio::sync::broadcast::Sender<RegistryEvent>,
     /// Local changes for a shared store, when one is attached ([`Registry::share_changes`]).
-    changes: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Change>>,
+    outbox: std::sync::OnceLock<Arc<Outbox>>,
     /// The gateway's metrics (every part of the gateway reaches them through its registry).
     metrics: Arc<Metrics>,
     /// Turns the `now` it is given into wall-clock times for operators.
@@ -168,7 +173,7 @@ impl Registry {
             tombstones: Mutex::new(HashMap::new()),
             policy: arc_swap::ArcSwap::from_pointee(policy),
             events: tokio::sync::broadcast::channel(4096).0,
-            changes: std::sync::OnceLock::new(),
+            outbox: std::sync::OnceLock::new(),
             metrics: Arc::new(Metrics::new()),
             wall,
             leases: Mutex::new(LeaseTimer::default()),
@@ -213,17 +218,16 @@ impl Registry {
         &self.metrics
     }
 
-    /// Starts recording local changes for a shared store and returns their receiver (once per registry).
-    /// Sending never blocks, so the proxy path never waits for the store.
-    pub fn share_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Change>> {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        self.changes.set(tx).ok().map(|()| rx)
+    /// Starts keeping local changes for a shared store, in an [`Outbox`] of `capacity` entries, and
+    /// returns it (once per registry). Pushing never blocks, so the proxy path never waits for the store.
+    pub fn share_changes(&self, capacity: usize) -> Option<Arc<Outbox>> {
+        let outbox = Arc::new(Outbox::new(capacity, Arc::clone(&self.metrics)));
+        self.outbox.set(Arc::clone(&outbox)).ok().map(|()| outbox)
     }
 
-    fn share(&self, change: impl FnOnce() -> Change) {
-        if let Some(tx) = self.changes.get() {
-            let _ = tx.send(change());
-        }
+    /// Whether a shared store takes this registry's changes.
+    fn sharing(&self) -> bool {
+        self.outbox.get().is_some()
     }
 
     /// Subscribes to changes (added, removed, breaker state). A receiver that falls more than 4096 events
@@ -232,9 +236,16 @@ impl Registry {
         self.events.subscribe()
     }
 
-    fn emit(&self, event: RegistryEvent) {
-        // No watcher is not an error.
-        let _ = self.events.send(event);
+    /// The outbox of every event: its log line, the shared store's queue, and the watchers.
+    fn publish(&self, event: RegistryEvent) {
+        event_log::write(&event);
+        if let Some(outbox) = self.outbox.get() {
+            outbox.push(&event);
+        }
+        if event.is_watched() {
+            // No watcher is not an error.
+            let _ = self.events.send(event);
+        }
     }
 
     /// The registry services whose replicas serve the gRPC service `name`, in registration order.
@@ -286,7 +297,9 @@ impl Registry {
             .iter()
             .find(|r| r.origin() == Origin::Static && r.address() == address)
             .cloned();
-        found.is_some_and(|r| self.remove(&svc, &r, EvictionReason::Deregistered, now))
+        found.is_some_and(|r| {
+            self.remove(&svc, &r, EvictionReason::Deregistered, now, Source::Local)
+        })
     }
 
     fn service_entry(&self, name: &ServiceName) -> Arc<Service> {
@@ -414,25 +427,18 @@ impl Registry {
             }
         });
         self.index_grpc(&reg.service, &reg.grpc_services);
+        let replica = Arc::clone(&result.replica);
         if result.created {
             svc.evicted_list().forget(&reg.address);
             self.joined(&svc, &result.replica, now);
-            self.emit(RegistryEvent::Added(Arc::clone(&result.replica)));
-            self.share(|| Change::Registered(result.replica.record()));
+            let joined = if result.on_probation {
+                Joined::OnProbation
+            } else {
+                Joined::Registered
+            };
+            self.publish(RegistryEvent::Added(replica, joined));
         } else {
-            self.share(|| Change::Renewed {
-                service: reg.service.clone(),
-                id: result.replica.id(),
-            });
-        }
-        if result.on_probation {
-            tracing::warn!(
-                service = %reg.service, replica = %reg.address,
-                "[CIRCUIT] {} OPEN (re-registered after eviction: on probation until a probe succeeds)",
-                reg.address
-            );
-        } else if result.created {
-            tracing::info!(service = %reg.service, replica = %reg.address, id = %result.replica.id(), "registered");
+            self.publish(RegistryEvent::Renewed(replica));
         }
         result
     }
@@ -458,10 +464,9 @@ impl Registry {
         let (_, replica) = self.find(service, id)?;
         replica.lock().lease.renew(now);
         self.metrics.heartbeats.inc();
-        self.share(|| Change::Renewed {
-            service: replica.service().clone(),
-            id: replica.id(),
-        });
+        if self.sharing() {
+            self.publish(RegistryEvent::Renewed(Arc::clone(&replica)));
+        }
         Ok(replica)
     }
 
@@ -476,28 +481,24 @@ impl Registry {
         if replica.origin() == Origin::Static {
             return Err(RegistryError::StaticReplica(id.to_owned()));
         }
-        self.remove(&svc, &replica, EvictionReason::Deregistered, now);
+        self.remove(
+            &svc,
+            &replica,
+            EvictionReason::Deregistered,
+            now,
+            Source::Local,
+        );
         Ok(replica)
     }
 
+    /// Removes `replica` for `reason`, decided by `source` (peers hear of it only when it is local).
     fn remove(
         &self,
         svc: &Service,
         replica: &Arc<Replica>,
         reason: EvictionReason,
         now: Instant,
-    ) -> bool {
-        self.remove_as(svc, replica, reason, now, true)
-    }
-
-    /// Removes `replica`; `local` says whether peers must hear of it (false when a peer told us).
-    fn remove_as(
-        &self,
-        svc: &Service,
-        replica: &Arc<Replica>,
-        reason: EvictionReason,
-        now: Instant,
-        local: bool,
+        source: Source,
     ) -> bool {
         let removed = svc.update(|list| list.remove(replica));
         if !removed {
@@ -510,40 +511,20 @@ impl Registry {
             self.metrics.forget_replica(&replica.metric_labels());
         }
         self.count_replicas(svc);
-        self.remember_eviction(svc, replica, reason, now, local);
-        self.emit(RegistryEvent::Removed(Arc::clone(replica), Some(reason)));
-        if local && replica.origin() == Origin::Registered {
-            self.share(|| Change::Removed {
-                service: svc.name().clone(),
-                id: replica.id(),
-                address: replica.address().clone(),
-                why: match reason {
-                    EvictionReason::Deregistered => Removal::Deregistered,
-                    EvictionReason::Failures(_) => Removal::Failures,
-                    EvictionReason::LeaseExpired(_)
-                    | EvictionReason::LeaseExpiredAfterHold { .. } => Removal::LeaseExpired,
-                },
-            });
+        self.remember_eviction(svc, replica, reason, now, source);
+        if let EvictionReason::Failures(_) = reason {
+            let tomb = Tombstone {
+                history: replica.history(),
+                evicted_at: now,
+            };
+            self.tombstones_lock()
+                .insert((svc.name().clone(), replica.address().clone()), tomb);
         }
-        match reason {
-            EvictionReason::Deregistered => {
-                tracing::info!(service = %svc.name(), replica = %replica.address(), "deregistered");
-            }
-            EvictionReason::Failures(_) => {
-                let tomb = Tombstone {
-                    history: replica.history(),
-                    evicted_at: now,
-                };
-                self.tombstones_lock()
-                    .insert((svc.name().clone(), replica.address().clone()), tomb);
-                tracing::warn!(service = %svc.name(), replica = %replica.address(), reason = %reason,
-                    "[EVICT] {} from {} ({reason})", replica.address(), svc.name());
-            }
-            EvictionReason::LeaseExpired(_) | EvictionReason::LeaseExpiredAfterHold { .. } => {
-                tracing::warn!(service = %svc.name(), replica = %replica.address(), reason = %reason,
-                    "[EVICT] {} from {} ({reason})", replica.address(), svc.name());
-            }
-        }
+        self.publish(RegistryEvent::Removed(
+            Arc::clone(replica),
+            Some(reason),
+            source,
+        ));
         true
     }
 
@@ -555,7 +536,7 @@ impl Registry {
         replica: &Replica,
         reason: EvictionReason,
         now: Instant,
-        local: bool,
+        source: Source,
     ) {
         let label = match reason {
             EvictionReason::Deregistered => return,
@@ -564,7 +545,7 @@ impl Registry {
                 "lease_expired"
             }
         };
-        if local {
+        if source == Source::Local {
             self.metrics
                 .evictions
                 .get_or_create(&EvictionLabels {
@@ -581,7 +562,7 @@ impl Registry {
             id: replica.id(),
             address: replica.address().clone(),
             reason,
-            by_peer: !local,
+            by_peer: source == Source::Peer,
             evicted_at: now,
             evicted_at_unix_ms: self.wall.unix_ms(now),
             counters: replica.history(),
@@ -626,10 +607,7 @@ impl Registry {
                 }
                 admission
             };
-            if let Admission::Admitted { probe, transition } = admission {
-                if let Some(t) = transition {
-                    self.transitioned(r, t, now);
-                }
+            if let Admission::Admitted { probe, .. } = admission {
                 return Some(Pick {
                     replica: Arc::clone(r),
                     probe,
@@ -655,22 +633,6 @@ impl Registry {
             .min()
     }
 
-    fn transitioned(&self, r: &Arc<Replica>, t: Transition, now: Instant) {
-        log_transition(r, t, self.policy.load().breaker.half_open_probes);
-        match t {
-            Transition::Opened | Transition::Reopened => self.share(|| Change::Opened {
-                address: r.address().clone(),
-                open_for: self.policy.load().breaker.open_timeout,
-            }),
-            Transition::Closed => self.share(|| Change::Closed {
-                address: r.address().clone(),
-            }),
-            Transition::HalfOpened => {}
-        }
-        let state = r.lock().breaker.state(now);
-        self.emit(RegistryEvent::StateChanged(Arc::clone(r), state));
-    }
-
     /// Records the outcome of one attempt: counters, breaker, and eviction when the threshold is reached.
     pub fn record(&self, pick: &Pick, outcome: Outcome, now: Instant) {
         // Not the replica's doing: neither charged nor credited, and a probe it held is given back.
@@ -679,23 +641,22 @@ impl Registry {
             return;
         }
         let r = &pick.replica;
-        if pick.probe {
-            self.share(|| Change::ProbeDone {
-                address: r.address().clone(),
-            });
+        if pick.probe && self.sharing() {
+            self.publish(RegistryEvent::ProbeDone(Arc::clone(r)));
         }
         let failed = outcome.is_failure();
         r.count_attempt(failed);
         if r.is_removed() {
             return;
         }
+        let policy = self.policy.load();
         let (transition, consecutive, before) = {
             let mut st = r.lock();
             if let Outcome::Failure(cause) = outcome {
                 st.last_failure = Some(cause);
             }
             let before = st.breaker.consecutive_failures();
-            let t = st.breaker.record(failed, now, &self.policy.load().breaker);
+            let t = st.breaker.record(failed, now, &policy.breaker);
             let consecutive = st.breaker.consecutive_failures();
             let reason = match (t, outcome) {
                 (Some(Transition::Opened), Outcome::Failure(last)) => {
@@ -712,37 +673,34 @@ impl Registry {
                     Some(StateReason::ProbeFailed(cause))
                 }
                 (Some(Transition::Closed), _) => Some(StateReason::ProbesSucceeded(
-                    self.policy.load().breaker.half_open_probes.max(1),
+                    policy.breaker.half_open_probes.max(1),
                 )),
-                _ => None,
+                (Some(Transition::HalfOpened), _) => Some(StateReason::Probing),
+                // A breaker opens only on a failure.
+                (Some(_), _) | (None, _) => None,
             };
             if let (Some(t), Some(reason)) = (t, reason) {
                 self.note_transition(r, &mut st, endpoints(t), reason, now);
             }
             (t, consecutive, before)
         };
-        // Peers add failures up; a success only matters to them when it ends a run of failures, or
-        // when a failure-ratio rule counts every request.
-        let streak = failed || before > 0;
-        if streak || self.policy.load().breaker.failure_ratio.is_some() {
-            self.share(|| Change::Attempt {
-                address: r.address().clone(),
+        if self.sharing() {
+            // Peers add failures up; a success only matters to them when it ends a run of failures, or
+            // when a failure-ratio rule counts every request.
+            self.publish(RegistryEvent::Attempt {
+                replica: Arc::clone(r),
                 failed,
-                streak,
+                streak: failed || before > 0,
+                windowed: policy.breaker.failure_ratio.is_some(),
             });
-        }
-        if pick.probe && !failed && transition.is_none() {
-            self.share(|| Change::ProbeSucceeded {
-                address: r.address().clone(),
-            });
-        }
-        if let Some(t) = transition {
-            self.transitioned(r, t, now);
+            if pick.probe && !failed && transition.is_none() {
+                self.publish(RegistryEvent::ProbeSucceeded(Arc::clone(r)));
+            }
         }
         if failed && r.origin() == Origin::Registered {
-            if let Some(reason) = self.policy.load().eviction.on_failures(consecutive) {
+            if let Some(reason) = policy.eviction.on_failures(consecutive) {
                 if let Some(svc) = self.service(r.service().as_str()) {
-                    self.remove(&svc, r, reason, now);
+                    self.remove(&svc, r, reason, now, Source::Local);
                 }
             }
         }
@@ -772,14 +730,9 @@ impl Registry {
                 now,
             );
         }
-        let addr = r.address();
-        tracing::warn!(service = %r.service(), replica = %addr, "[CIRCUIT] {addr} OPEN ({reason})");
-        // Not shared with peer gateways: each judges latency from its own traffic and keeps its own half
-        // cap. Shared, two gateways could each eject a different half, and between them every replica.
-        self.emit(RegistryEvent::StateChanged(
-            Arc::clone(r),
-            BreakerState::Open,
-        ));
+        // Not shared with peer gateways (see `change::shared_state`): each judges latency from its own
+        // traffic and keeps its own half cap. Shared, two gateways could each eject a different half,
+        // and between them every replica.
         true
     }
 
@@ -834,9 +787,9 @@ impl Registry {
     pub fn abandon(&self, pick: &Pick) {
         if pick.probe {
             pick.replica.lock().breaker.release_probe();
-            self.share(|| Change::ProbeDone {
-                address: pick.replica.address().clone(),
-            });
+            if self.sharing() {
+                self.publish(RegistryEvent::ProbeDone(Arc::clone(&pick.replica)));
+            }
         }
     }
 
@@ -976,42 +929,11 @@ impl Registry {
                 Some(held) => EvictionReason::LeaseExpiredAfterHold { silent, held },
                 None => EvictionReason::LeaseExpired(silent),
             };
-            if self.remove(svc, &r, reason, now) {
+            if self.remove(svc, &r, reason, now, Source::Local) {
                 removed += 1;
             }
         }
         removed
-    }
-}
-
-fn log_transition(r: &Replica, t: Transition, probes: u32) {
-    let addr = r.address();
-    let svc = r.service();
-    match t {
-        Transition::Opened => {
-            let cause = r.lock().breaker.open_cause().map_or_else(
-                || "threshold reached".to_owned(),
-                |c| match c {
-                    // Unchanged wording: operators' alerts and our tests match on it.
-                    OpenCause::Consecutive(_) => "threshold reached".to_owned(),
-                    OpenCause::Ratio { .. } => format!("failure ratio reached: {c}"),
-                },
-            );
-            tracing::warn!(service = %svc, replica = %addr, "[CIRCUIT] {addr} OPEN ({cause})")
-        }
-        Transition::Reopened => {
-            tracing::warn!(service = %svc, replica = %addr, "[CIRCUIT] {addr} OPEN (half-open probe failed)")
-        }
-        Transition::HalfOpened => {
-            tracing::info!(service = %svc, replica = %addr, "[CIRCUIT] {addr} HALF-OPEN (probing)")
-        }
-        Transition::Closed => {
-            if probes > 1 {
-                tracing::info!(service = %svc, replica = %addr, "[CIRCUIT] {addr} CLOSED ({probes} probes succeeded)")
-            } else {
-                tracing::info!(service = %svc, replica = %addr, "[CIRCUIT] {addr} CLOSED (probe succeeded)")
-            }
-        }
     }
 }
 
