@@ -134,7 +134,8 @@ pub enum Pushed {
     Queued,
     /// Folded into the entry already waiting for the same replica or address.
     Coalesced,
-    /// The queue was full: everything a write-back replaces was dropped, and a write-back is due.
+    /// The queue was full: everything a write-back replaces was dropped (this entry is kept when it is a
+    /// removal, or when it fits again), and a write-back is due.
     Overflowed,
 }
 
@@ -250,8 +251,8 @@ impl ChangeQueue {
         }
         // Removals stay even past the capacity: a write-back cannot delete what is gone.
         let removal = matches!(new, ReplicaWrite::Removed { .. });
-        let pushed = self.make_room(removal);
-        if pushed == Pushed::Queued || removal {
+        let (fits, pushed) = self.make_room();
+        if fits || removal {
             self.order.push_back(Key::Replica(key.0.clone(), key.1));
             self.replicas.insert(key, new);
         }
@@ -263,19 +264,18 @@ impl ChangeQueue {
             *old = combine_address(*old, new);
             return Pushed::Coalesced;
         }
-        let pushed = self.make_room(false);
-        if pushed == Pushed::Queued {
+        let (fits, pushed) = self.make_room();
+        if fits {
             self.order.push_back(Key::Address(address.clone()));
             self.addresses.insert(address, new);
         }
         pushed
     }
 
-    /// `Queued` when a new entry fits (after an overflow, when only removals were left), else
-    /// `Overflowed`.
-    fn make_room(&mut self, removal: bool) -> Pushed {
+    /// Makes room for one more entry: whether it fits now, and whether the queue overflowed for it.
+    fn make_room(&mut self) -> (bool, Pushed) {
         if self.len() < self.capacity {
-            return Pushed::Queued;
+            return (true, Pushed::Queued);
         }
         // Drop every entry but the removals: a full write-back replaces them.
         self.overflowed = true;
@@ -283,14 +283,7 @@ impl ChangeQueue {
         self.replicas
             .retain(|_, w| matches!(w, ReplicaWrite::Removed { .. }));
         self.retain_order();
-        if removal {
-            Pushed::Overflowed
-        } else if self.len() < self.capacity {
-            // Room again: this entry is newer than the write-back's snapshot would be, keep it.
-            Pushed::Queued
-        } else {
-            Pushed::Overflowed
-        }
+        (self.len() < self.capacity, Pushed::Overflowed)
     }
 
     fn retain_order(&mut self) {

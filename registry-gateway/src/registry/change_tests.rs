@@ -283,7 +283,7 @@ fn an_overflow_keeps_only_removals_and_asks_for_a_write_back() {
     // and the new entry fits again
     assert_eq!(
         q.push(&RegistryEvent::Renewed(Arc::clone(&reps[3]))),
-        Pushed::Queued
+        Pushed::Overflowed
     );
     assert!(q.take_overflow(), "a write-back is due");
     assert!(!q.take_overflow(), "once");

@@ -80,6 +80,11 @@ impl Connection {
         self.epoch.load(Ordering::Acquire)
     }
 
+    /// Follows whether Redis is reachable (`changed()` completes at each change).
+    pub(super) fn watch(&self) -> watch::Receiver<bool> {
+        self.connected.subscribe()
+    }
+
     /// Completes once Redis is reachable.
     pub(super) async fn wait_connected(&self) {
         let mut rx = self.connected.subscribe();

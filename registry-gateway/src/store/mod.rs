@@ -13,6 +13,11 @@ mod scripts;
 mod subscriber;
 mod writer;
 
+#[cfg(test)]
+mod outage_tests;
+#[cfg(test)]
+mod test_server;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -17,9 +17,11 @@ use crate::clock;
 use crate::registry::ReplicaAddress;
 
 impl RedisStore {
-    /// Resyncs every `redis.resync_interval` (every 500 ms at most while degraded), and at once when
-    /// asked, until `stop`.
+    /// Resyncs every `redis.resync_interval` (every 500 ms at most while degraded), at once when asked
+    /// and when Redis becomes reachable or unreachable, until `stop`.
     pub(super) async fn resync_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        // Woken when Redis becomes unreachable (to poll it often) and when it is back (to write back).
+        let mut reachable = self.conn.watch();
         loop {
             // While degraded, try again often: recovery (and the write-back) should not wait an interval.
             let wait = if self.conn.connected() {
@@ -32,6 +34,7 @@ impl RedisStore {
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = self.resync_now.notified() => {}
+                _ = reachable.changed() => {}
                 () = stopped(&mut stop) => return,
             }
             self.resync().await;
@@ -64,6 +67,9 @@ impl RedisStore {
             self.written_epoch.store(epoch, Ordering::Release);
         }
 
+        // What was known before the read: a replica the writer adds while it runs was written after the
+        // read began, and its absence from what was read means nothing.
+        let known_before = lock(&self.known).clone();
         let Some(found) = self.read_replicas().await else {
             return;
         };
@@ -77,10 +83,9 @@ impl RedisStore {
             // Reconnected meanwhile: the next pass reconciles.
             self.resync_now.notify_one();
         }
-        let known = lock(&self.known).clone();
         let removed = self.registry.retain_known(
             &plan.ids,
-            |id| reconcile::left_redis(false, known.contains(&id), same_epoch),
+            |id| reconcile::left_redis(false, known_before.contains(&id), same_epoch),
             now,
         );
         if removed > 0 {
@@ -89,7 +94,12 @@ impl RedisStore {
         if !same_epoch {
             return;
         }
-        *lock(&self.known) = plan.ids;
+        {
+            let mut known = lock(&self.known);
+            let written_meanwhile: Vec<_> = known.difference(&known_before).copied().collect();
+            *known = plan.ids;
+            known.extend(written_meanwhile);
+        }
         self.registry.metrics().store_resyncs.inc();
 
         if let Some(open) = self.read_open_breakers().await {

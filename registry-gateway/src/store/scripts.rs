@@ -87,55 +87,13 @@ pub(super) fn release_script() -> redis::Script {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
+    use super::super::test_server::redis_server;
     use super::*;
-
-    /// A real redis-server on a free port (the test command installs redis-server).
-    struct Server(std::process::Child, u16);
-
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
-    fn redis_server() -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (scripts/test.sh installs it)");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Server(child, port)
-    }
 
     #[tokio::test]
     async fn the_probe_slots_are_shared_by_every_gateway() {
         let server = redis_server();
-        let client = redis::Client::open(format!("redis://127.0.0.1:{}/0", server.1)).unwrap();
+        let client = redis::Client::open(format!("redis://127.0.0.1:{}/0", server.port)).unwrap();
         let mut c = client.get_multiplexed_async_connection().await.unwrap();
         async fn claim(
             c: &mut redis::aio::MultiplexedConnection,
