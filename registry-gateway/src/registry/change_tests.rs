@@ -5,8 +5,9 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::policy::FailureCause;
+use crate::policy::SlowReason;
 use crate::registry::tests::{policy, reg};
-use crate::registry::{Registry, Replica, SlowReason, TransitionRecord};
+use crate::registry::{Registry, Replica, TransitionRecord};
 
 fn replicas(n: u16) -> (Registry, Vec<Arc<Replica>>) {
     let r = Registry::new(policy());
