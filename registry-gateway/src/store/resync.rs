@@ -56,10 +56,11 @@ impl RedisStore {
         let epoch = self.conn.epoch();
         let reconnected = self.written_epoch.load(Ordering::Acquire) != epoch;
         let dirty = self.dirty.swap(false, Ordering::AcqRel);
-        let removals = self.outbox.take_removals();
         // Whatever happened while disconnected (Redis may have restarted empty), this gateway's replicas
-        // are written back before reconciling, so that reconnecting never reads as mass deregistration.
-        if reconnected || dirty || !removals.is_empty() {
+        // are written back before reconciling, so that reconnecting never reads as mass deregistration;
+        // the removals still waiting go with them, so that what is read cannot bring them back.
+        if reconnected || dirty {
+            let removals = self.outbox.take_removals();
             if !self.write_back(removals).await {
                 self.dirty.store(true, Ordering::Release);
                 return;
