@@ -686,13 +686,17 @@ impl Registry {
         };
         if self.sharing() {
             // Peers add failures up; a success only matters to them when it ends a run of failures, or
-            // when a failure-ratio rule counts every request.
-            self.publish(RegistryEvent::Attempt {
-                replica: Arc::clone(r),
-                failed,
-                streak: failed || before > 0,
-                windowed: policy.breaker.failure_ratio.is_some(),
-            });
+            // when a failure-ratio rule counts every request (the common success costs the proxy nothing).
+            let streak = failed || before > 0;
+            let windowed = policy.breaker.failure_ratio.is_some();
+            if streak || windowed {
+                self.publish(RegistryEvent::Attempt {
+                    replica: Arc::clone(r),
+                    failed,
+                    streak,
+                    windowed,
+                });
+            }
             if pick.probe && !failed && transition.is_none() {
                 self.publish(RegistryEvent::ProbeSucceeded(Arc::clone(r)));
             }
