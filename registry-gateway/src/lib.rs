@@ -7,11 +7,13 @@
 //!
 //! - [`policy`]: outcome classification, breaker, lease, eviction, self-preservation, selection, retry,
 //!   retry budget, slow replicas. No IO, no clock.
-//! - [`registry`]: services and replicas, the state the policy acts on.
+//! - [`registry`]: services and replicas, the state the policy acts on, and the one event type its
+//!   changes produce, published from one outbox to the log, the watchers and the store's bounded queue.
 //! - [`proxy`]: pick → forward (hyper HTTP/1.1, per-worker pool) → classify → record → retry the next.
 //! - [`admin`]: `POST /register`, heartbeats, deregistration, `GET /registry`, health.
 //! - [`grpc`]: the gRPC listener (hyper h2c): registration API, health, transparent proxy.
-//! - [`store`]: sharing the registry between gateways (Redis), off the proxy path.
+//! - [`store`]: sharing the registry between gateways (Redis), off the proxy path: a writer draining the
+//!   registry's queue, a pub/sub subscriber, a resync, each in its own file; the rules are pure.
 //! - [`observe`]: metrics (`GET /metrics`), the access log, request ids.
 //! - [`tls`]: rustls (ring) for the listeners and `https://` replicas; certificates reload on SIGHUP.
 //! - [`error`]: every error and its one mapping to HTTP.
