@@ -8,7 +8,8 @@
 //! - [`policy`]: outcome classification, breaker, lease, eviction, self-preservation, selection, retry,
 //!   one request's attempts (pick again / answer / fail, for both wires), retry budget, slow replicas.
 //!   No IO, no clock.
-//! - [`registry`]: services and replicas, the state the policy acts on.
+//! - [`registry`]: services and replicas, the state the policy acts on, and the one event type its
+//!   changes produce, published from one outbox to the log, the watchers and the store's bounded queue.
 //! - [`proxy`]: pick → forward one attempt (hyper HTTP/1.1, per-worker pool) → classify → record → ask
 //!   the attempt machine whether to pick the next; upgrades (WebSocket or any protocol) tunnelled after
 //!   the replica's 101.
@@ -18,7 +19,8 @@
 //! - [`grpc`]: the gRPC listener (hyper h2c): registration API, health, transparent proxy (the same
 //!   attempt machine, classification table and attempt record as [`proxy`], over one HTTP/2
 //!   connection per replica).
-//! - [`store`]: sharing the registry between gateways (Redis), off the proxy path.
+//! - [`store`]: sharing the registry between gateways (Redis), off the proxy path: a writer draining the
+//!   registry's queue, a pub/sub subscriber, a resync, each in its own file; the rules are pure.
 //! - [`observe`]: metrics (`GET /metrics`), the access log, request ids.
 //! - [`tls`]: rustls (ring) for the listeners and `https://` replicas; certificates reload on SIGHUP.
 //! - [`error`]: every error and its one mapping to HTTP.

@@ -36,6 +36,8 @@ pub struct Gateway {
     grpc_stop: tokio::sync::watch::Sender<bool>,
     /// Ends the open event streams (`GET /registry/events`) at shutdown, before the drain.
     streams_stop: tokio::sync::watch::Sender<bool>,
+    /// The shared store, whose background tasks stop with the listeners.
+    store: Shared,
     max_connections: usize,
     instance_id: InstanceId,
     reloader: Reloader,
@@ -103,6 +105,7 @@ impl Gateway {
                     resync_interval: config.redis.resync_interval,
                     command_timeout: config.redis.command_timeout,
                     failure_window: config.redis.failure_window,
+                    queue_capacity: crate::registry::QUEUE_CAPACITY,
                 },
             )
             .map_err(std::io::Error::other)?,
@@ -221,7 +224,7 @@ impl Gateway {
             grpc_stopped,
         ));
 
-        let sweeper = tokio::spawn(sweep_leases(Arc::clone(&registry), shared));
+        let sweeper = tokio::spawn(sweep_leases(Arc::clone(&registry), shared.clone()));
         let outlier = Some(tokio::spawn(eject_slow(Arc::clone(&registry))));
         let reloader = Reloader {
             registry: Arc::clone(&registry),
@@ -248,6 +251,7 @@ impl Gateway {
             grpc,
             grpc_stop,
             streams_stop,
+            store: shared,
             max_connections,
             instance_id,
             reloader,
@@ -315,6 +319,7 @@ impl Gateway {
         if let Some(outlier) = &self.outlier {
             outlier.abort();
         }
+        self.store.stop().await;
         if let Some(admin) = admin_server {
             admin.await.map_err(std::io::Error::other)??;
         }

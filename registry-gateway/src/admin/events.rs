@@ -87,30 +87,33 @@ struct ChangeDto<R> {
 
 /// The replica a change is about.
 pub(crate) fn replica_of(event: &RegistryEvent) -> &Arc<Replica> {
-    match event {
-        RegistryEvent::Added(r)
-        | RegistryEvent::Removed(r, _)
-        | RegistryEvent::StateChanged(r, _) => r,
-    }
+    event.replica()
 }
 
 /// Names a change for the stream: `registered`; `removed` when it deregistered or another gateway removed
 /// it; `evicted` for failures or a lease that ran out, with the reason; `state` for a breaker transition.
-/// `replica` is its JSON as `GET /registry` shows it.
-pub(crate) fn change_frame(event: &RegistryEvent, replica: impl Serialize) -> Frame {
+/// `replica` is its JSON as `GET /registry` shows it. `None` for what watchers do not see
+/// ([`RegistryEvent::is_watched`]).
+pub(crate) fn change_frame(event: &RegistryEvent, replica: impl Serialize) -> Option<Frame> {
     let r = replica_of(event);
     let (name, reason, state) = match event {
-        RegistryEvent::Added(_) => ("registered", None, None),
-        RegistryEvent::Removed(_, None) => ("removed", Some("by another gateway".to_owned()), None),
-        RegistryEvent::Removed(_, Some(EvictionReason::Deregistered)) => (
+        RegistryEvent::Added(..) => ("registered", None, None),
+        RegistryEvent::Removed(_, None, _) => {
+            ("removed", Some("by another gateway".to_owned()), None)
+        }
+        RegistryEvent::Removed(_, Some(EvictionReason::Deregistered), _) => (
             "removed",
             Some(EvictionReason::Deregistered.to_string()),
             None,
         ),
-        RegistryEvent::Removed(_, Some(reason)) => ("evicted", Some(reason.to_string()), None),
-        RegistryEvent::StateChanged(_, state) => ("state", None, Some(*state)),
+        RegistryEvent::Removed(_, Some(reason), _) => ("evicted", Some(reason.to_string()), None),
+        RegistryEvent::StateChanged(_, t) => ("state", None, Some(t.to)),
+        RegistryEvent::Renewed(_)
+        | RegistryEvent::Attempt { .. }
+        | RegistryEvent::ProbeSucceeded(_)
+        | RegistryEvent::ProbeDone(_) => return None,
     };
-    Frame::json(
+    Some(Frame::json(
         name,
         &ChangeDto {
             service: r.service().to_string(),
@@ -118,7 +121,7 @@ pub(crate) fn change_frame(event: &RegistryEvent, replica: impl Serialize) -> Fr
             reason,
             state,
         },
-    )
+    ))
 }
 
 /// One replica's attempt counters at one moment.
@@ -287,6 +290,15 @@ impl Feed {
 
     /// The next message; `None` ends the stream (shutdown, or the registry is gone).
     async fn next(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(message) = self.wake().await? {
+                return Some(message);
+            }
+        }
+    }
+
+    /// Waits for the next thing to send: `Some(None)` when the change that woke it is not for watchers.
+    async fn wake(&mut self) -> Option<Option<Bytes>> {
         // The timers before the changes: they are ready once a period, so a flood of changes cannot starve
         // them, and they cannot starve the changes.
         let wake = tokio::select! {
@@ -296,10 +308,13 @@ impl Feed {
             _ = self.keep_alive.tick() => Wake::KeepAlive,
             change = self.changes.recv() => Wake::Change(change),
         };
-        Some(match wake {
+        Some(Some(match wake {
             Wake::Change(Ok(event)) => {
+                if !event.is_watched() {
+                    return Some(None);
+                }
                 let replica = replica_dto(&self.registry, replica_of(&event), clock::now());
-                change_frame(&event, replica).encode()
+                change_frame(&event, replica)?.encode()
             }
             // Fell behind: a fresh snapshot replaces the changes that were lost.
             Wake::Change(Err(RecvError::Lagged(_))) => self.snapshot(),
@@ -317,7 +332,7 @@ impl Feed {
                 frame.encode()
             }
             Wake::KeepAlive => Bytes::from_static(b": keep-alive\n\n"),
-        })
+        }))
     }
 }
 
@@ -383,7 +398,10 @@ pub(crate) async fn events(
 mod tests {
     use super::*;
     use crate::admin::dto::ReplicaDto;
-    use crate::registry::{Metadata, Protocol, Registration, ReplicaAddress, ServiceName};
+    use crate::registry::{
+        Joined, Metadata, Protocol, Registration, ReplicaAddress, ServiceName, Source, StateReason,
+        TransitionRecord,
+    };
 
     fn registry() -> Registry {
         Registry::new(crate::Config::default().registry_policy())
@@ -402,7 +420,7 @@ mod tests {
     /// The frame of `event`, with the replica JSON the handler would send, parsed back.
     fn frame(event: &RegistryEvent, now: Instant) -> (&'static str, serde_json::Value) {
         let replica = ReplicaDto::new(replica_of(event).view(now), false);
-        let f = change_frame(event, &replica);
+        let f = change_frame(event, &replica).expect("a watched event");
         assert!(!f.data.contains('\n'), "one data line: {}", f.data);
         (f.event, serde_json::from_str(&f.data).unwrap())
     }
@@ -414,14 +432,22 @@ mod tests {
         let r = reg.register(registration("orders", 9001), now).replica;
         let replica_json = serde_json::to_value(ReplicaDto::new(r.view(now), false)).unwrap();
 
-        let (name, data) = frame(&RegistryEvent::Added(Arc::clone(&r)), now);
+        let (name, data) = frame(
+            &RegistryEvent::Added(Arc::clone(&r), Joined::Registered),
+            now,
+        );
         assert_eq!(name, "registered");
         assert_eq!(
             data,
             serde_json::json!({ "service": "orders", "replica": replica_json })
         );
 
-        let removed = |reason| frame(&RegistryEvent::Removed(Arc::clone(&r), reason), now);
+        let removed = |reason| {
+            frame(
+                &RegistryEvent::Removed(Arc::clone(&r), reason, Source::Local),
+                now,
+            )
+        };
         let (name, data) = removed(Some(EvictionReason::Deregistered));
         assert_eq!(
             (name, data["reason"].as_str()),
@@ -448,7 +474,15 @@ mod tests {
         assert_eq!(data["service"], "orders");
 
         let (name, data) = frame(
-            &RegistryEvent::StateChanged(Arc::clone(&r), BreakerState::HalfOpen),
+            &RegistryEvent::StateChanged(
+                Arc::clone(&r),
+                TransitionRecord {
+                    at_unix_ms: 0,
+                    from: BreakerState::Open,
+                    to: BreakerState::HalfOpen,
+                    reason: StateReason::Probing,
+                },
+            ),
             now,
         );
         assert_eq!(name, "state");

@@ -130,11 +130,17 @@ impl pb::registry_server::Registry for RegistryApi {
         let snapshot = snapshot_event(&registry);
         let first = futures_util::stream::once(async move { Ok(snapshot) });
         let rest = futures_util::stream::unfold((rx, registry), |(mut rx, registry)| async move {
-            let event = match rx.recv().await {
-                Ok(event) => change_event(event),
-                // Fell behind: a fresh snapshot replaces the events that were lost.
-                Err(RecvError::Lagged(_)) => snapshot_event(&registry),
-                Err(RecvError::Closed) => return None,
+            let event = loop {
+                match rx.recv().await {
+                    Ok(event) => {
+                        if let Some(e) = change_event(event) {
+                            break e;
+                        }
+                    }
+                    // Fell behind: a fresh snapshot replaces the events that were lost.
+                    Err(RecvError::Lagged(_)) => break snapshot_event(&registry),
+                    Err(RecvError::Closed) => return None,
+                }
             };
             Some((Ok(event), (rx, registry)))
         });
@@ -149,18 +155,23 @@ fn snapshot_event(registry: &Registry) -> pb::RegistryEvent {
     }
 }
 
-fn change_event(event: RegistryEvent) -> pb::RegistryEvent {
+/// The message of a change; `None` for what watchers do not see ([`RegistryEvent::is_watched`]).
+fn change_event(event: RegistryEvent) -> Option<pb::RegistryEvent> {
     let now = clock::now();
     let e = match event {
-        RegistryEvent::Added(r) => pb::registry_event::Event::Added(convert::replica(&r, now)),
-        RegistryEvent::Removed(r, _) => {
+        RegistryEvent::Added(r, _) => pb::registry_event::Event::Added(convert::replica(&r, now)),
+        RegistryEvent::Removed(r, _, _) => {
             pb::registry_event::Event::Removed(convert::replica(&r, now))
         }
-        RegistryEvent::StateChanged(r, state) => {
+        RegistryEvent::StateChanged(r, t) => {
             let mut p = convert::replica(&r, now);
-            p.state = convert::state(state) as i32;
+            p.state = convert::state(t.to) as i32;
             pb::registry_event::Event::StateChanged(p)
         }
+        RegistryEvent::Renewed(_)
+        | RegistryEvent::Attempt { .. }
+        | RegistryEvent::ProbeSucceeded(_)
+        | RegistryEvent::ProbeDone(_) => return None,
     };
-    pb::RegistryEvent { event: Some(e) }
+    Some(pb::RegistryEvent { event: Some(e) })
 }

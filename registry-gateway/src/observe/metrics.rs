@@ -160,6 +160,12 @@ pub struct Metrics {
     pub store_connected: Gauge,
     /// `gateway_store_resyncs_total` (Redis store only, like `store_connected`).
     pub store_resyncs: Counter,
+    /// `gateway_store_queue_pending`: replicas and addresses with a change waiting for the store.
+    pub store_queue_pending: Gauge,
+    /// `gateway_store_queue_coalesced_total`: changes folded into one already waiting.
+    pub store_queue_coalesced: Counter,
+    /// `gateway_store_queue_overflows_total`: times the queue was full and a full write-back replaced it.
+    pub store_queue_overflows: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -192,6 +198,9 @@ impl Metrics {
         let heartbeats = Counter::default();
         let store_connected = Gauge::default();
         let store_resyncs = Counter::default();
+        let store_queue_pending = Gauge::default();
+        let store_queue_coalesced = Counter::default();
+        let store_queue_overflows = Counter::default();
         // Counters are registered without `_total`: the encoder appends it.
         registry.register(
             "gateway_requests",
@@ -252,6 +261,9 @@ impl Metrics {
             heartbeats,
             store_connected,
             store_resyncs,
+            store_queue_pending,
+            store_queue_coalesced,
+            store_queue_overflows,
         }
     }
 
@@ -271,6 +283,22 @@ impl Metrics {
             "gateway_store_resyncs",
             "Full resyncs with the shared store",
             self.store_resyncs.clone(),
+        );
+        registry.register(
+            "gateway_store_queue_pending",
+            "Replicas and addresses with a change waiting to be written to the shared store",
+            self.store_queue_pending.clone(),
+        );
+        registry.register(
+            "gateway_store_queue_coalesced",
+            "Changes folded into one already waiting for the shared store (latest state wins)",
+            self.store_queue_coalesced.clone(),
+        );
+        registry.register(
+            "gateway_store_queue_overflows",
+            "Times the queue to the shared store was full: its entries were dropped and the registry \
+             written back in full instead",
+            self.store_queue_overflows.clone(),
         );
     }
 
@@ -350,6 +378,11 @@ mod tests {
         let text = m.encode();
         assert!(text.contains("\ngateway_store_connected 1\n"), "{text}");
         assert!(text.contains("\ngateway_store_resyncs_total 0\n"), "{text}");
+        assert!(text.contains("\ngateway_store_queue_pending 0\n"), "{text}");
+        assert!(
+            text.contains("\ngateway_store_queue_overflows_total 0\n"),
+            "{text}"
+        );
         assert_eq!(text.matches("# TYPE gateway_store_connected").count(), 1);
     }
 }

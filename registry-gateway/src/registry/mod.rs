@@ -6,26 +6,33 @@
 mod address;
 mod attempt;
 mod change;
+mod event_log;
 mod events;
 mod evicted;
 mod latency;
 mod name;
+mod outbox;
 mod protocol;
 mod registration;
 mod replica;
 mod replica_set;
 mod self_address;
 mod service;
+mod slow;
 mod state_series;
+mod sweep;
 mod sync;
 mod transitions;
 
 pub use address::{InvalidAddress, ReplicaAddress};
 pub use attempt::AttemptRecord;
-pub use change::{Change, Removal, ReplicaRecord};
-pub use events::RegistryEvent;
+pub use change::{
+    AddressWrite, ChangeQueue, Pushed, ReplicaRecord, ReplicaWrite, SharedState, Streak, Write,
+};
+pub use events::{Joined, RegistryEvent, Source};
 pub use evicted::{Evicted, EVICTED_KEPT};
 pub use name::{InvalidName, ServiceName, RESERVED_NAMES};
+pub use outbox::{Outbox, QUEUE_CAPACITY};
 pub use protocol::{validate_grpc_service, InvalidGrpcService, Protocol};
 pub use registration::{
     InvalidRegistration, MAX_GRPC_SERVICES, MAX_METADATA_ENTRIES, MAX_METADATA_LEN,
@@ -35,7 +42,7 @@ pub use self_address::{is_local_ip, Listener, OwnAddress, OwnListeners};
 pub use service::Service;
 pub use transitions::{TransitionLog, TransitionRecord, TRANSITIONS_KEPT};
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -45,11 +52,9 @@ use uuid::Uuid;
 use crate::clock::WallClock;
 use crate::observe::Metrics;
 use crate::observe::{EvictionLabels, ServiceLabel, Shared};
-use crate::policy::outlier::{self, ReplicaLatency, Standing};
 use crate::policy::{
-    Admission, Breaker, BreakerConfig, BreakerState, Census, Due, EvictionPolicy, EvictionReason,
-    Lease, LeaseTimer, OpenCause, Outcome, OutlierConfig, PreservationPolicy, RetryBudgetConfig,
-    SlowReason, Transition, Verdict,
+    Admission, Breaker, BreakerConfig, EvictionPolicy, EvictionReason, Lease, LeaseTimer,
+    OpenCause, Outcome, OutlierConfig, PreservationPolicy, RetryBudgetConfig, Transition,
 };
 use replica::ReplicaState;
 use transitions::endpoints;
@@ -146,7 +151,7 @@ pub struct Registry {
     policy: arc_swap::ArcSwap<RegistryPolicy>,
     events: tokio::sync::broadcast::Sender<RegistryEvent>,
     /// Local changes for a shared store, when one is attached ([`Registry::share_changes`]).
-    changes: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Change>>,
+    outbox: std::sync::OnceLock<Arc<Outbox>>,
     /// The gateway's metrics (every part of the gateway reaches them through its registry).
     metrics: Arc<Metrics>,
     /// Turns the `now` it is given into wall-clock times for operators.
@@ -172,7 +177,7 @@ impl Registry {
             tombstones: Mutex::new(HashMap::new()),
             policy: arc_swap::ArcSwap::from_pointee(policy),
             events: tokio::sync::broadcast::channel(4096).0,
-            changes: std::sync::OnceLock::new(),
+            outbox: std::sync::OnceLock::new(),
             metrics,
             wall,
             leases: Mutex::new(LeaseTimer::default()),
@@ -213,17 +218,16 @@ impl Registry {
         &self.metrics
     }
 
-    /// Starts recording local changes for a shared store and returns their receiver (once per registry).
-    /// Sending never blocks, so the proxy path never waits for the store.
-    pub fn share_changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Change>> {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        self.changes.set(tx).ok().map(|()| rx)
+    /// Starts keeping local changes for a shared store, in an [`Outbox`] of `capacity` entries, and
+    /// returns it (once per registry). Pushing never blocks, so the proxy path never waits for the store.
+    pub fn share_changes(&self, capacity: usize) -> Option<Arc<Outbox>> {
+        let outbox = Arc::new(Outbox::new(capacity, Arc::clone(&self.metrics)));
+        self.outbox.set(Arc::clone(&outbox)).ok().map(|()| outbox)
     }
 
-    fn share(&self, change: impl FnOnce() -> Change) {
-        if let Some(tx) = self.changes.get() {
-            let _ = tx.send(change());
-        }
+    /// Whether a shared store takes this registry's changes.
+    fn sharing(&self) -> bool {
+        self.outbox.get().is_some()
     }
 
     /// Subscribes to changes (added, removed, breaker state). A receiver that falls more than 4096 events
@@ -232,9 +236,16 @@ impl Registry {
         self.events.subscribe()
     }
 
-    fn emit(&self, event: RegistryEvent) {
-        // No watcher is not an error.
-        let _ = self.events.send(event);
+    /// The outbox of every event: its log line, the shared store's queue, and the watchers.
+    fn publish(&self, event: RegistryEvent) {
+        event_log::write(&event);
+        if let Some(outbox) = self.outbox.get() {
+            outbox.push(&event);
+        }
+        if event.is_watched() {
+            // No watcher is not an error.
+            let _ = self.events.send(event);
+        }
     }
 
     /// The registry services whose replicas serve the gRPC service `name`, in registration order.
@@ -286,7 +297,9 @@ impl Registry {
             .iter()
             .find(|r| r.origin() == Origin::Static && r.address() == address)
             .cloned();
-        found.is_some_and(|r| self.remove(&svc, &r, EvictionReason::Deregistered, now))
+        found.is_some_and(|r| {
+            self.remove(&svc, &r, EvictionReason::Deregistered, now, Source::Local)
+        })
     }
 
     fn service_entry(&self, name: &ServiceName) -> Arc<Service> {
@@ -412,25 +425,18 @@ impl Registry {
             }
         });
         self.index_grpc(&reg.service, &reg.grpc_services);
+        let replica = Arc::clone(&result.replica);
         if result.created {
             svc.evicted_list().forget(&reg.address);
             self.joined(&svc, &result.replica);
-            self.emit(RegistryEvent::Added(Arc::clone(&result.replica)));
-            self.share(|| Change::Registered(result.replica.record()));
+            let joined = if result.on_probation {
+                Joined::OnProbation
+            } else {
+                Joined::Registered
+            };
+            self.publish(RegistryEvent::Added(replica, joined));
         } else {
-            self.share(|| Change::Renewed {
-                service: reg.service.clone(),
-                id: result.replica.id(),
-            });
-        }
-        if result.on_probation {
-            tracing::warn!(
-                service = %reg.service, replica = %reg.address,
-                "[CIRCUIT] {} OPEN (re-registered after eviction: on probation until a probe succeeds)",
-                reg.address
-            );
-        } else if result.created {
-            tracing::info!(service = %reg.service, replica = %reg.address, id = %result.replica.id(), "registered");
+            self.publish(RegistryEvent::Renewed(replica));
         }
         result
     }
@@ -456,10 +462,9 @@ impl Registry {
         let (_, replica) = self.find(service, id)?;
         replica.lock().lease.renew(now);
         self.metrics.heartbeats.inc();
-        self.share(|| Change::Renewed {
-            service: replica.service().clone(),
-            id: replica.id(),
-        });
+        if self.sharing() {
+            self.publish(RegistryEvent::Renewed(Arc::clone(&replica)));
+        }
         Ok(replica)
     }
 
@@ -474,28 +479,24 @@ impl Registry {
         if replica.origin() == Origin::Static {
             return Err(RegistryError::StaticReplica(id.to_owned()));
         }
-        self.remove(&svc, &replica, EvictionReason::Deregistered, now);
+        self.remove(
+            &svc,
+            &replica,
+            EvictionReason::Deregistered,
+            now,
+            Source::Local,
+        );
         Ok(replica)
     }
 
+    /// Removes `replica` for `reason`, decided by `source` (peers hear of it only when it is local).
     fn remove(
         &self,
         svc: &Service,
         replica: &Arc<Replica>,
         reason: EvictionReason,
         now: Instant,
-    ) -> bool {
-        self.remove_as(svc, replica, reason, now, true)
-    }
-
-    /// Removes `replica`; `local` says whether peers must hear of it (false when a peer told us).
-    fn remove_as(
-        &self,
-        svc: &Service,
-        replica: &Arc<Replica>,
-        reason: EvictionReason,
-        now: Instant,
-        local: bool,
+        source: Source,
     ) -> bool {
         let removed = svc.update(|list| list.remove(replica));
         if !removed {
@@ -508,40 +509,20 @@ impl Registry {
             self.metrics.forget_replica(&replica.metric_labels());
         }
         self.count_replicas(svc);
-        self.remember_eviction(svc, replica, reason, now, local);
-        self.emit(RegistryEvent::Removed(Arc::clone(replica), Some(reason)));
-        if local && replica.origin() == Origin::Registered {
-            self.share(|| Change::Removed {
-                service: svc.name().clone(),
-                id: replica.id(),
-                address: replica.address().clone(),
-                why: match reason {
-                    EvictionReason::Deregistered => Removal::Deregistered,
-                    EvictionReason::Failures(_) => Removal::Failures,
-                    EvictionReason::LeaseExpired(_)
-                    | EvictionReason::LeaseExpiredAfterHold { .. } => Removal::LeaseExpired,
-                },
-            });
+        self.remember_eviction(svc, replica, reason, now, source);
+        if let EvictionReason::Failures(_) = reason {
+            let tomb = Tombstone {
+                history: replica.history(),
+                evicted_at: now,
+            };
+            self.tombstones_lock()
+                .insert((svc.name().clone(), replica.address().clone()), tomb);
         }
-        match reason {
-            EvictionReason::Deregistered => {
-                tracing::info!(service = %svc.name(), replica = %replica.address(), "deregistered");
-            }
-            EvictionReason::Failures(_) => {
-                let tomb = Tombstone {
-                    history: replica.history(),
-                    evicted_at: now,
-                };
-                self.tombstones_lock()
-                    .insert((svc.name().clone(), replica.address().clone()), tomb);
-                tracing::warn!(service = %svc.name(), replica = %replica.address(), reason = %reason,
-                    "[EVICT] {} from {} ({reason})", replica.address(), svc.name());
-            }
-            EvictionReason::LeaseExpired(_) | EvictionReason::LeaseExpiredAfterHold { .. } => {
-                tracing::warn!(service = %svc.name(), replica = %replica.address(), reason = %reason,
-                    "[EVICT] {} from {} ({reason})", replica.address(), svc.name());
-            }
-        }
+        self.publish(RegistryEvent::Removed(
+            Arc::clone(replica),
+            Some(reason),
+            source,
+        ));
         true
     }
 
@@ -553,7 +534,7 @@ impl Registry {
         replica: &Replica,
         reason: EvictionReason,
         now: Instant,
-        local: bool,
+        source: Source,
     ) {
         let label = match reason {
             EvictionReason::Deregistered => return,
@@ -562,7 +543,7 @@ impl Registry {
                 "lease_expired"
             }
         };
-        if local {
+        if source == Source::Local {
             self.metrics
                 .evictions
                 .get_or_create(&EvictionLabels {
@@ -579,7 +560,7 @@ impl Registry {
             id: replica.id(),
             address: replica.address().clone(),
             reason,
-            by_peer: !local,
+            by_peer: source == Source::Peer,
             evicted_at: now,
             evicted_at_unix_ms: self.wall.unix_ms(now),
             counters: replica.history(),
@@ -624,10 +605,7 @@ impl Registry {
                 }
                 admission
             };
-            if let Admission::Admitted { probe, transition } = admission {
-                if let Some(t) = transition {
-                    self.transitioned(r, t, now);
-                }
+            if let Admission::Admitted { probe, .. } = admission {
                 return Some(Pick {
                     replica: Arc::clone(r),
                     probe,
@@ -653,22 +631,6 @@ impl Registry {
             .min()
     }
 
-    fn transitioned(&self, r: &Arc<Replica>, t: Transition, now: Instant) {
-        log_transition(r, t, self.policy.load().breaker.half_open_probes);
-        match t {
-            Transition::Opened | Transition::Reopened => self.share(|| Change::Opened {
-                address: r.address().clone(),
-                open_for: self.policy.load().breaker.open_timeout,
-            }),
-            Transition::Closed => self.share(|| Change::Closed {
-                address: r.address().clone(),
-            }),
-            Transition::HalfOpened => {}
-        }
-        let state = r.lock().breaker.state(now);
-        self.emit(RegistryEvent::StateChanged(Arc::clone(r), state));
-    }
-
     /// Records the outcome of one attempt: counters, breaker, and eviction when the threshold is reached.
     pub fn record(&self, pick: &Pick, outcome: Outcome, now: Instant) {
         // Not the replica's doing: neither charged nor credited, and a probe it held is given back.
@@ -677,23 +639,22 @@ impl Registry {
             return;
         }
         let r = &pick.replica;
-        if pick.probe {
-            self.share(|| Change::ProbeDone {
-                address: r.address().clone(),
-            });
+        if pick.probe && self.sharing() {
+            self.publish(RegistryEvent::ProbeDone(Arc::clone(r)));
         }
         let failed = outcome.is_failure();
         r.count_attempt(failed);
         if r.is_removed() {
             return;
         }
+        let policy = self.policy.load();
         let (transition, consecutive, before) = {
             let mut st = r.lock();
             if let Outcome::Failure(cause) = outcome {
                 st.last_failure = Some(cause);
             }
             let before = st.breaker.consecutive_failures();
-            let t = st.breaker.record(failed, now, &self.policy.load().breaker);
+            let t = st.breaker.record(failed, now, &policy.breaker);
             let consecutive = st.breaker.consecutive_failures();
             let reason = match (t, outcome) {
                 (Some(Transition::Opened), Outcome::Failure(last)) => {
@@ -710,304 +671,49 @@ impl Registry {
                     Some(StateReason::ProbeFailed(cause))
                 }
                 (Some(Transition::Closed), _) => Some(StateReason::ProbesSucceeded(
-                    self.policy.load().breaker.half_open_probes.max(1),
+                    policy.breaker.half_open_probes.max(1),
                 )),
-                _ => None,
+                (Some(Transition::HalfOpened), _) => Some(StateReason::Probing),
+                // A breaker opens only on a failure.
+                (Some(_), _) | (None, _) => None,
             };
             if let (Some(t), Some(reason)) = (t, reason) {
                 self.note_transition(r, &mut st, endpoints(t), reason, now);
             }
             (t, consecutive, before)
         };
-        // Peers add failures up; a success only matters to them when it ends a run of failures, or
-        // when a failure-ratio rule counts every request.
-        let streak = failed || before > 0;
-        if streak || self.policy.load().breaker.failure_ratio.is_some() {
-            self.share(|| Change::Attempt {
-                address: r.address().clone(),
-                failed,
-                streak,
-            });
-        }
-        if pick.probe && !failed && transition.is_none() {
-            self.share(|| Change::ProbeSucceeded {
-                address: r.address().clone(),
-            });
-        }
-        if let Some(t) = transition {
-            self.transitioned(r, t, now);
+        if self.sharing() {
+            // Peers add failures up; a success only matters to them when it ends a run of failures, or
+            // when a failure-ratio rule counts every request (the common success costs the proxy nothing).
+            let streak = failed || before > 0;
+            let windowed = policy.breaker.failure_ratio.is_some();
+            if streak || windowed {
+                self.publish(RegistryEvent::Attempt {
+                    replica: Arc::clone(r),
+                    failed,
+                    streak,
+                    windowed,
+                });
+            }
+            if pick.probe && !failed && transition.is_none() {
+                self.publish(RegistryEvent::ProbeSucceeded(Arc::clone(r)));
+            }
         }
         if failed && r.origin() == Origin::Registered {
-            if let Some(reason) = self.policy.load().eviction.on_failures(consecutive) {
+            if let Some(reason) = policy.eviction.on_failures(consecutive) {
                 if let Some(svc) = self.service(r.service().as_str()) {
-                    self.remove(&svc, r, reason, now);
+                    self.remove(&svc, r, reason, now, Source::Local);
                 }
             }
         }
-    }
-
-    /// Opens the breaker of `r`, closed until now, because it is slow: logged, shared with peer gateways
-    /// and shown like a failure opening, and probed the same way after `breaker.open_timeout`. A probe that
-    /// succeeds closes it even if it is still slow; the next interval may then open it again. Returns
-    /// whether it opened (not when it was removed or its breaker was no longer closed).
-    pub fn open_as_slow(&self, r: &Arc<Replica>, reason: SlowReason, now: Instant) -> bool {
-        if r.is_removed() {
-            return false;
-        }
-        let open_for = self.policy.load().breaker.open_timeout;
-        {
-            let mut st = r.lock();
-            // A failure may have opened it since the interval's stats were taken: that reason stands.
-            if st.breaker.state(now) != BreakerState::Closed {
-                return false;
-            }
-            st.breaker.force_open(now + open_for, now);
-            self.note_transition(
-                r,
-                &mut st,
-                (BreakerState::Closed, BreakerState::Open),
-                StateReason::Slow(reason),
-                now,
-            );
-        }
-        let addr = r.address();
-        tracing::warn!(service = %r.service(), replica = %addr, "[CIRCUIT] {addr} OPEN ({reason})");
-        // Not shared with peer gateways: each judges latency from its own traffic and keeps its own half
-        // cap. Shared, two gateways could each eject a different half, and between them every replica.
-        self.emit(RegistryEvent::StateChanged(
-            Arc::clone(r),
-            BreakerState::Open,
-        ));
-        true
-    }
-
-    /// Ends an outlier interval at `now`: drains every replica's latencies, judges each service's replicas
-    /// of one protocol together ([`outlier::find_slow`]) and opens the slow ones. Returns how many opened.
-    pub fn eject_slow(&self, now: Instant) -> usize {
-        let cfg = &self.policy.load().outlier;
-        let mut opened = 0;
-        for svc in self.services() {
-            let replicas = svc.replicas();
-            // Drained even when nobody can be judged, so that every interval starts afresh.
-            let stats: Vec<(Protocol, ReplicaLatency)> = replicas
-                .iter()
-                .map(|r| {
-                    let counts = r.take_latencies();
-                    let st = r.lock();
-                    let standing = match (st.breaker.state(now), st.state_reason) {
-                        (BreakerState::Closed, _) => Standing::Closed,
-                        (_, StateReason::Slow(_)) => Standing::OpenSlow,
-                        _ => Standing::Open,
-                    };
-                    let latency = ReplicaLatency {
-                        requests: counts.total(),
-                        median: counts.median().unwrap_or_default(),
-                        standing,
-                    };
-                    (r.protocol(), latency)
-                })
-                .collect();
-            if !cfg.enabled || replicas.len() < 2 {
-                continue;
-            }
-            // HTTP and gRPC replicas of one name answer different calls: they are not each other's peers.
-            for protocol in [Protocol::Http, Protocol::Grpc] {
-                let (index, group): (Vec<usize>, Vec<ReplicaLatency>) = stats
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, (p, _))| *p == protocol)
-                    .map(|(i, (_, l))| (i, *l))
-                    .unzip();
-                for e in outlier::find_slow(&group, cfg) {
-                    if self.open_as_slow(&replicas[index[e.index]], e.reason, now) {
-                        opened += 1;
-                    }
-                }
-            }
-        }
-        opened
     }
 
     /// Gives back a half-open probe whose request ended without an outcome.
     pub fn abandon(&self, pick: &Pick) {
         if pick.probe {
             pick.replica.lock().breaker.release_probe();
-            self.share(|| Change::ProbeDone {
-                address: pick.replica.address().clone(),
-            });
-        }
-    }
-
-    /// Removes every registered replica whose lease ran out at `now` (unless self-preservation holds
-    /// them), and forgets old tombstones. Returns how many replicas were removed.
-    pub fn sweep(&self, now: Instant) -> usize {
-        self.sweep_leases(now, true)
-    }
-
-    /// [`Registry::sweep`], with lease expiry suspended when `expire` is false (the shared store is
-    /// unreachable: renewals made through other gateways cannot arrive, so the last known registry stays).
-    pub fn sweep_leases(&self, now: Instant, expire: bool) -> usize {
-        let mut removed = 0;
-        if expire {
-            removed = self.expire_due(now);
-        }
-        let memory = self.policy.load().probation_memory;
-        self.tombstones_lock()
-            .retain(|_, t| now.saturating_duration_since(t.evicted_at) < memory);
-        for svc in self.services() {
-            svc.evicted_list().prune(now, memory);
-        }
-        removed
-    }
-
-    /// Expires the leases due at `now`: only the services with a lease that ran out, or a hold to look
-    /// after, are counted; a sweep where no lease is due looks at no replica.
-    fn expire_due(&self, now: Instant) -> usize {
-        let due = self.leases_lock().take_due(now);
-        let mut lapsed = HashSet::new();
-        let mut settled = Vec::with_capacity(due.len());
-        for w in due {
-            let Some(r) = w.upgrade().filter(|r| !r.is_removed()) else {
-                continue;
-            };
-            let deadline = r.lock().lease.deadline();
-            match deadline {
-                Some(at) if at > now => settled.push((w, Due::Later(at))),
-                Some(_) => {
-                    lapsed.insert(r.service().clone());
-                    // Held by self-preservation, it is looked at again at the next sweep.
-                    settled.push((w, Due::Later(now)));
-                }
-                None => {}
-            }
-        }
-        let mut removed = 0;
-        for svc in self.services() {
-            let holding = svc.preservation().state != crate::policy::Preservation::Idle;
-            if holding || lapsed.contains(svc.name()) {
-                removed += self.sweep_service(&svc, now);
-            }
-        }
-        let mut timer = self.leases_lock();
-        for (w, due) in settled {
-            if w.upgrade().is_some_and(|r| !r.is_removed()) {
-                timer.settle(w, due);
-            }
-        }
-        removed
-    }
-
-    /// One service's share of the sweep: count its leases, ask the self-preservation policy, apply it.
-    fn sweep_service(&self, svc: &Service, now: Instant) -> usize {
-        let policy = &self.policy.load().preservation;
-        let mut census = Census {
-            registered: 0,
-            lapsing: 0,
-            expired: 0,
-        };
-        let mut expired = Vec::new();
-        for r in svc.replicas().iter() {
-            let st = r.lock();
-            if !st.lease.expires() {
-                continue;
-            }
-            census.registered += 1;
-            let age = st.lease.age(now);
-            if policy.is_lapsing(age) {
-                census.lapsing += 1;
-            }
-            if st.lease.is_expired(now) {
-                census.expired += 1;
-                expired.push((Arc::clone(r), age));
-            }
-        }
-        let mut slot = svc.preservation();
-        // The common case stays cheap: nothing expired and no hold to look after.
-        if expired.is_empty() && slot.state == crate::policy::Preservation::Idle {
-            return 0;
-        }
-        let verdict = slot.state.decide(census, now, policy);
-        let evict_as = match verdict {
-            Verdict::Evict => None,
-            Verdict::Start { until } => {
-                let until_wall = self.wall.at(until);
-                slot.until_wall = Some(until_wall);
-                tracing::warn!(service = %svc.name(), lapsing = census.lapsing,
-                    expired = census.expired, registered = census.registered,
-                    "[PRESERVE] {}: {} of {} leases expired at once; holding until {} \
-                     ({} run out, {} due before their next heartbeat; still routed and breaker-protected, \
-                     evicted then unless they heartbeat)",
-                    svc.name(), census.lapsing, census.registered,
-                    humantime::format_rfc3339_millis(until_wall), census.expired,
-                    census.lapsing - census.expired);
-                return 0;
-            }
-            Verdict::Hold { .. } => return 0,
-            Verdict::Recovered { since } => {
-                slot.until_wall = None;
-                tracing::info!(service = %svc.name(),
-                    "[PRESERVE] {}: hold ended after {} ms: every replica heartbeats again",
-                    svc.name(), now.saturating_duration_since(since).as_millis());
-                return 0;
-            }
-            Verdict::Ended {
-                since,
-                cooldown_until,
-            } => {
-                slot.until_wall = None;
-                tracing::warn!(service = %svc.name(), evicting = census.expired,
-                    "[PRESERVE] {}: hold ended at its deadline; evicting the {} of {} replicas whose lease \
-                     is still expired (no new hold for {} ms)",
-                    svc.name(), census.expired, census.registered,
-                    cooldown_until.saturating_duration_since(now).as_millis());
-                Some(now.saturating_duration_since(since))
-            }
-        };
-        drop(slot);
-        let mut removed = 0;
-        for (r, silent) in expired {
-            // A heartbeat that arrived since the count keeps its replica.
-            if !r.lock().lease.is_expired(now) {
-                continue;
-            }
-            let reason = match evict_as {
-                Some(held) => EvictionReason::LeaseExpiredAfterHold { silent, held },
-                None => EvictionReason::LeaseExpired(silent),
-            };
-            if self.remove(svc, &r, reason, now) {
-                removed += 1;
-            }
-        }
-        removed
-    }
-}
-
-fn log_transition(r: &Replica, t: Transition, probes: u32) {
-    let addr = r.address();
-    let svc = r.service();
-    match t {
-        Transition::Opened => {
-            let cause = r.lock().breaker.open_cause().map_or_else(
-                || "threshold reached".to_owned(),
-                |c| match c {
-                    // Unchanged wording: operators' alerts and our tests match on it.
-                    OpenCause::Consecutive(_) => "threshold reached".to_owned(),
-                    OpenCause::Ratio { .. } => format!("failure ratio reached: {c}"),
-                },
-            );
-            tracing::warn!(service = %svc, replica = %addr, "[CIRCUIT] {addr} OPEN ({cause})")
-        }
-        Transition::Reopened => {
-            tracing::warn!(service = %svc, replica = %addr, "[CIRCUIT] {addr} OPEN (half-open probe failed)")
-        }
-        Transition::HalfOpened => {
-            tracing::info!(service = %svc, replica = %addr, "[CIRCUIT] {addr} HALF-OPEN (probing)")
-        }
-        Transition::Closed => {
-            if probes > 1 {
-                tracing::info!(service = %svc, replica = %addr, "[CIRCUIT] {addr} CLOSED ({probes} probes succeeded)")
-            } else {
-                tracing::info!(service = %svc, replica = %addr, "[CIRCUIT] {addr} CLOSED (probe succeeded)")
+            if self.sharing() {
+                self.publish(RegistryEvent::ProbeDone(Arc::clone(&pick.replica)));
             }
         }
     }

@@ -1,4 +1,5 @@
-//! Applying other gateways' changes (from a shared store) to this registry, without echoing them back.
+//! Applying other gateways' changes (from a shared store) to this registry, without echoing them back
+//! (their events are [`Source::Peer`], or transitions for peer reasons, which the outbox does not share).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,7 +8,8 @@ use uuid::Uuid;
 
 use super::replica::ReplicaState;
 use super::{
-    Registry, RegistryEvent, Replica, ReplicaAddress, ReplicaRecord, ServiceName, StateReason,
+    Joined, Registry, RegistryEvent, Replica, ReplicaAddress, ReplicaRecord, ServiceName, Source,
+    StateReason,
 };
 use crate::policy::{Breaker, BreakerState, EvictionReason, Lease};
 
@@ -61,14 +63,13 @@ impl Registry {
                 let _st = old.lock();
                 self.metrics.forget_replica(&old.metric_labels());
             }
-            self.emit(RegistryEvent::Removed(old, None));
+            self.publish(RegistryEvent::Removed(old, None, Source::Peer));
         }
         if let Some(r) = added {
             svc.evicted_list().forget(&rec.address);
             self.joined(&svc, &r);
             self.index_grpc(&rec.service, &rec.grpc_services);
-            tracing::info!(service = %rec.service, replica = %rec.address, id = %rec.id, "registered by a peer gateway");
-            self.emit(RegistryEvent::Added(r));
+            self.publish(RegistryEvent::Added(r, Joined::ByPeer));
         }
     }
 
@@ -100,9 +101,7 @@ impl Registry {
         } else {
             EvictionReason::Deregistered
         };
-        if self.remove_as(&svc, &r, reason, now, false) {
-            tracing::info!(service = %service, replica = %r.address(), "removed by a peer gateway");
-        }
+        self.remove(&svc, &r, reason, now, Source::Peer);
     }
 
     fn each_with_address(&self, address: &ReplicaAddress, mut f: impl FnMut(&Arc<Replica>)) {
@@ -120,20 +119,12 @@ impl Registry {
         let open_for = open_for.min(self.policy.load().breaker.open_timeout);
         let mut changed = false;
         self.each_with_address(address, |r| {
-            let was = {
-                let mut st = r.lock();
-                let from = st.breaker.state(now);
-                let was = st.breaker.force_open(now + open_for, now);
-                if was {
-                    let to = (from, BreakerState::Open);
-                    self.note_transition(r, &mut st, to, StateReason::Peer, now);
-                }
-                was
-            };
-            if was {
+            let mut st = r.lock();
+            let from = st.breaker.state(now);
+            if st.breaker.force_open(now + open_for, now) {
+                let to = (from, BreakerState::Open);
+                self.note_transition(r, &mut st, to, StateReason::Peer, now);
                 changed = true;
-                tracing::warn!(replica = %address, "[CIRCUIT] {address} OPEN (reported by a peer gateway)");
-                self.emit(RegistryEvent::StateChanged(Arc::clone(r), crate::policy::BreakerState::Open));
             }
         });
         changed
@@ -142,25 +133,17 @@ impl Registry {
     /// A peer's probe succeeded: close the breaker of `address` here too.
     pub fn apply_closed(&self, address: &ReplicaAddress, now: Instant) {
         self.each_with_address(address, |r| {
-            let closed = {
-                let mut st = r.lock();
-                let from = st.breaker.state(now);
-                let closed = st.breaker.force_close();
-                if closed {
-                    let to = (from, BreakerState::Closed);
-                    self.note_transition(r, &mut st, to, StateReason::PeerClosed, now);
-                }
-                closed
-            };
-            if closed {
-                tracing::info!(replica = %address, "[CIRCUIT] {address} CLOSED (a peer's probe succeeded)");
-                self.emit(RegistryEvent::StateChanged(Arc::clone(r), crate::policy::BreakerState::Closed));
+            let mut st = r.lock();
+            let from = st.breaker.state(now);
+            if st.breaker.force_close() {
+                let to = (from, BreakerState::Closed);
+                self.note_transition(r, &mut st, to, StateReason::PeerClosed, now);
             }
         });
     }
 
     /// The failures of `address` counted by every gateway reached `total`: opens its breaker here when that
-    /// crosses the threshold. Returns whether it opened (the caller tells the peers).
+    /// crosses the threshold (the opening reaches the peers through the outbox). Returns whether it opened.
     pub fn apply_shared_failures(
         &self,
         address: &ReplicaAddress,
@@ -178,17 +161,14 @@ impl Registry {
                 st.breaker.force_open(now + open_for, now);
                 let to = (BreakerState::Closed, BreakerState::Open);
                 self.note_transition(r, &mut st, to, StateReason::AcrossGateways(total), now);
-                drop(st);
                 opened = true;
-                tracing::warn!(replica = %address, total, "[CIRCUIT] {address} OPEN (threshold reached across gateways)");
-                self.emit(RegistryEvent::StateChanged(Arc::clone(r), crate::policy::BreakerState::Open));
             }
         });
         opened
     }
 
     /// Every gateway's failure-ratio window for `address` together: opens the breaker here when the
-    /// fleet's counts trip the ratio. Returns whether it opened here (the caller tells the peers).
+    /// fleet's counts trip the ratio (the opening reaches the peers through the outbox). Returns whether it opened.
     pub fn apply_shared_window(
         &self,
         address: &ReplicaAddress,
@@ -199,34 +179,26 @@ impl Registry {
         let cfg = self.policy.load().breaker;
         let mut opened = false;
         self.each_with_address(address, |r| {
-            let t = {
-                let mut st = r.lock();
-                let t = st
-                    .breaker
-                    .apply_shared_window(requests, failures, now, &cfg);
-                if t.is_some() {
-                    let reason = StateReason::Ratio {
-                        failures,
-                        requests,
-                        shared: true,
-                    };
-                    let to = (BreakerState::Closed, BreakerState::Open);
-                    self.note_transition(r, &mut st, to, reason, now);
-                }
-                t
-            };
+            let mut st = r.lock();
+            let t = st
+                .breaker
+                .apply_shared_window(requests, failures, now, &cfg);
             if t.is_some() {
+                let reason = StateReason::Ratio {
+                    failures,
+                    requests,
+                    shared: true,
+                };
+                let to = (BreakerState::Closed, BreakerState::Open);
+                self.note_transition(r, &mut st, to, reason, now);
                 opened = true;
-                tracing::warn!(replica = %address, requests, failures,
-                    "[CIRCUIT] {address} OPEN ({failures} of {requests} requests failed across gateways)");
-                self.emit(RegistryEvent::StateChanged(Arc::clone(r), crate::policy::BreakerState::Open));
             }
         });
         opened
     }
 
     /// Probes of `address` from every gateway together reached `breaker.half_open_probes` successes:
-    /// closes the breaker here. Returns whether it was not closed (the caller tells the peers).
+    /// closes the breaker here (the closing reaches the peers through the outbox). Returns whether it was not closed.
     pub fn apply_probe_successes(
         &self,
         address: &ReplicaAddress,
@@ -238,24 +210,12 @@ impl Registry {
         }
         let mut closed = false;
         self.each_with_address(address, |r| {
-            let was_open = {
-                let mut st = r.lock();
-                let from = st.breaker.state(now);
-                let changed = st.breaker.force_close();
-                if changed {
-                    let reason = StateReason::ProbesAcrossGateways(total);
-                    self.note_transition(r, &mut st, (from, BreakerState::Closed), reason, now);
-                }
-                changed
-            };
-            if was_open {
+            let mut st = r.lock();
+            let from = st.breaker.state(now);
+            if st.breaker.force_close() {
+                let reason = StateReason::ProbesAcrossGateways(total);
+                self.note_transition(r, &mut st, (from, BreakerState::Closed), reason, now);
                 closed = true;
-                tracing::info!(replica = %address, total,
-                    "[CIRCUIT] {address} CLOSED ({total} probes succeeded across gateways)");
-                self.emit(RegistryEvent::StateChanged(
-                    Arc::clone(r),
-                    crate::policy::BreakerState::Closed,
-                ));
             }
         });
         closed
@@ -292,7 +252,7 @@ impl Registry {
                     && !keep.contains(&r.id())
                     && known(r.id())
                     && !r.lock().lease.is_expired(now)
-                    && self.remove_as(&svc, r, EvictionReason::Deregistered, now, false)
+                    && self.remove(&svc, r, EvictionReason::Deregistered, now, Source::Peer)
                 {
                     removed += 1;
                 }

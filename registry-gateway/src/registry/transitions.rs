@@ -1,13 +1,15 @@
 //! A replica's last breaker transitions, for operators: nothing allocated until the first one, ten kept.
 //!
 //! Every state change goes through [`Registry::note_transition`], local or applied from a peer gateway, so
-//! the log, `state_reason`, `state_since` and the `gateway_breaker_transitions_total` series never
-//! disagree (`gateway_replica_state` is read from the breaker itself at scrape time).
+//! the log, `state_reason`, `state_since`, the `gateway_breaker_transitions_total` series, the watchers
+//! and the shared store never disagree (`gateway_replica_state` is read from the breaker itself at
+//! scrape time).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::replica::ReplicaState;
-use super::{Registry, Replica, StateReason};
+use super::{Registry, RegistryEvent, Replica, StateReason};
 use crate::observe::{TransitionLabels, STATES};
 use crate::policy::{BreakerState, Transition};
 
@@ -99,11 +101,12 @@ pub(crate) fn state_label(s: BreakerState) -> &'static str {
 
 impl Registry {
     /// Records, in the locked state `st` of `r`, that its breaker went `from` → `to` at `now` because of
-    /// `reason`, and updates its metrics. Called with the replica's lock held, so that two transitions of
-    /// one replica reach the log and the gauges in the order they happened.
+    /// `reason`, updates its metrics and publishes the [`RegistryEvent::StateChanged`] (its `[CIRCUIT]`
+    /// line, the watchers, the shared store). Called with the replica's lock held, so that two transitions
+    /// of one replica reach the log, the gauges and the store in the order they happened.
     pub(crate) fn note_transition(
         &self,
-        r: &Replica,
+        r: &Arc<Replica>,
         st: &mut ReplicaState,
         (from, to): (BreakerState, BreakerState),
         reason: StateReason,
@@ -115,15 +118,17 @@ impl Registry {
             st.state_reason = reason;
         }
         st.state_since = now;
-        st.transitions.push(TransitionRecord {
+        let record = TransitionRecord {
             at_unix_ms: self.wall.unix_ms(now),
             from,
             to,
             reason,
-        });
+        };
+        st.transitions.push(record);
         if r.is_removed() {
             return;
         }
+        self.publish(RegistryEvent::StateChanged(Arc::clone(r), record));
         let labels = r.metric_labels();
         self.metrics
             .breaker_transitions

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::tests::{any, at, policy, reg, FAIL};
 use super::*;
 use crate::clock::WallClock;
-use crate::policy::BreakerState::{Closed, HalfOpen, Open};
+use crate::policy::BreakerState::{self, Closed, HalfOpen, Open};
 
 /// Wall-clock milliseconds of the test's `t0`.
 const T0_MS: u64 = 1_700_000_000_000;

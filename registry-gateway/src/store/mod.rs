@@ -4,8 +4,19 @@
 //! only replicates changes in the background, so it is never on the proxy path (the one exception, a
 //! half-open probe claim, happens once per open timeout per replica).
 
+mod connection;
 pub(crate) mod message;
+mod reconcile;
 mod redis_store;
+mod resync;
+mod scripts;
+mod subscriber;
+mod writer;
+
+#[cfg(test)]
+mod outage_tests;
+#[cfg(test)]
+mod test_server;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +57,10 @@ pub struct RedisSettings {
     pub command_timeout: Duration,
     /// Failures counted in Redis age out after this long without a new one.
     pub failure_window: Duration,
+    /// Replicas and addresses whose changes may wait for Redis at once
+    /// ([`crate::registry::QUEUE_CAPACITY`] unless a test says otherwise); past it they are dropped and
+    /// the whole registry is written back instead.
+    pub queue_capacity: usize,
 }
 
 /// How the store is doing, for `/readyz` and `GET /registry`.
@@ -63,8 +78,8 @@ pub struct StoreStatus {
     pub last_error: Option<String>,
 }
 
-/// What the gateway needs from a store beyond the registry's change feed
-/// ([`Registry::share_changes`](crate::registry::Registry::share_changes), which a store consumes, and the
+/// What the gateway needs from a store beyond the registry's outbox
+/// ([`Registry::share_changes`](crate::registry::Registry::share_changes), which a store drains, and the
 /// registry's `apply_*` methods, which it calls with the peers' changes).
 pub trait Store: Send + Sync {
     /// Claims the half-open probe of `address` for this gateway; false when a peer holds it.
@@ -73,6 +88,8 @@ pub trait Store: Send + Sync {
     fn leases_expire(&self) -> bool;
     /// The store's status for operators.
     fn status(&self) -> StoreStatus;
+    /// Stops its background tasks (at shutdown).
+    fn stop(&self) -> BoxFuture<'_, ()>;
 }
 
 /// A boxed future, for [`Store`]'s async method.
@@ -98,6 +115,10 @@ impl Store for MemoryStore {
             degraded_for_ms: None,
             last_error: None,
         }
+    }
+
+    fn stop(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
     }
 }
 
@@ -140,6 +161,11 @@ impl Shared {
     /// The store's status.
     pub fn status(&self) -> StoreStatus {
         self.0.status()
+    }
+
+    /// Stops its background tasks (at shutdown, with the listeners).
+    pub async fn stop(&self) {
+        self.0.stop().await;
     }
 }
 

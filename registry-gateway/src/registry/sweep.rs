@@ -1,0 +1,154 @@
+//! The lease sweep: expires the leases that ran out, unless self-preservation holds them, and forgets
+//! old tombstones.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{Registry, Service, Source};
+use crate::policy::{Census, Due, EvictionReason, Verdict};
+
+impl Registry {
+    /// Removes every registered replica whose lease ran out at `now` (unless self-preservation holds
+    /// them), and forgets old tombstones. Returns how many replicas were removed.
+    pub fn sweep(&self, now: Instant) -> usize {
+        self.sweep_leases(now, true)
+    }
+
+    /// [`Registry::sweep`], with lease expiry suspended when `expire` is false (the shared store is
+    /// unreachable: renewals made through other gateways cannot arrive, so the last known registry stays).
+    pub fn sweep_leases(&self, now: Instant, expire: bool) -> usize {
+        let mut removed = 0;
+        if expire {
+            removed = self.expire_due(now);
+        }
+        let memory = self.policy.load().probation_memory;
+        self.tombstones_lock()
+            .retain(|_, t| now.saturating_duration_since(t.evicted_at) < memory);
+        for svc in self.services() {
+            svc.evicted_list().prune(now, memory);
+        }
+        removed
+    }
+
+    /// Expires the leases due at `now`: only the services with a lease that ran out, or a hold to look
+    /// after, are counted; a sweep where no lease is due looks at no replica.
+    fn expire_due(&self, now: Instant) -> usize {
+        let due = self.leases_lock().take_due(now);
+        let mut lapsed = HashSet::new();
+        let mut settled = Vec::with_capacity(due.len());
+        for w in due {
+            let Some(r) = w.upgrade().filter(|r| !r.is_removed()) else {
+                continue;
+            };
+            let deadline = r.lock().lease.deadline();
+            match deadline {
+                Some(at) if at > now => settled.push((w, Due::Later(at))),
+                Some(_) => {
+                    lapsed.insert(r.service().clone());
+                    // Held by self-preservation, it is looked at again at the next sweep.
+                    settled.push((w, Due::Later(now)));
+                }
+                None => {}
+            }
+        }
+        let mut removed = 0;
+        for svc in self.services() {
+            let holding = svc.preservation().state != crate::policy::Preservation::Idle;
+            if holding || lapsed.contains(svc.name()) {
+                removed += self.sweep_service(&svc, now);
+            }
+        }
+        let mut timer = self.leases_lock();
+        for (w, due) in settled {
+            if w.upgrade().is_some_and(|r| !r.is_removed()) {
+                timer.settle(w, due);
+            }
+        }
+        removed
+    }
+
+    /// One service's share of the sweep: count its leases, ask the self-preservation policy, apply it.
+    fn sweep_service(&self, svc: &Service, now: Instant) -> usize {
+        let policy = &self.policy.load().preservation;
+        let mut census = Census {
+            registered: 0,
+            lapsing: 0,
+            expired: 0,
+        };
+        let mut expired = Vec::new();
+        for r in svc.replicas().iter() {
+            let st = r.lock();
+            if !st.lease.expires() {
+                continue;
+            }
+            census.registered += 1;
+            let age = st.lease.age(now);
+            if policy.is_lapsing(age) {
+                census.lapsing += 1;
+            }
+            if st.lease.is_expired(now) {
+                census.expired += 1;
+                expired.push((Arc::clone(r), age));
+            }
+        }
+        let mut slot = svc.preservation();
+        // The common case stays cheap: nothing expired and no hold to look after.
+        if expired.is_empty() && slot.state == crate::policy::Preservation::Idle {
+            return 0;
+        }
+        let verdict = slot.state.decide(census, now, policy);
+        let evict_as = match verdict {
+            Verdict::Evict => None,
+            Verdict::Start { until } => {
+                let until_wall = self.wall.at(until);
+                slot.until_wall = Some(until_wall);
+                tracing::warn!(service = %svc.name(), lapsing = census.lapsing,
+                    expired = census.expired, registered = census.registered,
+                    "[PRESERVE] {}: {} of {} leases expired at once; holding until {} \
+                     ({} run out, {} due before their next heartbeat; still routed and breaker-protected, \
+                     evicted then unless they heartbeat)",
+                    svc.name(), census.lapsing, census.registered,
+                    humantime::format_rfc3339_millis(until_wall), census.expired,
+                    census.lapsing - census.expired);
+                return 0;
+            }
+            Verdict::Hold { .. } => return 0,
+            Verdict::Recovered { since } => {
+                slot.until_wall = None;
+                tracing::info!(service = %svc.name(),
+                    "[PRESERVE] {}: hold ended after {} ms: every replica heartbeats again",
+                    svc.name(), now.saturating_duration_since(since).as_millis());
+                return 0;
+            }
+            Verdict::Ended {
+                since,
+                cooldown_until,
+            } => {
+                slot.until_wall = None;
+                tracing::warn!(service = %svc.name(), evicting = census.expired,
+                    "[PRESERVE] {}: hold ended at its deadline; evicting the {} of {} replicas whose lease \
+                     is still expired (no new hold for {} ms)",
+                    svc.name(), census.expired, census.registered,
+                    cooldown_until.saturating_duration_since(now).as_millis());
+                Some(now.saturating_duration_since(since))
+            }
+        };
+        drop(slot);
+        let mut removed = 0;
+        for (r, silent) in expired {
+            // A heartbeat that arrived since the count keeps its replica.
+            if !r.lock().lease.is_expired(now) {
+                continue;
+            }
+            let reason = match evict_as {
+                Some(held) => EvictionReason::LeaseExpiredAfterHold { silent, held },
+                None => EvictionReason::LeaseExpired(silent),
+            };
+            if self.remove(svc, &r, reason, now, Source::Local) {
+                removed += 1;
+            }
+        }
+        removed
+    }
+}

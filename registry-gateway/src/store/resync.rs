@@ -1,0 +1,221 @@
+//! The resync: after every reconnect (and when the outbox overflowed or a write failed) writes this
+//! gateway's replicas back, then reads every replica in Redis and makes the local registry match
+//! ([`super::reconcile`] holds the rules). Runs periodically too: pub/sub loses messages while
+//! disconnected.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::message::{keys, Event, StoredReplica};
+use super::reconcile;
+use super::redis_store::{lock, stopped, RedisStore};
+use crate::clock;
+use crate::registry::ReplicaAddress;
+
+impl RedisStore {
+    /// Resyncs every `redis.resync_interval` (every 500 ms at most while degraded), at once when asked
+    /// and when Redis becomes reachable or unreachable, until `stop`.
+    pub(super) async fn resync_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        // Woken when Redis becomes unreachable (to poll it often) and when it is back (to write back).
+        let mut reachable = self.conn.watch();
+        loop {
+            // While degraded, try again often: recovery (and the write-back) should not wait an interval.
+            let wait = if self.conn.connected() {
+                self.settings.resync_interval
+            } else {
+                self.settings
+                    .resync_interval
+                    .min(Duration::from_millis(500))
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.resync_now.notified() => {}
+                _ = reachable.changed() => {}
+                () = stopped(&mut stop) => return,
+            }
+            self.resync().await;
+        }
+    }
+
+    /// Writes back what Redis may lack, then makes the local registry match Redis.
+    pub(super) async fn resync(&self) {
+        // Reach Redis first: a reconnect is counted (its epoch) before anything is written or read.
+        let pinged: Option<String> = self
+            .conn
+            .run_with("ping", |mut c| async move {
+                redis::cmd("PING").query_async(&mut c).await
+            })
+            .await;
+        if pinged.is_none() {
+            return;
+        }
+        let epoch = self.conn.epoch();
+        let reconnected = self.written_epoch.load(Ordering::Acquire) != epoch;
+        let dirty = self.dirty.swap(false, Ordering::AcqRel);
+        // Whatever happened while disconnected (Redis may have restarted empty), this gateway's replicas
+        // are written back before reconciling, so that reconnecting never reads as mass deregistration;
+        // the removals still waiting go with them, so that what is read cannot bring them back.
+        if reconnected || dirty {
+            let removals = self.outbox.take_removals();
+            if !self.write_back(removals).await {
+                self.dirty.store(true, Ordering::Release);
+                return;
+            }
+            self.written_epoch.store(epoch, Ordering::Release);
+        }
+
+        // What was known before the read: a replica the writer adds while it runs was written after the
+        // read began, and its absence from what was read means nothing.
+        let known_before = lock(&self.known).clone();
+        let Some(found) = self.read_replicas().await else {
+            return;
+        };
+        let now = clock::now();
+        let plan = reconcile::plan(found);
+        for (rec, left) in plan.hold {
+            self.registry.apply_registered(rec, left, now);
+        }
+        let same_epoch = self.conn.epoch() == epoch;
+        if !same_epoch {
+            // Reconnected meanwhile: the next pass reconciles.
+            self.resync_now.notify_one();
+        }
+        let removed = self.registry.retain_known(
+            &plan.ids,
+            |id| reconcile::left_redis(false, known_before.contains(&id), same_epoch),
+            now,
+        );
+        if removed > 0 {
+            tracing::info!(removed, "[STORE] resync removed replicas that left Redis");
+        }
+        if !same_epoch {
+            return;
+        }
+        {
+            let mut known = lock(&self.known);
+            let written_meanwhile: Vec<_> = known.difference(&known_before).copied().collect();
+            *known = plan.ids;
+            known.extend(written_meanwhile);
+        }
+        self.registry.metrics().store_resyncs.inc();
+
+        if let Some(open) = self.read_open_breakers().await {
+            for (address, left) in open {
+                self.registry.apply_opened(&address, left, now);
+            }
+        }
+    }
+
+    /// Writes every local registered replica with its lease left, and deletes the replicas in
+    /// `removals`, in one pipeline. False when Redis did not take it (the removals wait again).
+    async fn write_back(
+        &self,
+        removals: Vec<(crate::registry::ServiceName, uuid::Uuid, bool)>,
+    ) -> bool {
+        let now = clock::now();
+        let mut pipe = redis::pipe();
+        let records = self.registry.registered_records(now);
+        for (rec, left) in &records {
+            if !left.is_zero() {
+                self.write_replica(&mut pipe, rec, *left);
+            }
+        }
+        for (service, id, failures) in &removals {
+            pipe.cmd("DEL")
+                .arg(keys::replica(service.as_str(), id))
+                .ignore();
+            let event = Event::Removed {
+                service: service.to_string(),
+                id: *id,
+                failures: *failures,
+            };
+            Self::publish(&mut pipe, self.gw, event);
+        }
+        let written = pipe.cmd_iter().next().is_none()
+            || self.conn.run::<()>("write back", &pipe).await.is_some();
+        if !written {
+            for (service, id, failures) in removals {
+                self.outbox.requeue_removal(service, id, failures);
+            }
+            return false;
+        }
+        let mut known = lock(&self.known);
+        known.extend(records.iter().map(|(r, _)| r.id));
+        for (_, id, _) in &removals {
+            known.remove(id);
+        }
+        if !records.is_empty() || !removals.is_empty() {
+            tracing::info!(
+                replicas = records.len(),
+                removals = removals.len(),
+                "[STORE] wrote back this gateway's replicas after reconnecting"
+            );
+        }
+        true
+    }
+
+    async fn scan(&self, pattern: &'static str) -> Option<Vec<String>> {
+        self.conn
+            .run_with("scan", |mut c| async move {
+                let mut out = Vec::new();
+                let mut cursor: u64 = 0;
+                loop {
+                    let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(&mut c)
+                        .await?;
+                    out.extend(batch);
+                    if next == 0 {
+                        return Ok(out);
+                    }
+                    cursor = next;
+                }
+            })
+            .await
+    }
+
+    /// Every replica hash in Redis with its `PTTL` (what they mean is [`reconcile::plan`]'s to say).
+    async fn read_replicas(&self) -> Option<Vec<(StoredReplica, i64)>> {
+        let keys = self.scan(keys::REPLICA_PATTERN).await?;
+        if keys.is_empty() {
+            return Some(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for k in &keys {
+            pipe.cmd("HGETALL").arg(k).cmd("PTTL").arg(k);
+        }
+        let values: Vec<redis::Value> = self.conn.run("read replicas", &pipe).await?;
+        let mut out = Vec::new();
+        for pair in values.chunks(2) {
+            let [hash, ttl] = pair else { continue };
+            let hash: BTreeMap<String, String> =
+                redis::from_redis_value(hash.clone()).unwrap_or_default();
+            let ttl: i64 = redis::from_redis_value(ttl.clone()).unwrap_or(-2);
+            if let Some(r) = StoredReplica::from_fields(&hash) {
+                out.push((r, ttl));
+            }
+        }
+        Some(out)
+    }
+
+    async fn read_open_breakers(&self) -> Option<Vec<(ReplicaAddress, Duration)>> {
+        let keys = self.scan("rgw:open:*").await?;
+        if keys.is_empty() {
+            return Some(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for k in &keys {
+            pipe.cmd("PTTL").arg(k);
+        }
+        let ttls: Vec<i64> = self.conn.run("read breakers", &pipe).await?;
+        Some(reconcile::open_breakers(&keys, &ttls))
+    }
+}
