@@ -1,6 +1,7 @@
 //! HTTP proxy path: pick a replica → forward → classify the outcome → record it → maybe retry the next.
 
 mod forwarded;
+mod h1;
 mod headers;
 mod request_body;
 mod response_body;
@@ -327,36 +328,55 @@ async fn forward(
         }
         let Some(body) = source.take() else { break };
         attempts += 1;
-        // Built per attempt from the client's headers: cheaper than keeping a copy to clone.
         let proto = if settings.client_tls { "https" } else { "http" };
-        let mut headers = headers::to_upstream(req.headers(), peer, trusted, proto);
-        headers.append(http::header::VIA, proxy.via.clone());
-        headers.insert(REQUEST_ID_HEADER, request_id.clone());
         ex.attempt(pick.replica.observe(registry.metrics()));
         let replica = Arc::clone(&pick.replica);
         let mut record = Some(AttemptRecord::new(Arc::clone(registry), pick, clock::now()));
+        // Built per attempt from the client's headers (hyper's paths): cheaper than keeping a copy to clone.
+        let upstream_headers = || {
+            let mut headers = headers::to_upstream(req.headers(), peer, trusted, proto);
+            headers.append(http::header::VIA, proxy.via.clone());
+            headers.insert(REQUEST_ID_HEADER, request_id.clone());
+            headers
+        };
         let attempt = if upgrading {
             upgrade_once(
                 &replica,
                 &method,
                 &uri,
-                headers,
+                upstream_headers(),
                 settings,
                 &mut tunnel_payload,
                 &mut record,
             )
             .await
-        } else {
+        } else if replica.address().is_tls() {
             forward_once(
                 &replica,
                 &method,
                 &uri,
-                headers,
+                upstream_headers(),
                 body,
                 settings,
                 &mut record,
             )
             .await
+        } else {
+            // Plain `http://` replicas: the in-task client writes the head from the client's header bytes.
+            let head = h1::RequestHead {
+                method: method.as_str(),
+                path: &route.tail,
+                query: req.uri().query(),
+                authority: replica.address().authority(),
+                client: req.headers(),
+                peer,
+                trusted,
+                proto,
+                via: proxy.via.as_bytes(),
+                request_id: request_id.as_bytes(),
+                length: h1::BodyLength::Empty,
+            };
+            forward_h1(&replica, head, body, settings, &mut record).await
         };
         let (cause, response) = match attempt {
             Attempt::Response(resp) => return Ok(Forwarded::Response(resp)),
@@ -564,6 +584,96 @@ async fn forward_once(
     }
 }
 
+/// One attempt against a plain `http://` replica, on the in-task HTTP/1.1 client ([`h1`]).
+async fn forward_h1(
+    replica: &Replica,
+    head: h1::RequestHead<'_>,
+    body: RequestBody,
+    settings: &ProxySettings,
+    record: &mut Option<AttemptRecord>,
+) -> Attempt {
+    let upload = body.upload();
+    let head_request = head.method == "HEAD";
+    let timer = HeadTimer {
+        head_timeout: settings.request_timeout,
+        send_timeout: settings.send_timeout,
+    };
+    let exchanged = h1::exchange(
+        replica.address(),
+        head,
+        body,
+        timer,
+        settings.connect_timeout,
+        settings.max_idle_per_replica,
+    )
+    .await;
+    let (head, wire) = match exchanged {
+        h1::Exchanged::Answered(head, wire) => (head, wire),
+        h1::Exchanged::Failed(cause, back) => return Attempt::Failed(cause, back),
+        h1::Exchanged::Client(fault) => return Attempt::ClientFault(fault),
+    };
+    // A switch of protocols nobody asked for (the upgrade headers were stripped) cannot be carried.
+    if head.status == 101 {
+        return Attempt::Failed(FailureCause::Transport, None);
+    }
+    match Outcome::from_http_status(head.status) {
+        Outcome::Failure(cause) => {
+            Attempt::Retryable(cause, h1_response(head, wire, head_request, settings, None))
+        }
+        // The outcome of a good head waits for the end of its body; its latency is taken now.
+        _ => {
+            if let Some(r) = record.as_mut() {
+                r.head_arrived(upload.as_deref().and_then(request_body::Upload::sent_at));
+            }
+            Attempt::Response(h1_response(
+                head,
+                wire,
+                head_request,
+                settings,
+                record.take(),
+            ))
+        }
+    }
+}
+
+/// The client's response from an [`h1`] head and body; a body already read in full is handed over whole
+/// (its connection is back in the pool before the client gets the head).
+fn h1_response(
+    head: h1::ResponseHead,
+    wire: h1::WireBody,
+    head_request: bool,
+    settings: &ProxySettings,
+    record: Option<AttemptRecord>,
+) -> HttpResponse<ResponseBody> {
+    let status = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let size = match head.framing {
+        _ if head.status == 204 || head.status == 304 => BodySize::None,
+        h1::Framing::Length(n) => BodySize::Sized(n),
+        h1::Framing::None if head_request => {
+            head.content_length.map_or(BodySize::None, BodySize::Sized)
+        }
+        h1::Framing::None => BodySize::None,
+        h1::Framing::Chunked | h1::Framing::UntilClose => BodySize::Stream,
+    };
+    let mut wire = wire;
+    let source = match wire.take_full() {
+        Some(bytes) => response_body::Source::Full(Some(bytes)),
+        None => response_body::Source::Wire(Box::new(wire)),
+    };
+    let body = ResponseBody::new(
+        source,
+        head.status,
+        size,
+        None,
+        settings.max_idle_per_replica,
+        record,
+        settings.read_timeout,
+    );
+    let mut out = HttpResponse::with_body(status, body);
+    *out.headers_mut() = head.headers;
+    out
+}
+
 /// One upgrade attempt against one replica (see [`upgrade::attempt`]); an answer other than 101 is an
 /// ordinary response, classified like any other.
 async fn upgrade_once(
@@ -621,7 +731,7 @@ fn to_client_response(
         }
     };
     let body = ResponseBody::new(
-        incoming,
+        response_body::Source::Hyper(incoming),
         status.as_u16(),
         size,
         conn,
