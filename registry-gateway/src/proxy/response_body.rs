@@ -59,6 +59,8 @@ pub(crate) struct ResponseBody {
     sent: u64,
     /// Whether the body ended (completely or not).
     ended: bool,
+    /// The body broke; reported on the next poll, so that what came before it reaches the client first.
+    broken: bool,
     /// The client's request, while it waits for the end of the body.
     exchange: Option<Exchange>,
 }
@@ -86,6 +88,7 @@ impl ResponseBody {
             status,
             sent: 0,
             ended: false,
+            broken: false,
             exchange: None,
         };
         // actix never polls an empty body: the exchange is complete now.
@@ -144,6 +147,9 @@ impl MessageBody for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, UpstreamBodyError>>> {
         let this = self.get_mut();
+        if this.broken {
+            return this.fail(FailureCause::Truncated);
+        }
         loop {
             let next = match &mut this.source {
                 Source::Full(b) => {
@@ -191,7 +197,13 @@ impl MessageBody for ResponseBody {
                     return Poll::Ready(None);
                 }
                 // Cut short: closed before its length or its last chunk, or reset.
-                Poll::Ready(Some(Err(()))) => return this.fail(FailureCause::Truncated),
+                // actix drops what it has not written yet when a body fails: the head and the bytes
+                // before the break go out first (a pending body lets it flush), then the error.
+                Poll::Ready(Some(Err(()))) => {
+                    this.broken = true;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
                 Poll::Ready(Some(Ok(None))) => this.waiting = false,
                 Poll::Ready(Some(Ok(Some(data)))) => {
                     this.waiting = false;
