@@ -300,7 +300,17 @@ async fn forward(
     let (mut source, mut tunnel_payload) = if upgrading {
         (BodySource::Buffered(None), Some(payload))
     } else {
-        (prepare_body(req, payload, settings).await?, None)
+        // Boxed: the handler's future stays small (actix moves it into a box of its own per request).
+        let bodyless = !req.headers().contains_key(ax::TRANSFER_ENCODING)
+            && req
+                .headers()
+                .get(ax::CONTENT_LENGTH)
+                .is_none_or(|v| v.as_bytes().trim_ascii() == b"0");
+        if bodyless {
+            (BodySource::Buffered(None), None)
+        } else {
+            (Box::pin(prepare_body(req, payload, settings)).await?, None)
+        }
     };
     // Made once: every attempt's copy shares its bytes.
     let request_id = ex.request_id().header_value();
@@ -339,8 +349,9 @@ async fn forward(
             headers.insert(REQUEST_ID_HEADER, request_id.clone());
             headers
         };
+        // The hyper paths (upgrades, `https://` replicas) are boxed, off the hot path's future.
         let attempt = if upgrading {
-            upgrade_once(
+            Box::pin(upgrade_once(
                 &replica,
                 &method,
                 &uri,
@@ -348,10 +359,10 @@ async fn forward(
                 settings,
                 &mut tunnel_payload,
                 &mut record,
-            )
+            ))
             .await
         } else if replica.address().is_tls() {
-            forward_once(
+            Box::pin(forward_once(
                 &replica,
                 &method,
                 &uri,
@@ -359,7 +370,7 @@ async fn forward(
                 body,
                 settings,
                 &mut record,
-            )
+            ))
             .await
         } else {
             // Plain `http://` replicas: the in-task client writes the head from the client's header bytes.
