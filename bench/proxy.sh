@@ -3,9 +3,12 @@
 #
 # Layout on a 2-core machine: wrk pinned to core 0, the proxy under test on core 1, backends where BACKEND_CPU says.
 # nginx and the gateway are measured alternately, ROUNDS times each, DURATION per run; the script prints
-# each run, then the median requests/s and p99 latency of each and the gateway/nginx throughput ratio.
+# each run, then for each the medians of requests/s, p50 and p99 latency, the proxy's own CPU per request
+# (user and system, from /proc/<pid>/stat), its RSS after the runs, and the gateway/nginx ratios. Then a
+# short separate run of each under `strace -c -f` counts system calls per request (SYSCALLS=0 skips it).
 #
-# Usage: bench/proxy.sh   (env: WORKERS=1 CONNS=32 DURATION=10s ROUNDS=3 WRK_CPU=0 SUT_CPU=1 BACKEND_CPU=$WRK_CPU)
+# Usage: bench/proxy.sh   (env: WORKERS=1 CONNS=32 DURATION=10s ROUNDS=3 WRK_CPU=0 SUT_CPU=1 BACKEND_CPU=$WRK_CPU
+#                          SYSCALLS=1 GATEWAY_BIN=target/release/registry-gateway)
 # By default the proxy has core 1 to itself (backends beside wrk on core 0): the proxy is the bottleneck
 # and its wake-ups of the backends do not preempt it. BACKEND_CPU=1 puts proxy and backends on one core.
 set -euo pipefail
@@ -18,6 +21,7 @@ ROUNDS=${ROUNDS:-3}
 WRK_CPU=${WRK_CPU:-0}
 SUT_CPU=${SUT_CPU:-1}
 BACKEND_CPU=${BACKEND_CPU:-$WRK_CPU}
+SYSCALLS=${SYSCALLS:-1}
 
 need() { command -v "$1" >/dev/null 2>&1; }
 missing=()
@@ -32,6 +36,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 cargo build --release --bins --locked -q
 BIN=target/release
+GATEWAY_BIN=${GATEWAY_BIN:-$BIN/registry-gateway}
 WORK=$(mktemp -d)
 pids=()
 cleanup() {
@@ -84,29 +89,59 @@ workers: $WORKERS
 services:
   svc: [http://127.0.0.1:$B1, http://127.0.0.1:$B2]
 YAML
-GATEWAY_LOG=warn taskset -c "$SUT_CPU" "$BIN/registry-gateway" --config "$WORK/gateway.yaml" > "$WORK/gateway.log" 2>&1 &
+GATEWAY_LOG=warn taskset -c "$SUT_CPU" "$GATEWAY_BIN" --config "$WORK/gateway.yaml" > "$WORK/gateway.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$GW/svc/ping"
 
-cpu_ticks() { # total utime+stime of the given pids, in clock ticks
-  local t=0 p
-  for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
-  echo "$t"
+cpu_ticks() { # utime and stime of the given pids, in clock ticks: "user sys"
+  local u=0 s=0 p
+  for p in "$@"; do
+    read -r a b < <(awk '{print $14, $15}' "/proc/$p/stat")
+    u=$((u + a)); s=$((s + b))
+  done
+  echo "$u $s"
 }
 HZ=$(getconf CLK_TCK)
+rss_mib() { # resident memory of the given pids, MiB
+  local k=0 p
+  for p in "$@"; do k=$((k + $(awk '/^VmRSS:/ {print $2}' "/proc/$p/status"))); done
+  awk -v k="$k" 'BEGIN { printf "%.1f", k / 1024 }'
+}
+ms() { # a wrk latency ("812.00us", "1.73ms", "1.2s") in ms
+  awk -v v="$1" 'BEGIN { if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v }'
+}
 
-run() { # name url pids... -> "rps p99_ms cpu_us_per_request"
-  local out rps p99 name=$1 url=$2; shift 2
-  local t0; t0=$(cpu_ticks "$@")
+run() { # name url pids... -> "rps p50_ms p99_ms user_us_per_request sys_us_per_request"
+  local out rps p50 p99 name=$1 url=$2; shift 2
+  local u0 s0 u1 s1
+  read -r u0 s0 < <(cpu_ticks "$@")
   out=$(taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url")
-  local t1; t1=$(cpu_ticks "$@")
+  read -r u1 s1 < <(cpu_ticks "$@")
   local total; total=$(awk '/requests in/ {print $1}' <<<"$out")
   rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-  p99=$(awk '$1=="99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' <<<"$out")
+  p50=$(ms "$(awk '$1=="50%" {print $2}' <<<"$out")")
+  p99=$(ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
   local errs; errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out")
   [ -n "$errs" ] && echo "  $name: $errs" >&2
-  local us; us=$(awk -v d=$((t1 - t0)) -v hz="$HZ" -v n="$total" 'BEGIN { printf "%.2f", d * 1e6 / hz / n }')
-  echo "$rps $p99 $us"
+  local us; us=$(awk -v du=$((u1 - u0)) -v ds=$((s1 - s0)) -v hz="$HZ" -v n="$total" \
+    'BEGIN { printf "%.2f %.2f", du * 1e6 / hz / n, ds * 1e6 / hz / n }')
+  echo "$rps $p50 $p99 $us"
+}
+
+syscalls() { # name url pids... -> "syscalls_per_request top-5 breakdown"; a 3 s run under strace -c -f
+  local name=$1 url=$2 out total p t; shift 2
+  local args=()
+  for p in "$@"; do for t in /proc/"$p"/task/*; do args+=(-p "${t##*/}"); done; done
+  strace -c -f -o "$WORK/strace-$name" "${args[@]}" 2>/dev/null &
+  local sp=$!
+  sleep 1
+  out=$(taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" -d3s "$url")
+  kill -INT "$sp"; wait "$sp" 2>/dev/null || true
+  total=$(awk '/requests in/ {print $1}' <<<"$out")
+  local all; all=$(awk '$NF == "total" {print $4}' "$WORK/strace-$name")
+  local top; top=$(awk -v n="$total" '$1 ~ /^[0-9.]+$/ && $NF != "total" && NF >= 5 {printf "%.2f %s\n", $4 / n, $NF}' "$WORK/strace-$name" \
+    | sort -rg | head -5 | awk '{printf "%s%s %s", (NR > 1 ? ", " : ""), $2, $1}')
+  awk -v a="$all" -v n="$total" -v t="$top" 'BEGIN { printf "%.2f  (%s)", a / n, t }'
 }
 
 echo "proxy benchmark: wrk -t1 -c$CONNS -d$DURATION on cpu $WRK_CPU; proxy on cpu $SUT_CPU; 2 backends on cpu $BACKEND_CPU; $WORKERS worker(s)"
@@ -115,19 +150,33 @@ taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$NG/svc/ping" >/
 taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$GW/svc/ping" >/dev/null
 NGINX_MASTER=$(cat "$WORK/nginx.pid"); NGINX_PIDS="$NGINX_MASTER $(pgrep -P "$NGINX_MASTER" | tr "\n" " ")"
 GW_PID=${pids[-1]}
-ng_rps=(); ng_p99=(); ng_cpu=(); gw_rps=(); gw_p99=(); gw_cpu=()
+ng=(); gw=()
 for r in $(seq "$ROUNDS"); do
   # shellcheck disable=SC2086
-  read -r a b e < <(run nginx "http://127.0.0.1:$NG/svc/ping" $NGINX_PIDS); ng_rps+=("$a"); ng_p99+=("$b"); ng_cpu+=("$e")
-  read -r c d f < <(run gateway "http://127.0.0.1:$GW/svc/ping" "$GW_PID"); gw_rps+=("$c"); gw_p99+=("$d"); gw_cpu+=("$f")
-  printf "  round %d: nginx %8.0f req/s p99 %5.2f ms %5.2f us cpu/req | gateway %8.0f req/s p99 %5.2f ms %5.2f us cpu/req\n" \
-    "$r" "$a" "$b" "$e" "$c" "$d" "$f"
+  a=$(run nginx "http://127.0.0.1:$NG/svc/ping" $NGINX_PIDS); ng+=("$a")
+  b=$(run gateway "http://127.0.0.1:$GW/svc/ping" "$GW_PID"); gw+=("$b")
+  read -r a1 a2 a3 a4 a5 <<<"$a"; read -r b1 b2 b3 b4 b5 <<<"$b"
+  printf "  round %d: nginx %8.0f req/s p50 %5.2f p99 %5.2f ms cpu %5.2f+%5.2f us | gateway %8.0f req/s p50 %5.2f p99 %5.2f ms cpu %5.2f+%5.2f us\n" \
+    "$r" "$a1" "$a2" "$a3" "$a4" "$a5" "$b1" "$b2" "$b3" "$b4" "$b5"
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
-NR_=$(median "${ng_rps[@]}"); NP=$(median "${ng_p99[@]}"); NC=$(median "${ng_cpu[@]}")
-GR=$(median "${gw_rps[@]}"); GP=$(median "${gw_p99[@]}"); GC=$(median "${gw_cpu[@]}")
+col() { local i=$1; shift; printf '%s\n' "$@" | awk -v i="$i" '{print $i}'; }
+# shellcheck disable=SC2046
+med() { local i=$1; shift; median $(col "$i" "$@"); }
+NR_=$(med 1 "${ng[@]}"); N50=$(med 2 "${ng[@]}"); NP=$(med 3 "${ng[@]}"); NU=$(med 4 "${ng[@]}"); NS=$(med 5 "${ng[@]}")
+GR=$(med 1 "${gw[@]}"); G50=$(med 2 "${gw[@]}"); GP=$(med 3 "${gw[@]}"); GU=$(med 4 "${gw[@]}"); GS=$(med 5 "${gw[@]}")
+# shellcheck disable=SC2086
+NM=$(rss_mib $NGINX_PIDS); GM=$(rss_mib "$GW_PID")
 echo
-printf "%-10s %12s %10s %16s\n" "(median)" "req/s" "p99 ms" "proxy cpu/req us"
-printf "%-10s %12.0f %10.2f %16.2f\n" nginx "$NR_" "$NP" "$NC" gateway "$GR" "$GP" "$GC"
-awk -v g="$GR" -v n="$NR_" -v gc="$GC" -v nc="$NC" \
-  'BEGIN { printf "gateway/nginx throughput ratio: %.2f   proxy CPU per request, gateway/nginx: %.2f\n", g/n, gc/nc }'
+printf "%-10s %10s %8s %8s %9s %9s %9s %8s\n" "(median)" "req/s" "p50 ms" "p99 ms" "user us" "sys us" "cpu us" "RSS MiB"
+printf "%-10s %10.0f %8.2f %8.2f %9.2f %9.2f %9.2f %8s\n" \
+  nginx "$NR_" "$N50" "$NP" "$NU" "$NS" "$(awk -v a="$NU" -v b="$NS" 'BEGIN{print a+b}')" "$NM" \
+  gateway "$GR" "$G50" "$GP" "$GU" "$GS" "$(awk -v a="$GU" -v b="$GS" 'BEGIN{print a+b}')" "$GM"
+awk -v g="$GR" -v n="$NR_" -v gu="$GU" -v gs="$GS" -v nu="$NU" -v ns="$NS" -v gp="$GP" -v np="$NP" \
+  'BEGIN { printf "gateway/nginx: throughput %.2f   proxy CPU per request %.2f   p99 %.2f\n", g/n, (gu+gs)/(nu+ns), gp/np }'
+if [ "$SYSCALLS" = 1 ]; then
+  echo "system calls per request (3 s under strace -c -f; top 5):"
+  # shellcheck disable=SC2086
+  echo "  nginx   $(syscalls nginx "http://127.0.0.1:$NG/svc/ping" $NGINX_PIDS)"
+  echo "  gateway $(syscalls gateway "http://127.0.0.1:$GW/svc/ping" "$GW_PID")"
+fi

@@ -7,9 +7,9 @@ use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 
 use super::request_body::{self, RequestBody};
-use super::response_body::ResponseBody;
+use super::response_body::{self, ResponseBody};
 use super::upstream::{self, SendError};
-use super::{headers, upgrade, ProxySettings};
+use super::{h1, headers, upgrade, ProxySettings};
 use crate::policy::{attribute, ClientFault, FailureCause, HeadTimer, Outcome};
 use crate::registry::{AttemptRecord, Replica};
 
@@ -149,6 +149,96 @@ pub(super) async fn upgrade_once(
     }
 }
 
+/// One attempt against a plain `http://` replica, on the in-task HTTP/1.1 client ([`super::h1`]).
+pub(super) async fn forward_h1(
+    replica: &Replica,
+    head: h1::RequestHead<'_>,
+    body: RequestBody,
+    settings: &ProxySettings,
+    record: &mut Option<AttemptRecord>,
+) -> Attempt {
+    let upload = body.upload();
+    let head_request = head.method == "HEAD";
+    let timer = HeadTimer {
+        head_timeout: settings.request_timeout,
+        send_timeout: settings.send_timeout,
+    };
+    let exchanged = h1::exchange(
+        replica.address(),
+        head,
+        body,
+        timer,
+        settings.connect_timeout,
+        settings.max_idle_per_replica,
+    )
+    .await;
+    let (head, wire) = match exchanged {
+        h1::Exchanged::Answered(head, wire) => (head, wire),
+        h1::Exchanged::Failed(cause, back) => return Attempt::Failed(cause, back),
+        h1::Exchanged::Client(fault) => return Attempt::ClientFault(fault),
+    };
+    // A switch of protocols nobody asked for (the upgrade headers were stripped) cannot be carried.
+    if head.status == 101 {
+        return Attempt::Failed(FailureCause::Transport, None);
+    }
+    match Outcome::from_http_status(head.status) {
+        Outcome::Failure(cause) => {
+            Attempt::Retryable(cause, h1_response(head, wire, head_request, settings, None))
+        }
+        // The outcome of a good head waits for the end of its body; its latency is taken now.
+        _ => {
+            if let Some(r) = record.as_mut() {
+                r.head_arrived(upload.as_deref().and_then(request_body::Upload::sent_at));
+            }
+            Attempt::Response(h1_response(
+                head,
+                wire,
+                head_request,
+                settings,
+                record.take(),
+            ))
+        }
+    }
+}
+
+/// The client's response from an [`super::h1`] head and body; a body already read in full is handed over whole
+/// (its connection is back in the pool before the client gets the head).
+fn h1_response(
+    head: h1::ResponseHead,
+    wire: h1::WireBody,
+    head_request: bool,
+    settings: &ProxySettings,
+    record: Option<AttemptRecord>,
+) -> HttpResponse<ResponseBody> {
+    let status = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let size = match head.framing {
+        _ if head.status == 204 || head.status == 304 => BodySize::None,
+        h1::Framing::Length(n) => BodySize::Sized(n),
+        h1::Framing::None if head_request => {
+            head.content_length.map_or(BodySize::None, BodySize::Sized)
+        }
+        h1::Framing::None => BodySize::None,
+        h1::Framing::Chunked | h1::Framing::UntilClose => BodySize::Stream,
+    };
+    let mut wire = wire;
+    let source = match wire.take_full() {
+        Some(bytes) => response_body::Source::Full(Some(bytes)),
+        None => response_body::Source::Wire(Box::new(wire)),
+    };
+    let body = ResponseBody::new(
+        source,
+        head.status,
+        size,
+        None,
+        settings.max_idle_per_replica,
+        record,
+        settings.read_timeout,
+    );
+    let mut out = HttpResponse::with_body(status, body);
+    *out.headers_mut() = head.headers;
+    out
+}
+
 fn to_client_response(
     resp: hyper::Response<hyper::body::Incoming>,
     method: &http::Method,
@@ -169,7 +259,7 @@ fn to_client_response(
         }
     };
     let body = ResponseBody::new(
-        incoming,
+        response_body::Source::Hyper(incoming),
         status.as_u16(),
         size,
         conn,

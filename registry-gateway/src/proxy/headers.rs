@@ -8,7 +8,7 @@ use actix_web::http::header as ax;
 use http::header::{self as hh, HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1), plus `Host` which is rewritten.
-fn is_hop_by_hop(name: &str) -> bool {
+pub(super) fn is_hop_by_hop(name: &str) -> bool {
     matches!(
         name,
         "connection"
@@ -24,7 +24,7 @@ fn is_hop_by_hop(name: &str) -> bool {
 }
 
 /// Names listed in the `Connection` header: also hop-by-hop for this message.
-fn connection_tokens(headers: &ax::HeaderMap) -> Vec<String> {
+pub(super) fn connection_tokens(headers: &ax::HeaderMap) -> Vec<String> {
     headers
         .get_all(ax::CONNECTION)
         .filter_map(|v| v.to_str().ok())
@@ -35,7 +35,7 @@ fn connection_tokens(headers: &ax::HeaderMap) -> Vec<String> {
 }
 
 /// Forwarding headers a client may only set through a trusted proxy.
-fn is_forwarding(name: &str) -> bool {
+pub(super) fn is_forwarding(name: &str) -> bool {
     matches!(
         name,
         "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" | "forwarded"

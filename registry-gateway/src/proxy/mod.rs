@@ -4,6 +4,7 @@
 mod admit;
 mod attempt;
 mod forwarded;
+mod h1;
 mod headers;
 mod request_body;
 mod response_body;
@@ -40,7 +41,7 @@ use crate::policy::{
 };
 use crate::registry::{AttemptRecord, Protocol, Registry, RegistryError, Replica, Service};
 use crate::store::Shared;
-use attempt::{forward_once, upgrade_once, Attempt};
+use attempt::{forward_h1, forward_once, upgrade_once, Attempt};
 use request_body::{ReadError, RequestBody};
 use response_body::ResponseBody;
 
@@ -224,7 +225,19 @@ async fn forward(
     // A handshake has no body; the client's bytes after its head go to the tunnel after the 101.
     let mut source = match upgrading {
         Some(_) => BodySource::Buffered(None),
-        None => prepare_body(req, payload, settings).await?,
+        None => {
+            // Boxed: the handler's future stays small (actix moves it into a box of its own per request).
+            let bodyless = !req.headers().contains_key(ax::TRANSFER_ENCODING)
+                && req
+                    .headers()
+                    .get(ax::CONTENT_LENGTH)
+                    .is_none_or(|v| v.as_bytes().trim_ascii() == b"0");
+            if bodyless {
+                BodySource::Buffered(None)
+            } else {
+                Box::pin(prepare_body(req, payload, settings)).await?
+            }
+        }
     };
     // Made once: every attempt's copy shares its bytes.
     let request_id = ex.request_id().header_value();
@@ -256,50 +269,69 @@ async fn forward(
             break attempts.end();
         };
         attempts.start();
-        // Built per attempt from the client's headers: cheaper than keeping a copy to clone.
         let proto = if settings.client_tls { "https" } else { "http" };
-        let mut headers = headers::to_upstream(req.headers(), peer, trusted, proto);
-        // HTTP/2 names the host in `:authority` (the URI), not in a `Host` header.
-        if !headers.contains_key("x-forwarded-host") {
-            if let Some(a) = req.uri().authority() {
-                if let Ok(v) = http::HeaderValue::from_str(a.as_str()) {
-                    headers.insert("x-forwarded-host", v);
+        let h2_client = req.version() == actix_web::http::Version::HTTP_2;
+        // Built per attempt from the client's headers (the hyper paths): cheaper than keeping a copy.
+        let upstream_headers = || {
+            let mut headers = headers::to_upstream(req.headers(), peer, trusted, proto);
+            // HTTP/2 names the host in `:authority` (the URI), not in a `Host` header.
+            if !headers.contains_key("x-forwarded-host") {
+                if let Some(a) = req.uri().authority() {
+                    if let Ok(v) = http::HeaderValue::from_str(a.as_str()) {
+                        headers.insert("x-forwarded-host", v);
+                    }
                 }
             }
-        }
-        let via = if req.version() == actix_web::http::Version::HTTP_2 {
-            &proxy.via_h2
-        } else {
-            &proxy.via
+            let via = if h2_client { &proxy.via_h2 } else { &proxy.via };
+            headers.append(http::header::VIA, via.clone());
+            headers.insert(REQUEST_ID_HEADER, request_id.clone());
+            headers
         };
-        headers.append(http::header::VIA, via.clone());
-        headers.insert(REQUEST_ID_HEADER, request_id.clone());
         ex.attempt(pick.replica.observe(registry.metrics()));
         let replica = Arc::clone(&pick.replica);
         let mut record = Some(AttemptRecord::new(Arc::clone(registry), pick, clock::now()));
+        // The hyper paths (upgrades, `https://` replicas, HTTP/2 clients) are boxed, off the hot
+        // path's future.
         let attempt = if let Some((protocols, gate)) = &upgrading {
-            upgrade_once(
+            Box::pin(upgrade_once(
                 &replica,
                 &method,
                 &uri,
-                headers,
+                upstream_headers(),
                 protocols,
                 settings,
                 gate,
                 &mut record,
-            )
+            ))
             .await
-        } else {
-            forward_once(
+        } else if replica.address().is_tls() || h2_client {
+            Box::pin(forward_once(
                 &replica,
                 &method,
                 &uri,
-                headers,
+                upstream_headers(),
                 body,
                 settings,
                 &mut record,
-            )
+            ))
             .await
+        } else {
+            // Plain `http://` replicas from HTTP/1 clients: the in-task client writes the head from
+            // the client's header bytes.
+            let head = h1::RequestHead {
+                method: method.as_str(),
+                path: &route.tail,
+                query: req.uri().query(),
+                authority: replica.address().authority(),
+                client: req.headers(),
+                peer,
+                trusted,
+                proto,
+                via: proxy.via.as_bytes(),
+                request_id: request_id.as_bytes(),
+                length: h1::BodyLength::Empty,
+            };
+            forward_h1(&replica, head, body, settings, &mut record).await
         };
         // A good answer's record went with its body (its outcome waits for the body's end).
         let (outcome, sent) = match attempt {

@@ -3,7 +3,6 @@
 //! head), its connection is pooled again at the end, and a client that goes away charges nobody. The
 //! client's request ([`Exchange`]) is counted and access-logged when the body ends, with the bytes sent.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -11,8 +10,8 @@ use std::time::Duration;
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::web::Bytes;
 use hyper::body::{Body, Incoming};
-use tokio::time::Sleep;
 
+use super::h1::{Deadline, WireBody};
 use super::upstream::Conn;
 use crate::observe::{Exchange, FinalStatus};
 use crate::policy::{FailureCause, Outcome};
@@ -23,16 +22,36 @@ use crate::registry::AttemptRecord;
 #[error("{0}")]
 pub(crate) struct UpstreamBodyError(FailureCause);
 
+/// Where the body's bytes come from.
+pub(crate) enum Source {
+    /// A hyper connection's body (`https://` replicas).
+    Hyper(Incoming),
+    /// Read off the in-task HTTP/1.1 client's connection.
+    Wire(Box<WireBody>),
+    /// Already read in full (the connection is back in the pool).
+    Full(Option<Bytes>),
+}
+
+impl Source {
+    fn is_end(&self) -> bool {
+        match self {
+            Source::Hyper(i) => i.is_end_stream(),
+            Source::Wire(w) => w.is_end(),
+            Source::Full(b) => b.as_ref().is_none_or(Bytes::is_empty),
+        }
+    }
+}
+
 /// The replica's response body, streamed to the client.
 pub(crate) struct ResponseBody {
-    incoming: Incoming,
+    source: Source,
     size: BodySize,
     conn: Option<(Conn, usize)>,
     /// The attempt, while its outcome waits for the end of the body (`None` once recorded).
     record: Option<AttemptRecord>,
     read_timeout: Duration,
     /// Armed while waiting for the replica's next bytes.
-    stall: Option<Pin<Box<Sleep>>>,
+    stall: Option<Deadline>,
     waiting: bool,
     /// The status the client gets.
     status: u16,
@@ -40,15 +59,17 @@ pub(crate) struct ResponseBody {
     sent: u64,
     /// Whether the body ended (completely or not).
     ended: bool,
+    /// The body broke; reported on the next poll, so that what came before it reaches the client first.
+    broken: bool,
     /// The client's request, while it waits for the end of the body.
     exchange: Option<Exchange>,
 }
 
 impl ResponseBody {
-    /// Wraps `incoming`; `conn` returns to the pool (holding at most `max_idle`) once the body ends, and
+    /// Wraps `source`; `conn` (a hyper connection) returns to the pool (holding at most `max_idle`) once the body ends, and
     /// `record` (when given) gets the attempt's outcome then.
     pub(crate) fn new(
-        incoming: Incoming,
+        source: Source,
         status: u16,
         size: BodySize,
         conn: Option<Conn>,
@@ -57,7 +78,7 @@ impl ResponseBody {
         read_timeout: Duration,
     ) -> Self {
         let mut body = ResponseBody {
-            incoming,
+            source,
             size,
             conn: conn.map(|c| (c, max_idle)),
             record,
@@ -67,10 +88,11 @@ impl ResponseBody {
             status,
             sent: 0,
             ended: false,
+            broken: false,
             exchange: None,
         };
         // actix never polls an empty body: the exchange is complete now.
-        if body.incoming.is_end_stream() || matches!(size, BodySize::None | BodySize::Sized(0)) {
+        if body.source.is_end() || matches!(size, BodySize::None | BodySize::Sized(0)) {
             body.complete();
         }
         body
@@ -105,6 +127,7 @@ impl ResponseBody {
     fn fail(&mut self, cause: FailureCause) -> Poll<Option<Result<Bytes, UpstreamBodyError>>> {
         self.end_exchange();
         self.conn = None;
+        self.source = Source::Full(None);
         if let Some(mut r) = self.record.take() {
             r.finish(Outcome::Failure(cause));
         }
@@ -124,21 +147,47 @@ impl MessageBody for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, UpstreamBodyError>>> {
         let this = self.get_mut();
+        if this.broken {
+            return this.fail(FailureCause::Truncated);
+        }
         loop {
-            match Pin::new(&mut this.incoming).poll_frame(cx) {
+            let next = match &mut this.source {
+                Source::Full(b) => {
+                    let b = b.take().filter(|b| !b.is_empty());
+                    if let Some(b) = &b {
+                        this.sent += b.len() as u64;
+                    }
+                    this.complete();
+                    return Poll::Ready(b.map(Ok));
+                }
+                Source::Wire(w) => match w.poll_chunk(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(None) => Poll::Ready(None),
+                    Poll::Ready(Some(Err(_))) => Poll::Ready(Some(Err(()))),
+                    Poll::Ready(Some(Ok(data))) => Poll::Ready(Some(Ok(Some(data)))),
+                },
+                Source::Hyper(incoming) => match Pin::new(incoming).poll_frame(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(None) => Poll::Ready(None),
+                    Poll::Ready(Some(Err(_))) => Poll::Ready(Some(Err(()))),
+                    // Trailers cannot be carried by an HTTP/1.1 response from actix: dropped.
+                    Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame.into_data().ok()))),
+                },
+            };
+            match next {
                 Poll::Pending => {
                     // Only time spent waiting on the replica counts, never a slow client's.
-                    let timeout = this.read_timeout;
+                    let deadline = crate::clock::now() + this.read_timeout;
                     let stall = match &mut this.stall {
                         Some(s) if !this.waiting => {
-                            s.as_mut().reset(crate::clock::deadline(timeout));
+                            s.reset(deadline);
                             s
                         }
                         Some(s) => s,
-                        None => this.stall.insert(Box::pin(tokio::time::sleep(timeout))),
+                        None => this.stall.insert(Deadline::at(deadline)),
                     };
                     this.waiting = true;
-                    if stall.as_mut().poll(cx).is_ready() {
+                    if stall.poll_expired(cx).is_ready() {
                         return this.fail(FailureCause::ReadTimeout);
                     }
                     return Poll::Pending;
@@ -148,17 +197,21 @@ impl MessageBody for ResponseBody {
                     return Poll::Ready(None);
                 }
                 // Cut short: closed before its length or its last chunk, or reset.
-                Poll::Ready(Some(Err(_))) => return this.fail(FailureCause::Truncated),
-                Poll::Ready(Some(Ok(frame))) => {
+                // actix drops what it has not written yet when a body fails: the head and the bytes
+                // before the break go out first (a pending body lets it flush), then the error.
+                Poll::Ready(Some(Err(()))) => {
+                    this.broken = true;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Poll::Ready(Some(Ok(None))) => this.waiting = false,
+                Poll::Ready(Some(Ok(Some(data)))) => {
                     this.waiting = false;
-                    if let Ok(data) = frame.into_data() {
-                        this.sent += data.len() as u64;
-                        if this.incoming.is_end_stream() {
-                            this.complete();
-                        }
-                        return Poll::Ready(Some(Ok(data)));
+                    this.sent += data.len() as u64;
+                    if this.source.is_end() {
+                        this.complete();
                     }
-                    // Trailers cannot be carried by an HTTP/1.1 response from actix: dropped.
+                    return Poll::Ready(Some(Ok(data)));
                 }
             }
         }

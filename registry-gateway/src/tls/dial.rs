@@ -26,8 +26,9 @@ pub(crate) async fn dial(
     }
 }
 
-/// A TCP connection to `address` (no delay set), by `deadline`.
-async fn connect_tcp(
+/// A TCP connection to `address` (no delay set), by `deadline`: `http://` replicas of the in-task HTTP/1
+/// client, and the first step of [`dial`].
+pub(crate) async fn connect_tcp(
     address: &ReplicaAddress,
     deadline: Instant,
 ) -> Result<TcpStream, FailureCause> {

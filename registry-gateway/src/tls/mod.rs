@@ -9,7 +9,7 @@ mod listener;
 mod stream;
 mod upstream;
 
-pub(crate) use dial::dial;
+pub(crate) use dial::{connect_tcp, dial};
 pub use listener::{ListenerCert, ListenerTls};
 pub use stream::{ClientIo, MaybeTls, ReplicaIo};
 pub use upstream::UpstreamTls;

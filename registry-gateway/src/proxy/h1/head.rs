@@ -1,0 +1,431 @@
+//! HTTP/1.1 heads on the wire: the replica's request head written straight from the client's header bytes,
+//! and the replica's response head parsed with `httparse` into the client's header map and a framing.
+
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::ops::Range;
+
+use actix_web::http::header as ax;
+use bytes::{Bytes, BytesMut};
+
+use super::framing::{self, Framing, FramingError, Signals};
+use crate::proxy::headers::{connection_tokens, is_forwarding, is_hop_by_hop};
+
+/// Most header lines a replica's response head may carry (hyper's default too).
+pub(crate) const MAX_RESPONSE_HEADERS: usize = 100;
+/// Largest response head, in bytes.
+pub(crate) const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+/// How the request body is framed on the way to the replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyLength {
+    /// No body and no length header (a GET's).
+    Empty,
+    /// `Content-Length: n`.
+    Known(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+impl BodyLength {
+    /// The framing of a body of `exact` bytes (`None`: unknown, streamed chunked) for `method`. An empty
+    /// body says `Content-Length: 0` only where the method defines a body (POST, PUT, PATCH), as hyper does.
+    pub(crate) fn of(method: &str, exact: Option<u64>) -> Self {
+        match exact {
+            None => BodyLength::Chunked,
+            Some(0) if !matches!(method, "POST" | "PUT" | "PATCH") => BodyLength::Empty,
+            Some(n) => BodyLength::Known(n),
+        }
+    }
+}
+
+/// Everything the replica's request head is written from.
+pub(crate) struct RequestHead<'a> {
+    /// The client's method.
+    pub(crate) method: &'a str,
+    /// The path past the service name.
+    pub(crate) path: &'a str,
+    /// The client's query string, if any.
+    pub(crate) query: Option<&'a str>,
+    /// The replica's `host:port`, sent as `Host`.
+    pub(crate) authority: &'a str,
+    /// The client's headers.
+    pub(crate) client: &'a ax::HeaderMap,
+    /// The client's address (`X-Forwarded-For`).
+    pub(crate) peer: Option<IpAddr>,
+    /// The peer is a trusted proxy: its forwarding headers are kept and appended to.
+    pub(crate) trusted: bool,
+    /// `X-Forwarded-Proto` when no trusted proxy set one.
+    pub(crate) proto: &'static str,
+    /// This gateway's `Via` entry.
+    pub(crate) via: &'a [u8],
+    /// The request's `x-request-id`.
+    pub(crate) request_id: &'a [u8],
+    /// The body's framing.
+    pub(crate) length: BodyLength,
+}
+
+fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the request head into `out` (cleared first), with the same rules as
+/// [`to_upstream`](crate::proxy::headers::to_upstream): hop-by-hop headers, `Host`, the client's framing
+/// headers and (from an untrusted peer) its forwarding headers are dropped; `Host`, `X-Forwarded-*`,
+/// `Via`, `x-request-id` and the body's own framing are written.
+pub(crate) fn write_request(head: &RequestHead<'_>, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(head.method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(head.path.as_bytes());
+    if let Some(q) = head.query {
+        out.push(b'?');
+        out.extend_from_slice(q.as_bytes());
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    line(out, b"host", head.authority.as_bytes());
+    let extra = if head.client.contains_key(ax::CONNECTION) {
+        connection_tokens(head.client)
+    } else {
+        Vec::new()
+    };
+    let mut xff_prev: Option<&[u8]> = None;
+    let (mut has_proto, mut has_host) = (false, false);
+    for (name, value) in head.client.iter() {
+        let n = name.as_str();
+        if is_hop_by_hop(n)
+            || n == "host"
+            || n == "content-length"
+            || n == crate::observe::REQUEST_ID_HEADER
+            || (!head.trusted && is_forwarding(n))
+            || extra.iter().any(|t| t == n)
+        {
+            continue;
+        }
+        match n {
+            // The first value is appended to (a trusted proxy's list), like the header map path does.
+            "x-forwarded-for" if head.peer.is_some() => {
+                xff_prev.get_or_insert(value.as_bytes());
+                continue;
+            }
+            "x-forwarded-proto" => has_proto = true,
+            "x-forwarded-host" => has_host = true,
+            _ => {}
+        }
+        line(out, n.as_bytes(), value.as_bytes());
+    }
+    if let Some(ip) = head.peer {
+        out.extend_from_slice(b"x-forwarded-for: ");
+        if let Some(prev) = xff_prev {
+            out.extend_from_slice(prev);
+            out.extend_from_slice(b", ");
+        }
+        let _ = write!(out, "{ip}\r\n");
+    }
+    if !has_proto {
+        line(out, b"x-forwarded-proto", head.proto.as_bytes());
+    }
+    if !has_host {
+        if let Some(host) = head.client.get(ax::HOST) {
+            line(out, b"x-forwarded-host", host.as_bytes());
+        }
+    }
+    line(out, b"via", head.via);
+    line(
+        out,
+        crate::observe::REQUEST_ID_HEADER.as_bytes(),
+        head.request_id,
+    );
+    match head.length {
+        BodyLength::Empty => {}
+        BodyLength::Known(n) => {
+            let _ = write!(out, "content-length: {n}\r\n");
+        }
+        BodyLength::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub(crate) struct ResponseHead {
+    /// The status code.
+    pub(crate) status: u16,
+    /// The headers the client gets (hop-by-hop ones dropped; `Content-Length` kept for a 304 only).
+    pub(crate) headers: ax::HeaderMap,
+    /// How the body is delimited.
+    pub(crate) framing: Framing,
+    /// The declared `Content-Length`, if one (valid) was sent.
+    pub(crate) content_length: Option<u64>,
+    /// The connection may carry another request once this body is read.
+    pub(crate) reusable: bool,
+}
+
+/// Why a response head was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum HeadError {
+    /// Not HTTP/1.x, or malformed.
+    #[error("malformed response head")]
+    Malformed,
+    /// Larger than [`MAX_RESPONSE_HEAD`] or with more than [`MAX_RESPONSE_HEADERS`] lines.
+    #[error("response head too large")]
+    TooLarge,
+    /// Ambiguous framing.
+    #[error("{0}")]
+    Framing(#[from] FramingError),
+}
+
+/// Takes one final response head off the front of `buf`, skipping interim (1xx other than 101) heads.
+/// `Ok(None)`: the head is not complete yet. `head_request`: the request was a HEAD (no body follows).
+pub(crate) fn parse_response(
+    buf: &mut BytesMut,
+    head_request: bool,
+) -> Result<Option<ResponseHead>, HeadError> {
+    loop {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+        let mut resp = httparse::Response::new(&mut slots);
+        let len = match resp.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE_HEAD => {
+                return Err(HeadError::TooLarge)
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+            Err(_) => return Err(HeadError::Malformed),
+        };
+        if len > MAX_RESPONSE_HEAD {
+            return Err(HeadError::TooLarge);
+        }
+        let status = resp.code.ok_or(HeadError::Malformed)?;
+        let version = resp.version.ok_or(HeadError::Malformed)?;
+        if (100..200).contains(&status) && status != 101 {
+            // An interim answer (100 Continue, 103 Early Hints): the final head follows.
+            let _ = buf.split_to(len);
+            continue;
+        }
+        // Offsets into the head, so that the values can share its bytes once it is frozen.
+        let base = buf.as_ptr() as usize;
+        let at = |s: &[u8]| (s.as_ptr() as usize - base)..(s.as_ptr() as usize - base + s.len());
+        let mut ranges: [(Range<usize>, Range<usize>); MAX_RESPONSE_HEADERS] =
+            std::array::from_fn(|_| (0..0, 0..0));
+        let mut signals = Signals::default();
+        let count = resp.headers.len();
+        for (slot, h) in ranges.iter_mut().zip(resp.headers.iter()) {
+            signals.observe(h.name.as_bytes(), h.value)?;
+            *slot = (at(h.name.as_bytes()), at(h.value));
+        }
+        let decision = framing::decide(head_request, status, version, &signals)?;
+        let bytes = buf.split_to(len).freeze();
+        let headers = to_client(&bytes, &ranges[..count], status == 304);
+        return Ok(Some(ResponseHead {
+            status,
+            headers,
+            framing: decision.framing,
+            content_length: signals.content_length,
+            reusable: decision.reusable,
+        }));
+    }
+}
+
+/// The client's copy of the replica's headers: values share the head's bytes.
+fn to_client(
+    head: &Bytes,
+    ranges: &[(Range<usize>, Range<usize>)],
+    keep_length: bool,
+) -> ax::HeaderMap {
+    let mut out = ax::HeaderMap::with_capacity(ranges.len());
+    let mut listed: Vec<ax::HeaderName> = Vec::new();
+    for (n, v) in ranges {
+        let Ok(name) = ax::HeaderName::from_bytes(&head[n.clone()]) else {
+            continue;
+        };
+        if name == ax::CONNECTION {
+            for t in head[v.clone()].split(|&b| b == b',') {
+                if let Ok(t) = ax::HeaderName::from_bytes(t.trim_ascii()) {
+                    listed.push(t);
+                }
+            }
+        }
+        let s = name.as_str();
+        if is_hop_by_hop(s) || (s == "content-length" && !keep_length) {
+            continue;
+        }
+        if let Ok(value) = ax::HeaderValue::from_maybe_shared(head.slice(v.clone())) {
+            out.append(name, value);
+        }
+    }
+    for t in listed {
+        out.remove(t);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::headers::tests::client;
+
+    fn head<'a>(client: &'a ax::HeaderMap, length: BodyLength) -> RequestHead<'a> {
+        RequestHead {
+            method: "GET",
+            path: "/a%2Fb/c",
+            query: Some("x=1"),
+            authority: "127.0.0.1:9001",
+            client,
+            peer: Some("127.1.2.3".parse().unwrap()),
+            trusted: false,
+            proto: "http",
+            via: b"1.1 rgw-test",
+            request_id: b"rid-1",
+            length,
+        }
+    }
+
+    fn written(h: &RequestHead<'_>) -> String {
+        let mut out = Vec::new();
+        write_request(h, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn the_request_head_is_the_clients_minus_hop_by_hop_plus_forwarding() {
+        let c = client(&[
+            ("host", "gw.example:8080"),
+            ("connection", "keep-alive, x-secret-hop"),
+            ("x-secret-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("proxy-authorization", "Basic x"),
+            ("content-length", "12"),
+            ("x-request-id", "from-client"),
+            ("x-forwarded-for", "127.6.6.6"),
+            ("accept", "a"),
+        ]);
+        assert_eq!(
+            written(&head(&c, BodyLength::Known(12))),
+            "GET /a%2Fb/c?x=1 HTTP/1.1\r\n\
+             host: 127.0.0.1:9001\r\n\
+             accept: a\r\n\
+             x-forwarded-for: 127.1.2.3\r\n\
+             x-forwarded-proto: http\r\n\
+             x-forwarded-host: gw.example:8080\r\n\
+             via: 1.1 rgw-test\r\n\
+             x-request-id: rid-1\r\n\
+             content-length: 12\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_trusted_proxys_forwarding_headers_are_kept_and_appended_to() {
+        let c = client(&[
+            ("x-forwarded-for", "127.9.9.9"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "shop.example"),
+        ]);
+        let mut h = head(&c, BodyLength::Chunked);
+        h.trusted = true;
+        h.query = None;
+        let out = written(&h);
+        // The client's own lines come in its header map's order: compare them as a set.
+        let mut lines: Vec<&str> = out.split("\r\n").collect();
+        lines.sort_unstable();
+        let mut want = vec![
+            "",
+            "",
+            "GET /a%2Fb/c HTTP/1.1",
+            "host: 127.0.0.1:9001",
+            "transfer-encoding: chunked",
+            "via: 1.1 rgw-test",
+            "x-forwarded-for: 127.9.9.9, 127.1.2.3",
+            "x-forwarded-host: shop.example",
+            "x-forwarded-proto: https",
+            "x-request-id: rid-1",
+        ];
+        want.sort_unstable();
+        assert_eq!(lines, want);
+        assert!(out.starts_with("GET /a%2Fb/c HTTP/1.1\r\nhost: 127.0.0.1:9001\r\n"));
+        assert!(out.ends_with("transfer-encoding: chunked\r\n\r\n"));
+    }
+
+    #[test]
+    fn an_empty_body_has_a_length_only_where_the_method_defines_one() {
+        assert_eq!(BodyLength::of("GET", Some(0)), BodyLength::Empty);
+        assert_eq!(BodyLength::of("DELETE", Some(0)), BodyLength::Empty);
+        assert_eq!(BodyLength::of("POST", Some(0)), BodyLength::Known(0));
+        assert_eq!(BodyLength::of("GET", Some(3)), BodyLength::Known(3));
+        assert_eq!(BodyLength::of("PUT", None), BodyLength::Chunked);
+    }
+
+    fn parse(
+        wire: &str,
+        head_request: bool,
+    ) -> (Result<Option<ResponseHead>, HeadError>, BytesMut) {
+        let mut buf = BytesMut::from(wire.as_bytes());
+        let r = parse_response(&mut buf, head_request);
+        (r, buf)
+    }
+
+    #[test]
+    fn a_response_head_leaves_the_body_bytes_behind() {
+        let (r, rest) = parse(
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: x-hop\r\nX-Hop: 1\r\nKeep-Alive: 5\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\nok",
+            false,
+        );
+        let h = r.unwrap().unwrap();
+        assert_eq!(h.status, 200);
+        assert_eq!(h.framing, Framing::Length(2));
+        assert_eq!(h.content_length, Some(2));
+        assert!(h.reusable);
+        assert_eq!(&rest[..], b"ok");
+        for gone in ["content-length", "connection", "x-hop", "keep-alive"] {
+            assert!(!h.headers.contains_key(gone), "{gone}");
+        }
+        assert_eq!(h.headers.get_all("set-cookie").count(), 2);
+    }
+
+    #[test]
+    fn interim_heads_are_skipped_and_a_partial_head_waits() {
+        let (r, rest) = parse(
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+            false,
+        );
+        let h = r.unwrap().unwrap();
+        assert_eq!((h.status, h.framing), (204, Framing::None));
+        assert!(rest.is_empty());
+        let (r, rest) = parse("HTTP/1.1 200 OK\r\nContent-Le", false);
+        assert!(r.unwrap().is_none());
+        assert_eq!(rest.len(), 27);
+    }
+
+    #[test]
+    fn garbage_and_oversized_heads_are_refused() {
+        assert_eq!(
+            parse("garbage\r\n\r\n", false).0.unwrap_err(),
+            HeadError::Malformed
+        );
+        let big = format!(
+            "HTTP/1.1 200 OK\r\nx: {}",
+            "a".repeat(MAX_RESPONSE_HEAD + 1)
+        );
+        assert_eq!(parse(&big, false).0.unwrap_err(), HeadError::TooLarge);
+        let many: String = (0..=MAX_RESPONSE_HEADERS)
+            .map(|i| format!("h{i}: 1\r\n"))
+            .collect();
+        let many = format!("HTTP/1.1 200 OK\r\n{many}\r\n");
+        assert_eq!(parse(&many, false).0.unwrap_err(), HeadError::TooLarge);
+    }
+
+    #[test]
+    fn a_304_keeps_its_content_length_for_the_client() {
+        let (r, _) = parse(
+            "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+            false,
+        );
+        let h = r.unwrap().unwrap();
+        assert_eq!(h.framing, Framing::None);
+        assert_eq!(h.headers.get("content-length").unwrap(), "10");
+    }
+}

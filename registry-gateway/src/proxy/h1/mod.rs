@@ -1,0 +1,121 @@
+//! The HTTP/1.1 upstream client for `http://` replicas, run inside the request's own task: a per-worker
+//! pool of connections with reusable buffers, request heads written from the client's header bytes in one
+//! write, response heads parsed with `httparse`, bodies framed by hand (see [`framing`]). No connection
+//! task, no channels, no per-request timers ([`deadline`]).
+
+mod body;
+mod chunked;
+mod conn;
+mod deadline;
+mod framing;
+mod head;
+mod pool;
+
+pub(crate) use body::WireBody;
+pub(crate) use deadline::Deadline;
+pub(crate) use framing::Framing;
+pub(crate) use head::{BodyLength, RequestHead, ResponseHead};
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use http_body::Body as _;
+
+use crate::policy::{ClientFault, FailureCause, HeadTimer};
+use crate::proxy::request_body::RequestBody;
+use crate::registry::ReplicaAddress;
+use conn::ExchangeError;
+
+thread_local! {
+    /// The worker's head buffer, reused by every request.
+    static HEAD_BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
+}
+
+/// What one attempt on the wire came to.
+pub(crate) enum Exchanged {
+    /// A final response head and its body's reader.
+    Answered(ResponseHead, WireBody),
+    /// No answer; the body comes back when it was never sent.
+    Failed(FailureCause, Option<RequestBody>),
+    /// The client broke its own upload.
+    Client(ClientFault),
+}
+
+/// Sends one request to `address` and reads its response head. `head` is written with the body's
+/// framing; a pooled connection that turns out closed before anything was written is replaced by a
+/// fresh one, once.
+pub(crate) async fn exchange(
+    address: &ReplicaAddress,
+    mut head: RequestHead<'_>,
+    mut body: RequestBody,
+    timer: HeadTimer,
+    connect_timeout: Duration,
+    max_idle: usize,
+) -> Exchanged {
+    let exact = body.size_hint().exact();
+    head.length = BodyLength::of(head.method, exact);
+    let chunked = head.length == BodyLength::Chunked;
+    let head_request = head.method == "HEAD";
+    let mut bytes = HEAD_BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    head::write_request(&head, &mut bytes);
+    let result = exchange_on(
+        address,
+        &bytes,
+        &mut body,
+        chunked,
+        timer,
+        head_request,
+        connect_timeout,
+        max_idle,
+    )
+    .await;
+    HEAD_BUF.with(|b| *b.borrow_mut() = bytes);
+    match result {
+        Ok(answer) => Exchanged::Answered(answer.0, answer.1),
+        Err(ExchangeError::NotSent) => Exchanged::Failed(FailureCause::Transport, Some(body)),
+        Err(ExchangeError::Connect(cause)) => Exchanged::Failed(cause, Some(body)),
+        Err(ExchangeError::Failed(cause)) => {
+            // Whose fault: a client that broke its own upload made the exchange fail.
+            match body.upload().and_then(|u| u.client_fault()) {
+                Some(fault) => Exchanged::Client(fault),
+                None => Exchanged::Failed(cause, None),
+            }
+        }
+        Err(ExchangeError::Client(fault)) => Exchanged::Client(fault),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn exchange_on(
+    address: &ReplicaAddress,
+    head: &[u8],
+    body: &mut RequestBody,
+    chunked: bool,
+    timer: HeadTimer,
+    head_request: bool,
+    connect_timeout: Duration,
+    max_idle: usize,
+) -> Result<(ResponseHead, WireBody), ExchangeError> {
+    let mut conn = match pool::checkout(address.as_str()) {
+        Some(c) => c,
+        None => conn::connect(address, connect_timeout)
+            .await
+            .map_err(ExchangeError::Connect)?,
+    };
+    let mut result = conn
+        .exchange(head, body, chunked, timer, head_request)
+        .await;
+    // A pooled keep-alive connection the replica just closed is not the replica's fault.
+    if conn.reused && matches!(result, Err(ExchangeError::NotSent)) {
+        conn = conn::connect(address, connect_timeout)
+            .await
+            .map_err(ExchangeError::Connect)?;
+        result = conn
+            .exchange(head, body, chunked, timer, head_request)
+            .await;
+    }
+    let (resp, sent) = result?;
+    let reusable = resp.reusable && sent;
+    let framing = resp.framing;
+    Ok((resp, WireBody::new(conn, framing, reusable, max_idle)))
+}
