@@ -10,7 +10,7 @@
 //!   No IO, no clock.
 //! - [`registry`]: services and replicas, the state the policy acts on, and the one event type its
 //!   changes produce, published from one outbox to the log, the watchers and the store's bounded queue.
-//! - [`proxy`]: pick → forward one attempt (hyper HTTP/1.1, per-worker pool) → classify → record → ask
+//! - [`proxy`]: pick → forward one attempt (in-task HTTP/1.1 client, per-worker pool) → classify → record → ask
 //!   the attempt machine whether to pick the next; upgrades (WebSocket or any protocol) tunnelled after
 //!   the replica's 101.
 //! - [`framing`]: the HTTP listener's connections (HTTP/1.1, and h2 by ALPN over TLS), each behind a gate
