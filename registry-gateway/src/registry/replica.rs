@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -192,7 +192,8 @@ pub struct Replica {
     /// Attempt metric handles, made on the first attempt.
     observe: OnceLock<Arc<ReplicaHandles>>,
     /// Its place in its service's [`super::replica_set::ReplicaSet`] (written under the service's lock).
-    pub(crate) slot: AtomicUsize,
+    /// 32 bits: with the other small fields it keeps a replica's allocation in a smaller size class.
+    pub(crate) slot: AtomicU32,
 }
 
 /// A point-in-time view of a replica, for `GET /registry`.
@@ -293,7 +294,7 @@ impl Replica {
             removed: AtomicBool::new(false),
             latency: LatencyHistogram::default(),
             observe: OnceLock::new(),
-            slot: AtomicUsize::new(usize::MAX),
+            slot: AtomicU32::new(u32::MAX),
         }
     }
 

@@ -14,6 +14,11 @@ use super::{Replica, ReplicaAddress};
 /// Holes are compacted once there are more of them than replicas (and at least this many).
 const MIN_HOLES_TO_COMPACT: usize = 64;
 
+/// A slot index as a replica stores it (a service never holds 4 billion replicas).
+fn slot_index(i: usize) -> u32 {
+    u32::try_from(i).expect("fewer than 2^32 replicas in one service")
+}
+
 /// A replica keyed by its address (the set never holds two of one address).
 #[derive(Debug, Clone)]
 struct ByAddress(Arc<Replica>);
@@ -86,7 +91,7 @@ impl ReplicaSet {
     /// Adds `r` last. Its address must not be in the set yet (remove the one there first).
     pub(crate) fn push(&mut self, r: Arc<Replica>) {
         debug_assert!(self.by_address(r.address()).is_none());
-        r.slot.store(self.slots.len(), Ordering::Relaxed);
+        r.slot.store(slot_index(self.slots.len()), Ordering::Relaxed);
         self.by_address.insert(ByAddress(Arc::clone(&r)));
         self.by_id.insert(ById(Arc::clone(&r)));
         self.slots.push(Some(r));
@@ -95,7 +100,7 @@ impl ReplicaSet {
 
     /// Removes `r` (this very replica, not another of its address); false when it is not here.
     pub(crate) fn remove(&mut self, r: &Arc<Replica>) -> bool {
-        let slot = r.slot.load(Ordering::Relaxed);
+        let slot = r.slot.load(Ordering::Relaxed) as usize;
         match self.slots.get(slot) {
             Some(Some(here)) if Arc::ptr_eq(here, r) => {}
             _ => return false,
@@ -121,7 +126,7 @@ impl ReplicaSet {
     fn compact(&mut self) {
         self.slots.retain(Option::is_some);
         for (i, r) in self.slots.iter().flatten().enumerate() {
-            r.slot.store(i, Ordering::Relaxed);
+            r.slot.store(slot_index(i), Ordering::Relaxed);
         }
         self.slots.shrink_to(self.slots.len() * 2);
     }
