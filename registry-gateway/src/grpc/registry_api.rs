@@ -1,9 +1,10 @@
-//! The gateway's own `registry.v1.Registry` gRPC service: the registration API, plus `Watch`.
+//! The gateway's own `registry.v1.Registry` gRPC service: the registration API, the listings
+//! (`ListServices`, `StreamServices`) and `Watch`.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use registry_proto::registry::v1 as pb;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
@@ -12,7 +13,9 @@ use super::convert;
 use crate::admin::ApiTokens;
 use crate::clock;
 use crate::error::GatewayError;
-use crate::registry::{is_local_ip, OwnListeners, Registry, RegistryError, RegistryEvent};
+use crate::registry::{
+    is_local_ip, Listing, ListingFilter, OwnListeners, Registry, RegistryError, RegistryEvent,
+};
 
 /// Serves `registry.v1.Registry` on the shared registry.
 pub(crate) struct RegistryApi {
@@ -58,6 +61,7 @@ fn not_found(e: RegistryError) -> Status {
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::RegistryEvent, Status>> + Send>>;
+type PartStream = Pin<Box<dyn Stream<Item = Result<pb::ServicePart, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl pb::registry_server::Registry for RegistryApi {
@@ -114,49 +118,116 @@ impl pb::registry_server::Registry for RegistryApi {
         req: Request<pb::ListServicesRequest>,
     ) -> Result<Response<pb::ListServicesResponse>, Status> {
         self.authorize_read(&req)?;
-        Ok(Response::new(convert::services(
-            &self.registry.services(),
-            clock::now(),
-        )))
+        let filter = convert::filter(req.get_ref())?;
+        // One message: every part of a service in one piece.
+        let listing = Listing::new(&self.registry, &filter, usize::MAX);
+        Ok(Response::new(convert::services(listing)))
+    }
+
+    type StreamServicesStream = PartStream;
+
+    async fn stream_services(
+        &self,
+        req: Request<pb::ListServicesRequest>,
+    ) -> Result<Response<PartStream>, Status> {
+        self.authorize_read(&req)?;
+        let filter = convert::filter(req.get_ref())?;
+        let max = convert::part_size(req.get_ref().max_replicas_per_part);
+        let listing = Listing::new(&self.registry, &filter, max);
+        // An iterator, not a task filling a channel: the next part is made only when tonic polls for
+        // it, that is when the connection has room to send it.
+        let parts = futures_util::stream::iter(listing.map(|sp| Ok(convert::part(&sp))));
+        Ok(Response::new(Box::pin(parts)))
     }
 
     type WatchStream = EventStream;
 
     async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<EventStream>, Status> {
         self.authorize_read(&req)?;
+        let r = req.into_inner();
         // Subscribe before taking the snapshot, so that no change falls between the two.
-        let rx = self.registry.subscribe();
-        let registry = Arc::clone(&self.registry);
-        let snapshot = snapshot_event(&registry);
-        let first = futures_util::stream::once(async move { Ok(snapshot) });
-        let rest = futures_util::stream::unfold((rx, registry), |(mut rx, registry)| async move {
-            let event = loop {
-                match rx.recv().await {
-                    Ok(event) => {
-                        if let Some(e) = change_event(event) {
-                            break e;
-                        }
-                    }
-                    // Fell behind: a fresh snapshot replaces the events that were lost.
-                    Err(RecvError::Lagged(_)) => break snapshot_event(&registry),
-                    Err(RecvError::Closed) => return None,
-                }
-            };
-            Some((Ok(event), (rx, registry)))
+        let mut watcher = Watcher {
+            rx: self.registry.subscribe(),
+            registry: Arc::clone(&self.registry),
+            in_parts: r
+                .snapshot_in_parts
+                .then(|| convert::part_size(r.max_replicas_per_part)),
+            snapshot: Snapshot::Done,
+        };
+        watcher.start_snapshot();
+        let events = futures_util::stream::unfold(watcher, |mut w| async move {
+            let event = w.next_event().await?;
+            Some((Ok(event), w))
         });
-        Ok(Response::new(Box::pin(first.chain(rest))))
+        Ok(Response::new(Box::pin(events)))
     }
 }
 
-fn snapshot_event(registry: &Registry) -> pb::RegistryEvent {
-    let snap = convert::services(&registry.services(), clock::now());
-    pb::RegistryEvent {
-        event: Some(pb::registry_event::Event::Snapshot(snap)),
+/// One `Watch` stream: a snapshot (whole or in parts), then changes, and a fresh snapshot after a lag.
+struct Watcher {
+    rx: tokio::sync::broadcast::Receiver<RegistryEvent>,
+    registry: Arc<Registry>,
+    /// `Some(max replicas per part)` when the client asked for the snapshot in parts.
+    in_parts: Option<usize>,
+    snapshot: Snapshot,
+}
+
+/// Where a watcher is in its snapshot.
+enum Snapshot {
+    /// A whole snapshot is still to send (clients that did not ask for parts).
+    Whole,
+    /// Parts are being sent, then a `snapshot_end`.
+    Parts(Listing),
+    /// Sent: changes follow.
+    Done,
+}
+
+impl Watcher {
+    fn start_snapshot(&mut self) {
+        self.snapshot = match self.in_parts {
+            Some(max) => {
+                Snapshot::Parts(Listing::new(&self.registry, &ListingFilter::default(), max))
+            }
+            None => Snapshot::Whole,
+        };
+    }
+
+    /// The next message; `None` once the registry is gone.
+    async fn next_event(&mut self) -> Option<pb::RegistryEvent> {
+        loop {
+            let event = match std::mem::replace(&mut self.snapshot, Snapshot::Done) {
+                Snapshot::Whole => {
+                    let all = Listing::new(&self.registry, &ListingFilter::default(), usize::MAX);
+                    pb::registry_event::Event::Snapshot(convert::services(all))
+                }
+                Snapshot::Parts(mut listing) => match listing.next() {
+                    Some(sp) => {
+                        let part = convert::part(&sp);
+                        self.snapshot = Snapshot::Parts(listing);
+                        pb::registry_event::Event::SnapshotPart(part)
+                    }
+                    None => pb::registry_event::Event::SnapshotEnd(pb::SnapshotEnd {}),
+                },
+                Snapshot::Done => match self.rx.recv().await {
+                    Ok(event) => match change_event(event) {
+                        Some(e) => e,
+                        None => continue,
+                    },
+                    // Fell behind: a fresh snapshot replaces the events that were lost.
+                    Err(RecvError::Lagged(_)) => {
+                        self.start_snapshot();
+                        continue;
+                    }
+                    Err(RecvError::Closed) => return None,
+                },
+            };
+            return Some(pb::RegistryEvent { event: Some(event) });
+        }
     }
 }
 
 /// The message of a change; `None` for what watchers do not see ([`RegistryEvent::is_watched`]).
-fn change_event(event: RegistryEvent) -> Option<pb::RegistryEvent> {
+fn change_event(event: RegistryEvent) -> Option<pb::registry_event::Event> {
     let now = clock::now();
     let e = match event {
         RegistryEvent::Added(r, _) => pb::registry_event::Event::Added(convert::replica(&r, now)),
@@ -173,5 +244,5 @@ fn change_event(event: RegistryEvent) -> Option<pb::RegistryEvent> {
         | RegistryEvent::ProbeSucceeded(_)
         | RegistryEvent::ProbeDone(_) => return None,
     };
-    Some(pb::RegistryEvent { event: Some(e) })
+    Some(e)
 }
