@@ -414,7 +414,9 @@ async fn streaming_100k_replicas_grows_rss_far_less_than_the_unary_list() {
     .await;
     let mut client = RegistryClient::new(ch.clone()).max_decoding_message_size(usize::MAX);
 
+    let timed = std::sync::Mutex::new(Vec::new());
     let (streamed, n) = rss_growth(&gw, async {
+        let started = std::time::Instant::now();
         let mut s = client
             .clone()
             .stream_services(pb::ListServicesRequest::default())
@@ -423,26 +425,58 @@ async fn streaming_100k_replicas_grows_rss_far_less_than_the_unary_list() {
             .into_inner();
         let mut n = 0;
         while let Some(p) = s.message().await.unwrap() {
+            if n == 0 {
+                timed
+                    .lock()
+                    .unwrap()
+                    .push(("StreamServices first part", started.elapsed()));
+            }
             n += p.service.unwrap().replicas.len();
         }
+        timed
+            .lock()
+            .unwrap()
+            .push(("StreamServices all", started.elapsed()));
         n
     })
     .await;
     assert_eq!(n, N as usize);
+    let (watched, n) = rss_growth(&gw, async {
+        let req = pb::WatchRequest {
+            snapshot_in_parts: true,
+            max_replicas_per_part: 0,
+        };
+        let mut w = client.clone().watch(req).await.unwrap().into_inner();
+        let parts = snapshot(&mut w).await;
+        parts
+            .iter()
+            .map(|p| p.service.as_ref().unwrap().replicas.len())
+            .sum()
+    })
+    .await;
+    assert_eq!(n, N as usize);
     let (unary, n) = rss_growth(&gw, async {
+        let started = std::time::Instant::now();
         let all = client
             .list_services(pb::ListServicesRequest::default())
             .await
             .unwrap()
             .into_inner();
+        timed
+            .lock()
+            .unwrap()
+            .push(("ListServices", started.elapsed()));
         all.services.iter().map(|s| s.replicas.len()).sum()
     })
     .await;
     assert_eq!(n, N as usize);
     println!(
-        "RSS growth reading {N} replicas: StreamServices {streamed} MiB, ListServices {unary} MiB"
+        "RSS growth reading {N} replicas: StreamServices {streamed} MiB, Watch in parts {watched} MiB, \
+         ListServices {unary} MiB; {:?}",
+        timed.lock().unwrap()
     );
     assert!(streamed < 64, "StreamServices grew RSS by {streamed} MiB");
+    assert!(watched < 64, "the Watch snapshot grew RSS by {watched} MiB");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

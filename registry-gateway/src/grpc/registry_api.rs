@@ -44,7 +44,7 @@ impl RegistryApi {
             .map_err(unauthenticated)
     }
 
-    /// `ListServices` and `Watch`: the same rule as `GET /registry`.
+    /// `ListServices`, `StreamServices` and `Watch`: the same rule as `GET /registry`.
     fn authorize_read<T>(&self, req: &Request<T>) -> Result<(), Status> {
         self.tokens
             .load()
@@ -213,8 +213,11 @@ impl Watcher {
                         Some(e) => e,
                         None => continue,
                     },
-                    // Fell behind: a fresh snapshot replaces the events that were lost.
+                    // Fell behind: a fresh snapshot replaces the events that were lost, and those
+                    // still queued (older than the snapshot) are dropped with a new subscription
+                    // taken before it, so that only later changes follow it.
                     Err(RecvError::Lagged(_)) => {
+                        self.rx = self.rx.resubscribe();
                         self.start_snapshot();
                         continue;
                     }
