@@ -6,16 +6,14 @@ use std::sync::Arc;
 
 use futures_util::Stream;
 use registry_proto::registry::v1 as pb;
-use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
 use super::convert;
+use super::watcher::Watcher;
 use crate::admin::ApiTokens;
 use crate::clock;
 use crate::error::GatewayError;
-use crate::registry::{
-    is_local_ip, Listing, ListingFilter, OwnListeners, Registry, RegistryError, RegistryEvent,
-};
+use crate::registry::{is_local_ip, Listing, OwnListeners, Registry, RegistryError};
 
 /// Serves `registry.v1.Registry` on the shared registry.
 pub(crate) struct RegistryApi {
@@ -145,107 +143,14 @@ impl pb::registry_server::Registry for RegistryApi {
     async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<EventStream>, Status> {
         self.authorize_read(&req)?;
         let r = req.into_inner();
-        // Subscribe before taking the snapshot, so that no change falls between the two.
-        let mut watcher = Watcher {
-            rx: self.registry.subscribe(),
-            registry: Arc::clone(&self.registry),
-            in_parts: r
-                .snapshot_in_parts
-                .then(|| convert::part_size(r.max_replicas_per_part)),
-            snapshot: Snapshot::Done,
-        };
-        watcher.start_snapshot();
+        let in_parts = r
+            .snapshot_in_parts
+            .then(|| convert::part_size(r.max_replicas_per_part));
+        let watcher = Watcher::new(Arc::clone(&self.registry), in_parts);
         let events = futures_util::stream::unfold(watcher, |mut w| async move {
             let event = w.next_event().await?;
             Some((Ok(event), w))
         });
         Ok(Response::new(Box::pin(events)))
     }
-}
-
-/// One `Watch` stream: a snapshot (whole or in parts), then changes, and a fresh snapshot after a lag.
-struct Watcher {
-    rx: tokio::sync::broadcast::Receiver<RegistryEvent>,
-    registry: Arc<Registry>,
-    /// `Some(max replicas per part)` when the client asked for the snapshot in parts.
-    in_parts: Option<usize>,
-    snapshot: Snapshot,
-}
-
-/// Where a watcher is in its snapshot.
-enum Snapshot {
-    /// A whole snapshot is still to send (clients that did not ask for parts).
-    Whole,
-    /// Parts are being sent, then a `snapshot_end`.
-    Parts(Listing),
-    /// Sent: changes follow.
-    Done,
-}
-
-impl Watcher {
-    fn start_snapshot(&mut self) {
-        self.snapshot = match self.in_parts {
-            Some(max) => {
-                Snapshot::Parts(Listing::new(&self.registry, &ListingFilter::default(), max))
-            }
-            None => Snapshot::Whole,
-        };
-    }
-
-    /// The next message; `None` once the registry is gone.
-    async fn next_event(&mut self) -> Option<pb::RegistryEvent> {
-        loop {
-            let event = match std::mem::replace(&mut self.snapshot, Snapshot::Done) {
-                Snapshot::Whole => {
-                    let all = Listing::new(&self.registry, &ListingFilter::default(), usize::MAX);
-                    pb::registry_event::Event::Snapshot(convert::services(all))
-                }
-                Snapshot::Parts(mut listing) => match listing.next() {
-                    Some(sp) => {
-                        let part = convert::part(&sp);
-                        self.snapshot = Snapshot::Parts(listing);
-                        pb::registry_event::Event::SnapshotPart(part)
-                    }
-                    None => pb::registry_event::Event::SnapshotEnd(pb::SnapshotEnd {}),
-                },
-                Snapshot::Done => match self.rx.recv().await {
-                    Ok(event) => match change_event(event) {
-                        Some(e) => e,
-                        None => continue,
-                    },
-                    // Fell behind: a fresh snapshot replaces the events that were lost, and those
-                    // still queued (older than the snapshot) are dropped with a new subscription
-                    // taken before it, so that only later changes follow it.
-                    Err(RecvError::Lagged(_)) => {
-                        self.rx = self.rx.resubscribe();
-                        self.start_snapshot();
-                        continue;
-                    }
-                    Err(RecvError::Closed) => return None,
-                },
-            };
-            return Some(pb::RegistryEvent { event: Some(event) });
-        }
-    }
-}
-
-/// The message of a change; `None` for what watchers do not see ([`RegistryEvent::is_watched`]).
-fn change_event(event: RegistryEvent) -> Option<pb::registry_event::Event> {
-    let now = clock::now();
-    let e = match event {
-        RegistryEvent::Added(r, _) => pb::registry_event::Event::Added(convert::replica(&r, now)),
-        RegistryEvent::Removed(r, _, _) => {
-            pb::registry_event::Event::Removed(convert::replica(&r, now))
-        }
-        RegistryEvent::StateChanged(r, t) => {
-            let mut p = convert::replica(&r, now);
-            p.state = convert::state(t.to) as i32;
-            pb::registry_event::Event::StateChanged(p)
-        }
-        RegistryEvent::Renewed(_)
-        | RegistryEvent::Attempt { .. }
-        | RegistryEvent::ProbeSucceeded(_)
-        | RegistryEvent::ProbeDone(_) => return None,
-    };
-    Some(e)
 }
