@@ -494,3 +494,44 @@ async fn stream_services_needs_the_read_token_like_list_services() {
     let mut parts = client.stream_services(req).await.unwrap().into_inner();
     while parts.message().await.unwrap().is_some() {}
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_services_snapshots_each_service_only_when_the_client_reaches_it() {
+    let gw = long_leases();
+    let ch = channel(&gw.grpc_url).await;
+    // alpha: 3,000 replicas (about 300 KB of messages, far more than the client's 64 KiB window);
+    // zeta, listed last, one.
+    register_all(&ch, 1..=3001, |k| {
+        if k <= 3000 {
+            ("alpha", false)
+        } else {
+            ("zeta", false)
+        }
+    })
+    .await;
+    let slow = tonic::transport::Endpoint::from_shared(gw.grpc_url.clone())
+        .unwrap()
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .connect()
+        .await
+        .unwrap();
+    let mut s = RegistryClient::new(slow)
+        .stream_services(pb::ListServicesRequest {
+            max_replicas_per_part: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut parts = vec![s.message().await.unwrap().unwrap()];
+    // While the client holds back, zeta gains a replica: the gateway has not reached zeta yet, since
+    // it makes parts only as the client makes room for them.
+    register_all(&ch, 3002..=3002, |_| ("zeta", false)).await;
+    while let Some(p) = s.message().await.unwrap() {
+        parts.push(p);
+    }
+    let all = assemble(&parts, 100);
+    assert_eq!(all["alpha"].1, 30);
+    assert_eq!(sorted(all["zeta"].0.clone()), addresses(3001..=3002));
+}
