@@ -133,7 +133,8 @@ impl pb::registry_server::Registry for RegistryApi {
         let max = convert::part_size(req.get_ref().max_replicas_per_part);
         let listing = Listing::new(&self.registry, &filter, max);
         // An iterator, not a task filling a channel: the next part is made only when tonic polls for
-        // it, that is when the connection has room to send it.
+        // it, that is when the connection has room to send it (tonic gathers a few tens of KiB of
+        // messages per HTTP/2 frame batch, no more).
         let parts = futures_util::stream::iter(listing.map(|sp| Ok(convert::part(&sp))));
         Ok(Response::new(Box::pin(parts)))
     }
