@@ -265,7 +265,7 @@ async fn register_over_grpc_inspect_over_http_and_watch_changes_within_100ms() {
     let gw = gateway("");
     let mut registry = RegistryClient::new(channel(&gw.grpc_url).await);
     let mut watch = registry
-        .watch(pb::WatchRequest {})
+        .watch(pb::WatchRequest::default())
         .await
         .unwrap()
         .into_inner();
@@ -324,7 +324,7 @@ async fn register_over_grpc_inspect_over_http_and_watch_changes_within_100ms() {
     );
 
     let list = registry
-        .list_services(pb::ListServicesRequest {})
+        .list_services(pb::ListServicesRequest::default())
         .await
         .unwrap()
         .into_inner();

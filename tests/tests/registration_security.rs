@@ -299,11 +299,14 @@ async fn read_statuses(c: &Client, base: &str, id: &str, auth: Option<&str>) -> 
 async fn grpc_reads(url: &str, auth: Option<&str>) -> (Result<(), Code>, Result<(), Code>) {
     let mut registry = RegistryClient::new(channel(url).await);
     let list = registry
-        .list_services(grpc_req(pb::ListServicesRequest {}, auth))
+        .list_services(grpc_req(pb::ListServicesRequest::default(), auth))
         .await
         .map(|_| ())
         .map_err(|e| e.code());
-    let watch = match registry.watch(grpc_req(pb::WatchRequest {}, auth)).await {
+    let watch = match registry
+        .watch(grpc_req(pb::WatchRequest::default(), auth))
+        .await
+    {
         Ok(stream) => {
             let first = tokio::time::timeout(Duration::from_secs(5), stream.into_inner().message())
                 .await

@@ -61,10 +61,10 @@ fn bearer(value: &str) -> Option<&str> {
 /// Which token each part of the API needs; shared by the HTTP and the gRPC edges.
 ///
 /// Writes (register, heartbeat, deregister) need the registration token when one is set. Reads of the
-/// registry (`GET /registry*`, gRPC `ListServices` and `Watch`) are open while no token is configured at
-/// all; once either token is set they need the read token or the registration token (either one that is
-/// set). A `read_token` without a `registration_token` therefore still protects reads: a secret that was
-/// configured is never silently ignored.
+/// registry (`GET /registry*`, gRPC `ListServices`, `StreamServices` and `Watch`) are open while no
+/// token is configured at all; once either token is set they need the read token or the registration
+/// token (either one that is set). A `read_token` without a `registration_token` therefore still
+/// protects reads: a secret that was configured is never silently ignored.
 #[derive(Debug, Clone, Default)]
 pub struct ApiTokens {
     /// `auth.registration_token`.

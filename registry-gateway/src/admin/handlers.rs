@@ -11,7 +11,7 @@ use super::dto::{
     unix_ms, EvictedDto, HeartbeatResponse, RegisterRequest, RegisterResponse, RegistryDto,
     ReplicaDto, ServiceDto,
 };
-use super::inventory::{Inventory, InventoryFilter};
+use super::inventory::{parse_filter, Inventory};
 use super::AdminSettings;
 use crate::clock;
 use crate::error::GatewayError;
@@ -213,7 +213,7 @@ pub(crate) async fn registry(
     settings: Settings,
 ) -> Result<HttpResponse, GatewayError> {
     authorize_read(&req, &settings)?;
-    let filter = InventoryFilter::parse(req.query_string())?;
+    let filter = parse_filter(req.query_string())?;
     let chunks = Inventory::new(std::sync::Arc::clone(&registry), shared.status(), filter);
     Ok(HttpResponse::Ok()
         .content_type(actix_web::http::header::ContentType::json())

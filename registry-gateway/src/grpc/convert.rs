@@ -6,7 +6,9 @@ use registry_proto::registry::v1 as pb;
 use tonic::Status;
 
 use crate::policy::BreakerState;
-use crate::registry::{Protocol, Registration, Replica, Service};
+use crate::registry::{
+    Listing, ListingFilter, Protocol, Registration, Replica, ReplicaFilter, ServicePart,
+};
 
 fn invalid(field: &str, message: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("{field}: {message}"))
@@ -61,15 +63,65 @@ pub(crate) fn replica(r: &Replica, now: Instant) -> pb::Replica {
     }
 }
 
-/// Every service, as protobuf.
-pub(crate) fn services(all: &[std::sync::Arc<Service>], now: Instant) -> pb::ListServicesResponse {
-    pb::ListServicesResponse {
-        services: all
-            .iter()
-            .map(|s| pb::Service {
-                name: s.name().to_string(),
-                replicas: s.replicas().iter().map(|r| replica(r, now)).collect(),
-            })
-            .collect(),
+/// Replicas per part when the request leaves it at 0.
+pub(crate) const DEFAULT_PART: usize = 256;
+/// The most replicas a part may hold, whatever the request asks.
+pub(crate) const MAX_PART: usize = 1024;
+
+/// The part size a request asks for: 0 means [`DEFAULT_PART`], and at most [`MAX_PART`].
+pub(crate) fn part_size(asked: u32) -> usize {
+    match asked {
+        0 => DEFAULT_PART,
+        n => (n as usize).min(MAX_PART),
     }
+}
+
+/// The filters of a `ListServicesRequest`; `INVALID_ARGUMENT` names an unknown enum value.
+pub(crate) fn filter(r: &pb::ListServicesRequest) -> Result<ListingFilter, Status> {
+    let state = match pb::BreakerState::try_from(r.state) {
+        Ok(pb::BreakerState::Unspecified) => None,
+        Ok(pb::BreakerState::Closed) => Some(BreakerState::Closed),
+        Ok(pb::BreakerState::Open) => Some(BreakerState::Open),
+        Ok(pb::BreakerState::HalfOpen) => Some(BreakerState::HalfOpen),
+        Err(_) => return Err(invalid("state", format!("unknown value {}", r.state))),
+    };
+    let protocol = match pb::Protocol::try_from(r.protocol) {
+        Ok(pb::Protocol::Unspecified) => None,
+        Ok(pb::Protocol::Http) => Some(Protocol::Http),
+        Ok(pb::Protocol::Grpc) => Some(Protocol::Grpc),
+        Err(_) => return Err(invalid("protocol", format!("unknown value {}", r.protocol))),
+    };
+    let services = (!r.services.is_empty()).then(|| r.services.clone());
+    Ok(ListingFilter {
+        services,
+        replicas: ReplicaFilter { state, protocol },
+    })
+}
+
+/// One part of a listing, as protobuf.
+pub(crate) fn part(sp: &ServicePart) -> pb::ServicePart {
+    pb::ServicePart {
+        service: Some(pb::Service {
+            name: sp.service.name().to_string(),
+            replicas: sp.part.items.iter().map(|r| replica(r, sp.now)).collect(),
+        }),
+        part: sp.part.index,
+        last: sp.part.last,
+    }
+}
+
+/// A whole listing in one message (`ListServices`, and the snapshot of a `Watch` not in parts).
+pub(crate) fn services(listing: Listing) -> pb::ListServicesResponse {
+    let mut services: Vec<pb::Service> = Vec::new();
+    for sp in listing {
+        let replicas = sp.part.items.iter().map(|r| replica(r, sp.now));
+        match services.last_mut() {
+            Some(s) if sp.part.index > 0 => s.replicas.extend(replicas),
+            _ => services.push(pb::Service {
+                name: sp.service.name().to_string(),
+                replicas: replicas.collect(),
+            }),
+        }
+    }
+    pb::ListServicesResponse { services }
 }

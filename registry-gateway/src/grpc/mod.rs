@@ -13,6 +13,7 @@ mod registry_api;
 mod route;
 mod status;
 mod upstream;
+mod watcher;
 
 pub use proxy::ROUTE_HEADER;
 

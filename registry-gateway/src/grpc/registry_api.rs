@@ -1,18 +1,19 @@
-//! The gateway's own `registry.v1.Registry` gRPC service: the registration API, plus `Watch`.
+//! The gateway's own `registry.v1.Registry` gRPC service: the registration API, the listings
+//! (`ListServices`, `StreamServices`) and `Watch`.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use registry_proto::registry::v1 as pb;
-use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
 use super::convert;
+use super::watcher::Watcher;
 use crate::admin::ApiTokens;
 use crate::clock;
 use crate::error::GatewayError;
-use crate::registry::{is_local_ip, OwnListeners, Registry, RegistryError, RegistryEvent};
+use crate::registry::{is_local_ip, Listing, OwnListeners, Registry, RegistryError};
 
 /// Serves `registry.v1.Registry` on the shared registry.
 pub(crate) struct RegistryApi {
@@ -41,7 +42,7 @@ impl RegistryApi {
             .map_err(unauthenticated)
     }
 
-    /// `ListServices` and `Watch`: the same rule as `GET /registry`.
+    /// `ListServices`, `StreamServices` and `Watch`: the same rule as `GET /registry`.
     fn authorize_read<T>(&self, req: &Request<T>) -> Result<(), Status> {
         self.tokens
             .load()
@@ -58,6 +59,7 @@ fn not_found(e: RegistryError) -> Status {
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::RegistryEvent, Status>> + Send>>;
+type PartStream = Pin<Box<dyn Stream<Item = Result<pb::ServicePart, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl pb::registry_server::Registry for RegistryApi {
@@ -114,64 +116,42 @@ impl pb::registry_server::Registry for RegistryApi {
         req: Request<pb::ListServicesRequest>,
     ) -> Result<Response<pb::ListServicesResponse>, Status> {
         self.authorize_read(&req)?;
-        Ok(Response::new(convert::services(
-            &self.registry.services(),
-            clock::now(),
-        )))
+        let filter = convert::filter(req.get_ref())?;
+        // One message: every part of a service in one piece.
+        let listing = Listing::new(&self.registry, &filter, usize::MAX);
+        Ok(Response::new(convert::services(listing)))
+    }
+
+    type StreamServicesStream = PartStream;
+
+    async fn stream_services(
+        &self,
+        req: Request<pb::ListServicesRequest>,
+    ) -> Result<Response<PartStream>, Status> {
+        self.authorize_read(&req)?;
+        let filter = convert::filter(req.get_ref())?;
+        let max = convert::part_size(req.get_ref().max_replicas_per_part);
+        let listing = Listing::new(&self.registry, &filter, max);
+        // An iterator, not a task filling a channel: the next part is made only when tonic polls for
+        // it, that is when the connection has room to send it (tonic gathers a few tens of KiB of
+        // messages per HTTP/2 frame batch, no more).
+        let parts = futures_util::stream::iter(listing.map(|sp| Ok(convert::part(&sp))));
+        Ok(Response::new(Box::pin(parts)))
     }
 
     type WatchStream = EventStream;
 
     async fn watch(&self, req: Request<pb::WatchRequest>) -> Result<Response<EventStream>, Status> {
         self.authorize_read(&req)?;
-        // Subscribe before taking the snapshot, so that no change falls between the two.
-        let rx = self.registry.subscribe();
-        let registry = Arc::clone(&self.registry);
-        let snapshot = snapshot_event(&registry);
-        let first = futures_util::stream::once(async move { Ok(snapshot) });
-        let rest = futures_util::stream::unfold((rx, registry), |(mut rx, registry)| async move {
-            let event = loop {
-                match rx.recv().await {
-                    Ok(event) => {
-                        if let Some(e) = change_event(event) {
-                            break e;
-                        }
-                    }
-                    // Fell behind: a fresh snapshot replaces the events that were lost.
-                    Err(RecvError::Lagged(_)) => break snapshot_event(&registry),
-                    Err(RecvError::Closed) => return None,
-                }
-            };
-            Some((Ok(event), (rx, registry)))
+        let r = req.into_inner();
+        let in_parts = r
+            .snapshot_in_parts
+            .then(|| convert::part_size(r.max_replicas_per_part));
+        let watcher = Watcher::new(Arc::clone(&self.registry), in_parts);
+        let events = futures_util::stream::unfold(watcher, |mut w| async move {
+            let event = w.next_event().await?;
+            Some((Ok(event), w))
         });
-        Ok(Response::new(Box::pin(first.chain(rest))))
+        Ok(Response::new(Box::pin(events)))
     }
-}
-
-fn snapshot_event(registry: &Registry) -> pb::RegistryEvent {
-    let snap = convert::services(&registry.services(), clock::now());
-    pb::RegistryEvent {
-        event: Some(pb::registry_event::Event::Snapshot(snap)),
-    }
-}
-
-/// The message of a change; `None` for what watchers do not see ([`RegistryEvent::is_watched`]).
-fn change_event(event: RegistryEvent) -> Option<pb::RegistryEvent> {
-    let now = clock::now();
-    let e = match event {
-        RegistryEvent::Added(r, _) => pb::registry_event::Event::Added(convert::replica(&r, now)),
-        RegistryEvent::Removed(r, _, _) => {
-            pb::registry_event::Event::Removed(convert::replica(&r, now))
-        }
-        RegistryEvent::StateChanged(r, t) => {
-            let mut p = convert::replica(&r, now);
-            p.state = convert::state(t.to) as i32;
-            pb::registry_event::Event::StateChanged(p)
-        }
-        RegistryEvent::Renewed(_)
-        | RegistryEvent::Attempt { .. }
-        | RegistryEvent::ProbeSucceeded(_)
-        | RegistryEvent::ProbeDone(_) => return None,
-    };
-    Some(pb::RegistryEvent { event: Some(e) })
 }

@@ -10,6 +10,7 @@ mod event_log;
 mod events;
 mod evicted;
 mod latency;
+mod listing;
 mod name;
 mod outbox;
 mod protocol;
@@ -31,6 +32,7 @@ pub use change::{
 };
 pub use events::{Joined, RegistryEvent, Source};
 pub use evicted::{Evicted, EVICTED_KEPT};
+pub use listing::{Listing, ListingFilter, Part, Parts, ReplicaFilter, ServicePart};
 pub use name::{InvalidName, ServiceName, RESERVED_NAMES};
 pub use outbox::{Outbox, QUEUE_CAPACITY};
 pub use protocol::{validate_grpc_service, InvalidGrpcService, Protocol};
