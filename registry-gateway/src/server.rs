@@ -528,7 +528,7 @@ async fn sweep_leases(registry: Arc<Registry>, shared: Shared) {
             .await;
         // While the shared store is unreachable, renewals made through other gateways cannot arrive:
         // keep the last known registry instead of expiring it.
-        registry.sweep_leases(clock::now(), shared.leases_expire());
+        registry.sweep_leases(clock::now(), shared.lease_expiry());
     }
 }
 

@@ -27,7 +27,8 @@ mod transitions;
 pub use address::{InvalidAddress, ReplicaAddress};
 pub use attempt::AttemptRecord;
 pub use change::{
-    AddressWrite, ChangeQueue, Pushed, ReplicaRecord, ReplicaWrite, SharedState, Streak, Write,
+    AddressWrite, ChangeQueue, Pushed, RemovedFor, ReplicaRecord, ReplicaWrite, SharedState,
+    Streak, Write,
 };
 pub use events::{Joined, RegistryEvent, Source};
 pub use evicted::{Evicted, EVICTED_KEPT};
@@ -40,6 +41,7 @@ pub use registration::{
 pub use replica::{History, Metadata, Origin, Replica, ReplicaView, StateReason};
 pub use self_address::{is_local_ip, Listener, OwnAddress, OwnListeners};
 pub use service::Service;
+pub use sweep::LeaseExpiry;
 pub use transitions::{TransitionLog, TransitionRecord, TRANSITIONS_KEPT};
 
 use std::collections::HashMap;

@@ -21,7 +21,7 @@ mod test_server;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::registry::{Registry, ReplicaAddress};
+use crate::registry::{LeaseExpiry, Registry, ReplicaAddress};
 pub use redis_store::RedisStore;
 
 /// What `store:` in the config names.
@@ -85,7 +85,7 @@ pub trait Store: Send + Sync {
     /// Claims the half-open probe of `address` for this gateway; false when a peer holds it.
     fn claim_probe<'a>(&'a self, address: &'a ReplicaAddress) -> BoxFuture<'a, bool>;
     /// Whether leases may expire now (not while the store is unreachable).
-    fn leases_expire(&self) -> bool;
+    fn lease_expiry(&self) -> LeaseExpiry;
     /// The store's status for operators.
     fn status(&self) -> StoreStatus;
     /// Stops its background tasks (at shutdown).
@@ -104,8 +104,8 @@ impl Store for MemoryStore {
         Box::pin(std::future::ready(true))
     }
 
-    fn leases_expire(&self) -> bool {
-        true
+    fn lease_expiry(&self) -> LeaseExpiry {
+        LeaseExpiry::Enforced
     }
 
     fn status(&self) -> StoreStatus {
@@ -154,8 +154,8 @@ impl Shared {
     }
 
     /// Whether leases may expire now.
-    pub fn leases_expire(&self) -> bool {
-        self.0.leases_expire()
+    pub fn lease_expiry(&self) -> LeaseExpiry {
+        self.0.lease_expiry()
     }
 
     /// The store's status.

@@ -15,7 +15,7 @@ use super::message::{keys, Event, StoredReplica};
 use super::reconcile;
 use super::redis_store::{lock, stopped, RedisStore};
 use crate::clock;
-use crate::registry::ReplicaAddress;
+use crate::registry::{RemovedFor, ReplicaAddress};
 
 impl RedisStore {
     /// Resyncs every `redis.resync_interval` (every 500 ms at most while degraded), at once when asked
@@ -76,7 +76,14 @@ impl RedisStore {
         }
         let removed = self.registry.retain_known(
             &plan.ids,
-            |id| reconcile::left_redis(false, known_before.contains(&id), same_epoch),
+            |id| {
+                reconcile::left_redis(reconcile::Sighting {
+                    // asked only about replicas whose key was not read
+                    in_redis: false,
+                    seen_before: known_before.contains(&id),
+                    same_epoch,
+                })
+            },
             now,
         );
         if removed > 0 {
@@ -104,7 +111,7 @@ impl RedisStore {
     /// `removals`, in one pipeline. False when Redis did not take it (the removals wait again).
     async fn write_back(
         &self,
-        removals: Vec<(crate::registry::ServiceName, uuid::Uuid, bool)>,
+        removals: Vec<(crate::registry::ServiceName, uuid::Uuid, RemovedFor)>,
     ) -> bool {
         let now = clock::now();
         let mut pipe = redis::pipe();
@@ -114,22 +121,17 @@ impl RedisStore {
                 self.write_replica(&mut pipe, rec, *left);
             }
         }
-        for (service, id, failures) in &removals {
+        for (service, id, why) in &removals {
             pipe.cmd("DEL")
                 .arg(keys::replica(service.as_str(), id))
                 .ignore();
-            let event = Event::Removed {
-                service: service.to_string(),
-                id: *id,
-                failures: *failures,
-            };
-            Self::publish(&mut pipe, self.gw, event);
+            Self::publish(&mut pipe, self.gw, Event::removed(service, *id, *why));
         }
         let written = pipe.cmd_iter().next().is_none()
             || self.conn.run::<()>("write back", &pipe).await.is_some();
         if !written {
-            for (service, id, failures) in removals {
-                self.outbox.requeue_removal(service, id, failures);
+            for (service, id, why) in removals {
+                self.outbox.requeue_removal(service, id, why);
             }
             return false;
         }
