@@ -96,10 +96,10 @@ impl Gateway {
                  not on a loopback address: anyone who reaches it can register replicas", l.kind, l.addr);
         }
 
-        let shared = match StoreKind::parse(&config.store).map_err(std::io::Error::other)? {
+        let shared = match &config.store {
             StoreKind::Memory => Shared::memory(),
             StoreKind::Redis(url) => Shared::redis(
-                &url,
+                url,
                 Arc::clone(&registry),
                 RedisSettings {
                     resync_interval: config.redis.resync_interval,
