@@ -1,7 +1,7 @@
 //! Registry behaviour driven by an explicit clock.
 
 use super::*;
-use crate::policy::{BreakerState, FailureCause};
+use crate::policy::{BreakerState, FailureCause, Outcome};
 
 pub(super) fn policy() -> RegistryPolicy {
     RegistryPolicy {
