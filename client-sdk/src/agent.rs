@@ -16,6 +16,8 @@ pub(crate) struct Spec {
     pub(crate) address: String,
     pub(crate) call: RegisterCall,
     pub(crate) backoff: Backoff,
+    /// A random number in `[0, 1)` for each jittered wait (`fastrand::f64`; fixed in tests).
+    pub(crate) jitter: fn() -> f64,
 }
 
 /// Runs until aborted (deregistration or drop) or until the gateway refuses the registration for good.
@@ -67,7 +69,7 @@ async fn register(
             ),
             Answer::Err(e) => (e.to_string(), None),
         };
-        let wait = wait.unwrap_or_else(|| spec.backoff.delay(attempts, fastrand::f64()));
+        let wait = wait.unwrap_or_else(|| spec.backoff.delay(attempts, (spec.jitter)()));
         attempts = attempts.saturating_add(1);
         if attempts == 1 || attempts % 10 == 0 {
             tracing::warn!(gateway = %api.base(), service = %spec.service, attempts, %error, retry_in_ms = wait.as_millis() as u64, "registration failed; retrying");
@@ -84,7 +86,7 @@ async fn register(
 /// slower than the interval, so a restarted gateway hears from us within one interval.
 async fn heartbeat_until_forgotten(api: &GatewayApi, spec: &Spec, id: &str, interval: Duration) {
     let mut failures = 0u32;
-    let mut wait = heartbeat_delay(interval, fastrand::f64());
+    let mut wait = heartbeat_delay(interval, (spec.jitter)());
     loop {
         tokio::time::sleep(wait).await;
         match api.heartbeat(&spec.service, id).await {
@@ -93,7 +95,7 @@ async fn heartbeat_until_forgotten(api: &GatewayApi, spec: &Spec, id: &str, inte
                     tracing::info!(gateway = %api.base(), service = %spec.service, "heartbeats flowing again");
                 }
                 failures = 0;
-                wait = heartbeat_delay(interval, fastrand::f64());
+                wait = heartbeat_delay(interval, (spec.jitter)());
             }
             Answer::NotFound => return,
             other => {
@@ -106,7 +108,7 @@ async fn heartbeat_until_forgotten(api: &GatewayApi, spec: &Spec, id: &str, inte
                     tracing::warn!(gateway = %api.base(), service = %spec.service, %reason, "heartbeat failed; retrying");
                 }
                 wait = after
-                    .unwrap_or_else(|| spec.backoff.delay(failures, fastrand::f64()))
+                    .unwrap_or_else(|| spec.backoff.delay(failures, (spec.jitter)()))
                     .min(interval);
                 failures = failures.saturating_add(1);
             }

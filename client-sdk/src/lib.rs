@@ -34,6 +34,8 @@
 //! neither tonic nor prost.
 
 mod agent;
+#[cfg(test)]
+mod agent_tests;
 mod api;
 pub mod backoff;
 mod error;

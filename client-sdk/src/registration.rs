@@ -294,6 +294,7 @@ impl RegistrationBuilder {
                 proto,
             },
             backoff: self.backoff,
+            jitter: fastrand::f64,
         });
         // One TLS setup for every https:// gateway (the platform's roots are read once).
         let tls = if bases.iter().any(|b| b.starts_with("https:")) {

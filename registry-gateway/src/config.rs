@@ -14,6 +14,7 @@ use crate::policy::{
     RetryPolicy,
 };
 use crate::registry::{RegistryPolicy, ReplicaAddress, ServiceName};
+use crate::store::StoreKind;
 
 mod address;
 pub mod diff;
@@ -121,7 +122,7 @@ pub struct Config {
     /// Which peers may set `X-Forwarded-*`.
     pub forwarded: ForwardedSection,
     /// `memory` (default: this gateway only) or `redis://host:port/db` (shared by every gateway on it).
-    pub store: String,
+    pub store: StoreKind,
     /// Redis tuning (with a `redis://` store).
     pub redis: RedisSection,
     /// Logging: level, format, access log.
@@ -467,7 +468,7 @@ impl Default for Config {
             client: ClientSection::default(),
             proxy: ProxySection::default(),
             forwarded: ForwardedSection::default(),
-            store: "memory".into(),
+            store: StoreKind::Memory,
             redis: RedisSection::default(),
             log: LogSection::default(),
             tls: TlsSection::default(),
@@ -644,8 +645,7 @@ impl ConfigSource {
             c.admin_listen = Some(address::resolve(v).map_err(|e| invalid("--admin-listen", e))?);
         }
         if let Some(store) = &o.store {
-            c.store = store.clone();
-            crate::store::StoreKind::parse(store).map_err(|e| invalid("--store", e))?;
+            c.store = StoreKind::parse(store).map_err(|e| invalid("--store", e))?;
         }
         Ok(loaded)
     }
@@ -923,7 +923,6 @@ impl Config {
                 "must not be empty when set",
             ));
         }
-        crate::store::StoreKind::parse(&self.store).map_err(|e| invalid("store", e))?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
             invalid(
                 "log.level",
@@ -1291,6 +1290,45 @@ mod tests {
         assert!(e.contains("not a config key"), "{e}");
     }
 
+    #[test]
+    fn the_store_is_typed_when_read_and_named_in_errors() {
+        assert_eq!(load_yaml("", &[]).unwrap().store, StoreKind::Memory);
+        let c = load_yaml("store: redis://127.0.0.1:6379/0\n", &[]).unwrap();
+        assert_eq!(c.store, StoreKind::Redis("redis://127.0.0.1:6379/0".into()));
+        // Written back as the text it was read from (the reload diff and the keys see a string).
+        let v = serde_yaml_ng::to_value(&c).unwrap();
+        assert_eq!(v["store"], Value::String("redis://127.0.0.1:6379/0".into()));
+        assert!(keys().contains(&"store"));
+        let e = load_yaml("store: x\n", &[]).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "invalid config: store: must be \"memory\" or a redis:// URL, not \"x\""
+        );
+        let e = load_yaml("store: 5\n", &[]).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "invalid config: store: expected memory or a redis:// URL, got 5"
+        );
+        // The flag overrides the file, and is named when wrong.
+        let source = |store: &str| ConfigSource {
+            overrides: Overrides {
+                store: Some(store.into()),
+                ..Overrides::default()
+            },
+            ..ConfigSource::default()
+        };
+        let l = source("redis://127.0.0.1:6380/1").load().unwrap();
+        assert_eq!(
+            l.config.store,
+            StoreKind::Redis("redis://127.0.0.1:6380/1".into())
+        );
+        let e = source("etcd://x").load().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "invalid config: --store: must be \"memory\" or a redis:// URL, not \"etcd://x\""
+        );
+    }
+
     fn load_env(env: &[(&str, &str)]) -> Result<Loaded, ConfigError> {
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
         Config::load_env(None, env)
@@ -1351,6 +1389,11 @@ mod tests {
                 "GATEWAY_OUTLIER_ENABLED",
                 "maybe",
                 "invalid config: GATEWAY_OUTLIER_ENABLED (outlier.enabled): expected true or false, got \"maybe\"",
+            ),
+            (
+                "GATEWAY_STORE",
+                "etcd://x",
+                "invalid config: GATEWAY_STORE (store): must be \"memory\" or a redis:// URL, not \"etcd://x\"",
             ),
         ];
         for (var, value, want) in cases {

@@ -96,10 +96,10 @@ impl Gateway {
                  not on a loopback address: anyone who reaches it can register replicas", l.kind, l.addr);
         }
 
-        let shared = match StoreKind::parse(&config.store).map_err(std::io::Error::other)? {
+        let shared = match &config.store {
             StoreKind::Memory => Shared::memory(),
             StoreKind::Redis(url) => Shared::redis(
-                &url,
+                url,
                 Arc::clone(&registry),
                 RedisSettings {
                     resync_interval: config.redis.resync_interval,
@@ -528,7 +528,7 @@ async fn sweep_leases(registry: Arc<Registry>, shared: Shared) {
             .await;
         // While the shared store is unreachable, renewals made through other gateways cannot arrive:
         // keep the last known registry instead of expiring it.
-        registry.sweep_leases(clock::now(), shared.leases_expire());
+        registry.sweep_leases(clock::now(), shared.lease_expiry());
     }
 }
 

@@ -179,7 +179,11 @@ pub(super) fn explain(
         };
         return (Some(field), format!("not a config key (expected {known})"));
     }
-    if inner.starts_with(super::address::UNRESOLVED) || inner.starts_with("expected ") {
+    // A value's own parse error ("must be ...", as `store:` gives) says more than its kind would.
+    if inner.starts_with(super::address::UNRESOLVED)
+        || inner.starts_with("expected ")
+        || inner.starts_with("must ")
+    {
         return (Some(field), inner);
     }
     let kind = if item {

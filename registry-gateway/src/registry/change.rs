@@ -37,12 +37,19 @@ pub enum ReplicaWrite {
     Registered(ReplicaRecord),
     /// Its lease was renewed here.
     Renewed,
-    /// It left here; `failures` puts it on probation on the peers too. Never dropped on overflow: a
-    /// full write-back writes what is here, it cannot delete what is gone.
-    Removed {
-        /// Evicted for failures (else deregistered).
-        failures: bool,
-    },
+    /// It left here (why: an eviction for failures puts it on probation on the peers too). Never
+    /// dropped on overflow: a full write-back writes what is here, it cannot delete what is gone.
+    Removed(RemovedFor),
+}
+
+/// Why a registered replica left, as far as the peers need to know: whether it comes back on probation.
+/// (A lapsed lease is not shared: the store expires the key on its own clock.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemovedFor {
+    /// It deregistered: it comes back afresh.
+    Deregistration,
+    /// It was evicted for failures: it comes back on probation.
+    Failures,
 }
 
 /// The consecutive failures of an address since the last write: whether a success cleared the shared
@@ -185,9 +192,9 @@ impl ChangeQueue {
             RegistryEvent::Removed(_, Some(reason), Source::Local)
                 if r.origin() == Origin::Registered =>
             {
-                let failures = match reason {
-                    EvictionReason::Deregistered => false,
-                    EvictionReason::Failures(_) => true,
+                let why = match reason {
+                    EvictionReason::Deregistered => RemovedFor::Deregistration,
+                    EvictionReason::Failures(_) => RemovedFor::Failures,
                     // The store expires the key on its own clock: nothing to write, nothing left to.
                     EvictionReason::LeaseExpired(_)
                     | EvictionReason::LeaseExpiredAfterHold { .. } => {
@@ -195,7 +202,7 @@ impl ChangeQueue {
                         return Pushed::Ignored;
                     }
                 };
-                self.merge_replica(replica_key(), ReplicaWrite::Removed { failures })
+                self.merge_replica(replica_key(), ReplicaWrite::Removed(why))
             }
             RegistryEvent::StateChanged(_, t) => match shared_state(t.to, t.reason) {
                 Some(state) => self.merge_address(address_write(AddressWrite {
@@ -235,13 +242,12 @@ impl ChangeQueue {
     }
 
     /// Puts back a removal the store could not write (it is retried after the next reconnect).
-    pub fn requeue_removal(&mut self, service: ServiceName, id: Uuid, failures: bool) {
+    pub fn requeue_removal(&mut self, service: ServiceName, id: Uuid, why: RemovedFor) {
         let key = (service, id);
         if !self.replicas.contains_key(&key) {
             self.order.push_back(Key::Replica(key.0.clone(), key.1));
         }
-        self.replicas
-            .insert(key, ReplicaWrite::Removed { failures });
+        self.replicas.insert(key, ReplicaWrite::Removed(why));
     }
 
     fn merge_replica(&mut self, key: (ServiceName, Uuid), new: ReplicaWrite) -> Pushed {
@@ -250,7 +256,7 @@ impl ChangeQueue {
             return Pushed::Coalesced;
         }
         // Removals stay even past the capacity: a write-back cannot delete what is gone.
-        let removal = matches!(new, ReplicaWrite::Removed { .. });
+        let removal = matches!(new, ReplicaWrite::Removed(_));
         let (fits, pushed) = self.make_room();
         if fits || removal {
             self.order.push_back(Key::Replica(key.0.clone(), key.1));
@@ -281,7 +287,7 @@ impl ChangeQueue {
         self.overflowed = true;
         self.addresses.clear();
         self.replicas
-            .retain(|_, w| matches!(w, ReplicaWrite::Removed { .. }));
+            .retain(|_, w| matches!(w, ReplicaWrite::Removed(_)));
         self.retain_order();
         (self.len() < self.capacity, Pushed::Overflowed)
     }
@@ -323,11 +329,11 @@ impl ChangeQueue {
     }
 
     /// Every waiting removal, taken out (a write-back writes them with the registry, before it reads).
-    pub fn take_removals(&mut self) -> Vec<(ServiceName, Uuid, bool)> {
+    pub fn take_removals(&mut self) -> Vec<(ServiceName, Uuid, RemovedFor)> {
         let mut out = Vec::new();
         self.replicas.retain(|(service, id), w| match w {
-            ReplicaWrite::Removed { failures } => {
-                out.push((service.clone(), *id, *failures));
+            ReplicaWrite::Removed(why) => {
+                out.push((service.clone(), *id, *why));
                 false
             }
             _ => true,
@@ -361,7 +367,7 @@ fn shared_state(to: BreakerState, reason: StateReason) -> Option<SharedState> {
 /// part of it (the hash is written with a full lease); nothing after a removal matters.
 fn combine_replica(old: &ReplicaWrite, new: ReplicaWrite) -> ReplicaWrite {
     match (old, new) {
-        (ReplicaWrite::Registered(_) | ReplicaWrite::Removed { .. }, ReplicaWrite::Renewed) => {
+        (ReplicaWrite::Registered(_) | ReplicaWrite::Removed(_), ReplicaWrite::Renewed) => {
             old.clone()
         }
         (_, new) => new,

@@ -130,7 +130,7 @@ fn a_removal_wins_and_a_lapsed_lease_writes_nothing() {
         [Write::Replica {
             service: reps[0].service().clone(),
             id: reps[0].id(),
-            write: ReplicaWrite::Removed { failures: true },
+            write: ReplicaWrite::Removed(RemovedFor::Failures),
         }]
     );
 }
@@ -308,7 +308,11 @@ fn an_overflow_keeps_only_removals_and_asks_for_a_write_back() {
     assert!(reps[..4].iter().all(|r| removed.contains(&r.id())));
     assert!(q.is_empty() && q.take(10).is_empty());
     // a removal that could not be written waits again
-    q.requeue_removal(reps[0].service().clone(), reps[0].id(), false);
+    q.requeue_removal(
+        reps[0].service().clone(),
+        reps[0].id(),
+        RemovedFor::Deregistration,
+    );
     assert_eq!(q.take_removals().len(), 1);
 }
 

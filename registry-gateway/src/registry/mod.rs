@@ -15,8 +15,10 @@ mod name;
 mod outbox;
 mod protocol;
 mod registration;
+mod removal;
 mod replica;
 mod replica_set;
+mod routing;
 mod self_address;
 mod service;
 mod slow;
@@ -28,7 +30,8 @@ mod transitions;
 pub use address::{InvalidAddress, ReplicaAddress};
 pub use attempt::AttemptRecord;
 pub use change::{
-    AddressWrite, ChangeQueue, Pushed, ReplicaRecord, ReplicaWrite, SharedState, Streak, Write,
+    AddressWrite, ChangeQueue, Pushed, RemovedFor, ReplicaRecord, ReplicaWrite, SharedState,
+    Streak, Write,
 };
 pub use events::{Joined, RegistryEvent, Source};
 pub use evicted::{Evicted, EVICTED_KEPT};
@@ -42,6 +45,7 @@ pub use registration::{
 pub use replica::{History, Metadata, Origin, Replica, ReplicaView, StateReason};
 pub use self_address::{is_local_ip, Listener, OwnAddress, OwnListeners};
 pub use service::Service;
+pub use sweep::LeaseExpiry;
 pub use transitions::{TransitionLog, TransitionRecord, TRANSITIONS_KEPT};
 
 use std::collections::HashMap;
@@ -53,13 +57,12 @@ use uuid::Uuid;
 
 use crate::clock::WallClock;
 use crate::observe::Metrics;
-use crate::observe::{EvictionLabels, ServiceLabel, Shared};
+use crate::observe::{ServiceLabel, Shared};
 use crate::policy::{
-    Admission, Breaker, BreakerConfig, EvictionPolicy, EvictionReason, Lease, LeaseTimer,
-    OpenCause, Outcome, OutlierConfig, PreservationPolicy, RetryBudgetConfig, Transition,
+    Breaker, BreakerConfig, EvictionPolicy, Lease, LeaseTimer, OutlierConfig, PreservationPolicy,
+    RetryBudgetConfig,
 };
 use replica::ReplicaState;
-use transitions::endpoints;
 
 /// The registry's timing and thresholds.
 #[derive(Debug, Clone, Copy)]
@@ -289,21 +292,6 @@ impl Registry {
         }
     }
 
-    /// Removes a static replica the config no longer lists (config reload); false when there is none.
-    pub fn remove_static(&self, service: &str, address: &ReplicaAddress, now: Instant) -> bool {
-        let Some(svc) = self.service(service) else {
-            return false;
-        };
-        let found = svc
-            .replicas()
-            .iter()
-            .find(|r| r.origin() == Origin::Static && r.address() == address)
-            .cloned();
-        found.is_some_and(|r| {
-            self.remove(&svc, &r, EvictionReason::Deregistered, now, Source::Local)
-        })
-    }
-
     fn service_entry(&self, name: &ServiceName) -> Arc<Service> {
         self.services
             .entry(name.clone())
@@ -470,254 +458,10 @@ impl Registry {
         Ok(replica)
     }
 
-    /// Removes a registered replica at its own request.
-    pub fn deregister(
-        &self,
-        service: &str,
-        id: &str,
-        now: Instant,
-    ) -> Result<Arc<Replica>, RegistryError> {
-        let (svc, replica) = self.find(service, id)?;
-        if replica.origin() == Origin::Static {
-            return Err(RegistryError::StaticReplica(id.to_owned()));
-        }
-        self.remove(
-            &svc,
-            &replica,
-            EvictionReason::Deregistered,
-            now,
-            Source::Local,
-        );
-        Ok(replica)
-    }
-
-    /// Removes `replica` for `reason`, decided by `source` (peers hear of it only when it is local).
-    fn remove(
-        &self,
-        svc: &Service,
-        replica: &Arc<Replica>,
-        reason: EvictionReason,
-        now: Instant,
-        source: Source,
-    ) -> bool {
-        let removed = svc.update(|list| list.remove(replica));
-        if !removed {
-            return false;
-        }
-        replica.mark_removed();
-        {
-            // Under its lock: a transition racing this removal either is forgotten here or sees it removed.
-            let _st = replica.lock();
-            self.metrics.forget_replica(&replica.metric_labels());
-        }
-        self.count_replicas(svc);
-        self.remember_eviction(svc, replica, reason, now, source);
-        if let EvictionReason::Failures(_) = reason {
-            let tomb = Tombstone {
-                history: replica.history(),
-                evicted_at: now,
-            };
-            self.tombstones_lock()
-                .insert((svc.name().clone(), replica.address().clone()), tomb);
-        }
-        self.publish(RegistryEvent::Removed(
-            Arc::clone(replica),
-            Some(reason),
-            source,
-        ));
-        true
-    }
-
-    /// Lists `replica` among its service's evicted replicas (failures and lapsed leases, not
-    /// deregistrations), and counts the evictions this gateway decided.
-    fn remember_eviction(
-        &self,
-        svc: &Service,
-        replica: &Replica,
-        reason: EvictionReason,
-        now: Instant,
-        source: Source,
-    ) {
-        let label = match reason {
-            EvictionReason::Deregistered => return,
-            EvictionReason::Failures(_) => "failures",
-            EvictionReason::LeaseExpired(_) | EvictionReason::LeaseExpiredAfterHold { .. } => {
-                "lease_expired"
-            }
-        };
-        if source == Source::Local {
-            self.metrics
-                .evictions
-                .get_or_create(&EvictionLabels {
-                    service: Shared(svc.name().shared()),
-                    reason: label,
-                })
-                .inc();
-        }
-        let (last_failure, transitions) = {
-            let mut st = replica.lock();
-            (st.last_failure, std::mem::take(&mut st.transitions))
-        };
-        svc.evicted_list().push(Evicted {
-            id: replica.id(),
-            address: replica.address().clone(),
-            reason,
-            by_peer: source == Source::Peer,
-            evicted_at: now,
-            evicted_at_unix_ms: self.wall.unix_ms(now),
-            counters: replica.history(),
-            last_failure,
-            transitions,
-        });
-    }
-
     fn tombstones_lock(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<(ServiceName, ReplicaAddress), Tombstone>> {
         self.tombstones.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Picks a replica of `svc` that `accept`s the request, for one attempt at `now`, skipping those in
-    /// `tried`. `accept` must not change state (it is called more than once per replica).
-    pub fn pick(
-        &self,
-        svc: &Service,
-        tried: &[Uuid],
-        now: Instant,
-        accept: impl Fn(&Replica) -> bool,
-    ) -> Option<Pick> {
-        let replicas = svc.replicas();
-        let cfg = &self.policy.load().breaker;
-        // A concurrent request may claim a half-open probe between the check and the claim: try again.
-        for _ in 0..replicas.len().max(1) {
-            let i = svc.rr.pick(replicas.len(), |i| {
-                let r = &replicas[i];
-                !tried.contains(&r.id()) && accept(r) && r.lock().breaker.can_admit(now, cfg)
-            })?;
-            let r = &replicas[i];
-            let admission = {
-                let mut st = r.lock();
-                let admission = st.breaker.try_admit(now, cfg);
-                if let Admission::Admitted {
-                    transition: Some(t),
-                    ..
-                } = admission
-                {
-                    self.note_transition(r, &mut st, endpoints(t), StateReason::Probing, now);
-                }
-                admission
-            };
-            if let Admission::Admitted { probe, .. } = admission {
-                return Some(Pick {
-                    replica: Arc::clone(r),
-                    probe,
-                });
-            }
-        }
-        None
-    }
-
-    /// How long until some replica of `svc` that `accept`s the request admits one; `None` when it has no
-    /// such replica at all.
-    pub fn retry_after(
-        &self,
-        svc: &Service,
-        now: Instant,
-        accept: impl Fn(&Replica) -> bool,
-    ) -> Option<Duration> {
-        let cfg = &self.policy.load().breaker;
-        svc.replicas()
-            .iter()
-            .filter(|r| accept(r))
-            .map(|r| r.lock().breaker.admits_in(now, cfg))
-            .min()
-    }
-
-    /// Records the outcome of one attempt: counters, breaker, and eviction when the threshold is reached.
-    pub fn record(&self, pick: &Pick, outcome: Outcome, now: Instant) {
-        // Not the replica's doing: neither charged nor credited, and a probe it held is given back.
-        if let Outcome::ClientFault(_) = outcome {
-            self.abandon(pick);
-            return;
-        }
-        let r = &pick.replica;
-        if pick.probe && self.sharing() {
-            self.publish(RegistryEvent::ProbeDone(Arc::clone(r)));
-        }
-        let failed = outcome.is_failure();
-        r.count_attempt(failed);
-        if r.is_removed() {
-            return;
-        }
-        let policy = self.policy.load();
-        let (transition, consecutive, before) = {
-            let mut st = r.lock();
-            if let Outcome::Failure(cause) = outcome {
-                st.last_failure = Some(cause);
-            }
-            let before = st.breaker.consecutive_failures();
-            let t = st.breaker.record(failed, now, &policy.breaker);
-            let consecutive = st.breaker.consecutive_failures();
-            let reason = match (t, outcome) {
-                (Some(Transition::Opened), Outcome::Failure(last)) => {
-                    Some(match st.breaker.open_cause() {
-                        Some(OpenCause::Ratio { failures, requests }) => StateReason::Ratio {
-                            failures,
-                            requests,
-                            shared: false,
-                        },
-                        _ => StateReason::Failures { consecutive, last },
-                    })
-                }
-                (Some(Transition::Reopened), Outcome::Failure(cause)) => {
-                    Some(StateReason::ProbeFailed(cause))
-                }
-                (Some(Transition::Closed), _) => Some(StateReason::ProbesSucceeded(
-                    policy.breaker.half_open_probes.max(1),
-                )),
-                (Some(Transition::HalfOpened), _) => Some(StateReason::Probing),
-                // A breaker opens only on a failure.
-                (Some(_), _) | (None, _) => None,
-            };
-            if let (Some(t), Some(reason)) = (t, reason) {
-                self.note_transition(r, &mut st, endpoints(t), reason, now);
-            }
-            (t, consecutive, before)
-        };
-        if self.sharing() {
-            // Peers add failures up; a success only matters to them when it ends a run of failures, or
-            // when a failure-ratio rule counts every request (the common success costs the proxy nothing).
-            let streak = failed || before > 0;
-            let windowed = policy.breaker.failure_ratio.is_some();
-            if streak || windowed {
-                self.publish(RegistryEvent::Attempt {
-                    replica: Arc::clone(r),
-                    failed,
-                    streak,
-                    windowed,
-                });
-            }
-            if pick.probe && !failed && transition.is_none() {
-                self.publish(RegistryEvent::ProbeSucceeded(Arc::clone(r)));
-            }
-        }
-        if failed && r.origin() == Origin::Registered {
-            if let Some(reason) = policy.eviction.on_failures(consecutive) {
-                if let Some(svc) = self.service(r.service().as_str()) {
-                    self.remove(&svc, r, reason, now, Source::Local);
-                }
-            }
-        }
-    }
-
-    /// Gives back a half-open probe whose request ended without an outcome.
-    pub fn abandon(&self, pick: &Pick) {
-        if pick.probe {
-            pick.replica.lock().breaker.release_probe();
-            if self.sharing() {
-                self.publish(RegistryEvent::ProbeDone(Arc::clone(&pick.replica)));
-            }
-        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::change::{ChangeQueue, Pushed, Write};
+use super::change::{ChangeQueue, Pushed, RemovedFor, Write};
 use super::events::RegistryEvent;
 use super::ServiceName;
 use crate::observe::Metrics;
@@ -83,8 +83,8 @@ impl Outbox {
         self.lock().take_overflow()
     }
 
-    /// Every waiting removal, taken out: `(service, id, for failures)`.
-    pub fn take_removals(&self) -> Vec<(ServiceName, Uuid, bool)> {
+    /// Every waiting removal, taken out: `(service, id, why)`.
+    pub fn take_removals(&self) -> Vec<(ServiceName, Uuid, RemovedFor)> {
         let mut q = self.lock();
         let out = q.take_removals();
         self.show_len(q.len());
@@ -92,9 +92,9 @@ impl Outbox {
     }
 
     /// Puts back a removal the store could not write.
-    pub fn requeue_removal(&self, service: ServiceName, id: Uuid, failures: bool) {
+    pub fn requeue_removal(&self, service: ServiceName, id: Uuid, why: RemovedFor) {
         let mut q = self.lock();
-        q.requeue_removal(service, id, failures);
+        q.requeue_removal(service, id, why);
         self.show_len(q.len());
     }
 

@@ -8,18 +8,27 @@ use std::time::Instant;
 use super::{Registry, Service, Source};
 use crate::policy::{Census, Due, EvictionReason, Verdict};
 
+/// Whether a sweep expires the leases that ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseExpiry {
+    /// They expire (no shared store, or it is reachable).
+    Enforced,
+    /// They are kept: the shared store is unreachable, so renewals made through other gateways cannot
+    /// arrive, and the last known registry stays.
+    Suspended,
+}
+
 impl Registry {
     /// Removes every registered replica whose lease ran out at `now` (unless self-preservation holds
     /// them), and forgets old tombstones. Returns how many replicas were removed.
     pub fn sweep(&self, now: Instant) -> usize {
-        self.sweep_leases(now, true)
+        self.sweep_leases(now, LeaseExpiry::Enforced)
     }
 
-    /// [`Registry::sweep`], with lease expiry suspended when `expire` is false (the shared store is
-    /// unreachable: renewals made through other gateways cannot arrive, so the last known registry stays).
-    pub fn sweep_leases(&self, now: Instant, expire: bool) -> usize {
+    /// [`Registry::sweep`], with lease expiry as `expiry` says.
+    pub fn sweep_leases(&self, now: Instant, expiry: LeaseExpiry) -> usize {
         let mut removed = 0;
-        if expire {
+        if expiry == LeaseExpiry::Enforced {
             removed = self.expire_due(now);
         }
         let memory = self.policy.load().probation_memory;

@@ -8,8 +8,8 @@ use uuid::Uuid;
 
 use super::replica::ReplicaState;
 use super::{
-    Joined, Registry, RegistryEvent, Replica, ReplicaAddress, ReplicaRecord, ServiceName, Source,
-    StateReason,
+    Joined, Registry, RegistryEvent, RemovedFor, Replica, ReplicaAddress, ReplicaRecord,
+    ServiceName, Source, StateReason,
 };
 use crate::policy::{Breaker, BreakerState, EvictionReason, Lease};
 
@@ -88,18 +88,19 @@ impl Registry {
         }
     }
 
-    /// A peer removed replica `id`; `for_failures` puts it on probation here too.
-    pub fn apply_removed(&self, service: &str, id: Uuid, for_failures: bool, now: Instant) {
+    /// A peer removed replica `id` (for failures: it comes back on probation here too).
+    pub fn apply_removed(&self, service: &str, id: Uuid, why: RemovedFor, now: Instant) {
         let Some(svc) = self.service(service) else {
             return;
         };
         let Some(r) = svc.by_id(&id) else {
             return;
         };
-        let reason = if for_failures {
-            EvictionReason::Failures(r.lock().breaker.consecutive_failures())
-        } else {
-            EvictionReason::Deregistered
+        let reason = match why {
+            RemovedFor::Failures => {
+                EvictionReason::Failures(r.lock().breaker.consecutive_failures())
+            }
+            RemovedFor::Deregistration => EvictionReason::Deregistered,
         };
         self.remove(&svc, &r, reason, now, Source::Peer);
     }

@@ -1,7 +1,7 @@
 //! Registry behaviour driven by an explicit clock.
 
 use super::*;
-use crate::policy::{BreakerState, FailureCause};
+use crate::policy::{BreakerState, FailureCause, Outcome};
 
 pub(super) fn policy() -> RegistryPolicy {
     RegistryPolicy {
@@ -320,7 +320,7 @@ fn local_changes_wait_for_the_store_one_entry_per_replica() {
     r.deregister("orders", &id.to_string(), t0).unwrap();
     assert_eq!(
         drain(&outbox),
-        [replica(ReplicaWrite::Removed { failures: false })]
+        [replica(ReplicaWrite::Removed(RemovedFor::Deregistration))]
     );
 }
 
@@ -355,7 +355,7 @@ fn peer_changes_apply_without_being_shared_back() {
     assert!(r.apply_shared_failures(&rec.address, 3, at(t0, 6_000)));
     assert!(r.pick(&svc, &[], at(t0, 6_001), any).is_none());
     // a peer removed it
-    r.apply_removed("orders", rec.id, false, at(t0, 7_000));
+    r.apply_removed("orders", rec.id, RemovedFor::Deregistration, at(t0, 7_000));
     assert!(svc.replicas().is_empty());
     // none of that is echoed to the store (the pick above was never recorded), but for the opening this
     // gateway decided from the fleet's count: it tells the peers
@@ -550,7 +550,7 @@ fn no_hold_while_expiry_is_suspended_and_none_when_turned_off() {
     let r = Registry::new(policy());
     register_many(&r, "orders", 10, t0);
     // The shared store is down: nothing expires, and no hold starts.
-    assert_eq!(r.sweep_leases(at(t0, 15_000), false), 0);
+    assert_eq!(r.sweep_leases(at(t0, 15_000), LeaseExpiry::Suspended), 0);
     assert!(r.service("orders").unwrap().preserving_until().is_none());
 
     let mut off = policy();

@@ -7,6 +7,7 @@ use super::tests::{any, at, policy, reg, FAIL};
 use super::*;
 use crate::clock::WallClock;
 use crate::policy::BreakerState::{self, Closed, HalfOpen, Open};
+use crate::policy::Outcome;
 
 /// Wall-clock milliseconds of the test's `t0`.
 const T0_MS: u64 = 1_700_000_000_000;

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::registry::{Protocol, Registration, ReplicaAddress, ReplicaRecord, ServiceName};
+use crate::registry::{
+    Protocol, Registration, RemovedFor, ReplicaAddress, ReplicaRecord, ServiceName,
+};
 
 /// One message on the `rgw:events` channel. `gw` is the sender; a gateway ignores its own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,7 +33,7 @@ pub(crate) enum Event {
     Registered { replica: StoredReplica, ttl_ms: u64 },
     /// A lease was renewed.
     Renewed { service: String, id: Uuid },
-    /// A replica left; `failures` puts it on probation.
+    /// A replica left; `failures` (evicted for failures, else deregistered) puts it on probation.
     Removed {
         service: String,
         id: Uuid,
@@ -41,6 +43,26 @@ pub(crate) enum Event {
     Opened { address: String, open_ms: u64 },
     /// A breaker closed.
     Closed { address: String },
+}
+
+impl Event {
+    /// The message that replica `id` of `service` left here for `why` (a boolean on the wire).
+    pub(crate) fn removed(service: &ServiceName, id: Uuid, why: RemovedFor) -> Self {
+        Event::Removed {
+            service: service.to_string(),
+            id,
+            failures: why == RemovedFor::Failures,
+        }
+    }
+
+    /// Why a replica left, from the `failures` of an [`Event::Removed`].
+    pub(crate) fn removed_for(failures: bool) -> RemovedFor {
+        if failures {
+            RemovedFor::Failures
+        } else {
+            RemovedFor::Deregistration
+        }
+    }
 }
 
 /// A replica as stored in its Redis hash (every field a string, readable with `redis-cli HGETALL`).

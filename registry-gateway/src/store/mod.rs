@@ -21,13 +21,17 @@ mod test_server;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::registry::{Registry, ReplicaAddress};
+use crate::registry::{LeaseExpiry, Registry, ReplicaAddress};
 pub use redis_store::RedisStore;
 
-/// What `store:` in the config names.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What `store:` in the config names. Read from `memory` or a `redis://` URL (an error naming what is
+/// wrong with any other text) and written back as that same text, so that the config's keys, its
+/// reload diff and the start banner show it as it was given.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum StoreKind {
     /// In-process only.
+    #[default]
     Memory,
     /// Shared through the Redis server at this URL (`redis://host:port/db`).
     Redis(String),
@@ -41,10 +45,33 @@ impl StoreKind {
             return Ok(StoreKind::Memory);
         }
         if s.starts_with("redis://") {
-            redis::Client::open(s).map_err(|e| format!("invalid Redis URL: {e}"))?;
+            redis::Client::open(s).map_err(|e| format!("must be a valid Redis URL ({e})"))?;
             return Ok(StoreKind::Redis(s.to_owned()));
         }
         Err(format!("must be \"memory\" or a redis:// URL, not \"{s}\""))
+    }
+}
+
+impl TryFrom<String> for StoreKind {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        StoreKind::parse(&s)
+    }
+}
+
+impl From<StoreKind> for String {
+    fn from(kind: StoreKind) -> String {
+        kind.to_string()
+    }
+}
+
+impl std::fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreKind::Memory => f.write_str("memory"),
+            StoreKind::Redis(url) => f.write_str(url),
+        }
     }
 }
 
@@ -85,7 +112,7 @@ pub trait Store: Send + Sync {
     /// Claims the half-open probe of `address` for this gateway; false when a peer holds it.
     fn claim_probe<'a>(&'a self, address: &'a ReplicaAddress) -> BoxFuture<'a, bool>;
     /// Whether leases may expire now (not while the store is unreachable).
-    fn leases_expire(&self) -> bool;
+    fn lease_expiry(&self) -> LeaseExpiry;
     /// The store's status for operators.
     fn status(&self) -> StoreStatus;
     /// Stops its background tasks (at shutdown).
@@ -104,8 +131,8 @@ impl Store for MemoryStore {
         Box::pin(std::future::ready(true))
     }
 
-    fn leases_expire(&self) -> bool {
-        true
+    fn lease_expiry(&self) -> LeaseExpiry {
+        LeaseExpiry::Enforced
     }
 
     fn status(&self) -> StoreStatus {
@@ -154,8 +181,8 @@ impl Shared {
     }
 
     /// Whether leases may expire now.
-    pub fn leases_expire(&self) -> bool {
-        self.0.leases_expire()
+    pub fn lease_expiry(&self) -> LeaseExpiry {
+        self.0.lease_expiry()
     }
 
     /// The store's status.
@@ -182,5 +209,24 @@ mod tests {
         );
         assert!(StoreKind::parse("etcd://x").is_err());
         assert!(StoreKind::parse("").is_err());
+    }
+
+    #[test]
+    fn a_store_is_written_back_as_the_text_it_was_read_from() {
+        for text in ["memory", "redis://127.0.0.1:6379/0"] {
+            let kind: StoreKind = serde_yaml_ng::from_str(text).unwrap();
+            assert_eq!(kind, StoreKind::parse(text).unwrap());
+            assert_eq!(
+                serde_yaml_ng::to_value(&kind).unwrap(),
+                serde_yaml_ng::Value::String(text.into())
+            );
+            assert_eq!(kind.to_string(), text);
+        }
+        let e = serde_yaml_ng::from_str::<StoreKind>("etcd://x").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("must be \"memory\" or a redis:// URL, not \"etcd://x\""),
+            "{e}"
+        );
     }
 }

@@ -52,12 +52,23 @@ pub(super) fn plan(found: Vec<(StoredReplica, i64)>) -> Plan {
     plan
 }
 
-/// Whether a replica held here whose key is not in Redis (`in_redis` false) left the fleet: only when
-/// this gateway saw it in Redis before (`seen_before`; else it registered here and its key is not
-/// written yet), and only when Redis was not reconnected during the read (`same_epoch`; what was read may
-/// predate the write-back). The registry still leaves one whose lease ran out to its lease sweep.
-pub(super) fn left_redis(in_redis: bool, seen_before: bool, same_epoch: bool) -> bool {
-    !in_redis && seen_before && same_epoch
+/// What a resync knows of a replica held here.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Sighting {
+    /// Its key was among those read.
+    pub(super) in_redis: bool,
+    /// This gateway saw it in Redis before the read.
+    pub(super) seen_before: bool,
+    /// Redis was not reconnected during the read.
+    pub(super) same_epoch: bool,
+}
+
+/// Whether a replica held here whose key is not in Redis left the fleet: only when this gateway saw it
+/// in Redis before (else it registered here and its key is not written yet), and only when Redis was not
+/// reconnected during the read (what was read may predate the write-back). The registry still leaves
+/// one whose lease ran out to its lease sweep.
+pub(super) fn left_redis(s: Sighting) -> bool {
+    !s.in_redis && s.seen_before && s.same_epoch
 }
 
 /// The breakers open in Redis, from the `rgw:open:{address}` keys and their `PTTL`s: those with time
@@ -130,14 +141,20 @@ mod tests {
 
     #[test]
     fn a_missing_key_means_it_left_only_when_seen_before_and_no_reconnect_intervened() {
+        let seen = |in_redis, seen_before, same_epoch| Sighting {
+            in_redis,
+            seen_before,
+            same_epoch,
+        };
+        // (in Redis, seen before, same epoch)
         // in Redis: stays
-        assert!(!left_redis(true, true, true));
+        assert!(!left_redis(seen(true, true, true)));
         // never seen there: registered here, its key not written yet
-        assert!(!left_redis(false, false, true));
+        assert!(!left_redis(seen(false, false, true)));
         // seen before, gone now: it left (deregistered or evicted through a gateway that was not heard)
-        assert!(left_redis(false, true, true));
+        assert!(left_redis(seen(false, true, true)));
         // a reconnect during the read: what was read may predate the write-back
-        assert!(!left_redis(false, true, false));
+        assert!(!left_redis(seen(false, true, false)));
     }
 
     #[test]

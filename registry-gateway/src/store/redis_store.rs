@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::connection::Connection;
 use super::message::{keys, Event, Message};
 use super::{BoxFuture, RedisSettings, Store, StoreStatus};
-use crate::registry::{Outbox, Registry, ReplicaAddress};
+use crate::registry::{LeaseExpiry, Outbox, Registry, ReplicaAddress};
 
 /// The Redis side of one gateway.
 pub struct RedisStore {
@@ -120,8 +120,12 @@ impl Store for RedisStore {
         Box::pin(self.claim(address))
     }
 
-    fn leases_expire(&self) -> bool {
-        self.conn.connected()
+    fn lease_expiry(&self) -> LeaseExpiry {
+        if self.conn.connected() {
+            LeaseExpiry::Enforced
+        } else {
+            LeaseExpiry::Suspended
+        }
     }
 
     fn status(&self) -> StoreStatus {

@@ -4,41 +4,31 @@
 //! disconnected.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use super::message::{keys, Event, StoredReplica};
 use super::reconcile;
 use super::redis_store::{lock, stopped, RedisStore};
 use crate::clock;
-use crate::registry::ReplicaAddress;
+use crate::registry::{RemovedFor, ReplicaAddress};
 
 impl RedisStore {
     /// Resyncs every `redis.resync_interval` (every 500 ms at most while degraded), at once when asked
     /// and when Redis becomes reachable or unreachable, until `stop`.
-    pub(super) async fn resync_loop(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    pub(super) async fn resync_loop(self: Arc<Self>, stop: watch::Receiver<bool>) {
         // Woken when Redis becomes unreachable (to poll it often) and when it is back (to write back).
-        let mut reachable = self.conn.watch();
-        loop {
-            // While degraded, try again often: recovery (and the write-back) should not wait an interval.
-            let wait = if self.conn.connected() {
-                self.settings.resync_interval
-            } else {
-                self.settings
-                    .resync_interval
-                    .min(Duration::from_millis(500))
-            };
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = self.resync_now.notified() => {}
-                _ = reachable.changed() => {}
-                () = stopped(&mut stop) => return,
-            }
-            self.resync().await;
-        }
+        let wakes = Wakes {
+            reachable: self.conn.watch(),
+            asked: &self.resync_now,
+            stop,
+        };
+        let store = &*self;
+        paced(self.settings.resync_interval, wakes, || store.resync()).await;
     }
 
     /// Writes back what Redis may lack, then makes the local registry match Redis.
@@ -86,7 +76,14 @@ impl RedisStore {
         }
         let removed = self.registry.retain_known(
             &plan.ids,
-            |id| reconcile::left_redis(false, known_before.contains(&id), same_epoch),
+            |id| {
+                reconcile::left_redis(reconcile::Sighting {
+                    // asked only about replicas whose key was not read
+                    in_redis: false,
+                    seen_before: known_before.contains(&id),
+                    same_epoch,
+                })
+            },
             now,
         );
         if removed > 0 {
@@ -114,7 +111,7 @@ impl RedisStore {
     /// `removals`, in one pipeline. False when Redis did not take it (the removals wait again).
     async fn write_back(
         &self,
-        removals: Vec<(crate::registry::ServiceName, uuid::Uuid, bool)>,
+        removals: Vec<(crate::registry::ServiceName, uuid::Uuid, RemovedFor)>,
     ) -> bool {
         let now = clock::now();
         let mut pipe = redis::pipe();
@@ -124,22 +121,17 @@ impl RedisStore {
                 self.write_replica(&mut pipe, rec, *left);
             }
         }
-        for (service, id, failures) in &removals {
+        for (service, id, why) in &removals {
             pipe.cmd("DEL")
                 .arg(keys::replica(service.as_str(), id))
                 .ignore();
-            let event = Event::Removed {
-                service: service.to_string(),
-                id: *id,
-                failures: *failures,
-            };
-            Self::publish(&mut pipe, self.gw, event);
+            Self::publish(&mut pipe, self.gw, Event::removed(service, *id, *why));
         }
         let written = pipe.cmd_iter().next().is_none()
             || self.conn.run::<()>("write back", &pipe).await.is_some();
         if !written {
-            for (service, id, failures) in removals {
-                self.outbox.requeue_removal(service, id, failures);
+            for (service, id, why) in removals {
+                self.outbox.requeue_removal(service, id, why);
             }
             return false;
         }
@@ -217,5 +209,102 @@ impl RedisStore {
         }
         let ttls: Vec<i64> = self.conn.run("read breakers", &pipe).await?;
         Some(reconcile::open_breakers(&keys, &ttls))
+    }
+}
+
+/// What ends a wait between two resyncs early.
+struct Wakes<'a> {
+    /// Whether Redis is reachable: each change wakes (and sets the pace).
+    reachable: watch::Receiver<bool>,
+    /// A resync asked for (a failed write, an overflow, a reconnect during a resync).
+    asked: &'a Notify,
+    /// `true` ends the loop.
+    stop: watch::Receiver<bool>,
+}
+
+/// The wait before the next periodic resync: the interval, but at most 500 ms while Redis is
+/// unreachable, so that recovery (and the write-back) does not wait an interval.
+fn period(interval: Duration, reachable: bool) -> Duration {
+    if reachable {
+        interval
+    } else {
+        interval.min(Duration::from_millis(500))
+    }
+}
+
+/// Runs `round` after each [`period`], and at once when asked or when reachability changes (a change the
+/// round itself makes included), until stopped.
+async fn paced<F: Future<Output = ()>>(
+    interval: Duration,
+    mut wakes: Wakes<'_>,
+    mut round: impl FnMut() -> F,
+) {
+    loop {
+        let wait = period(interval, *wakes.reachable.borrow());
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = wakes.asked.notified() => {}
+            _ = wakes.reachable.changed() => {}
+            () = stopped(&mut wakes.stop) => return,
+        }
+        round().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pace_is_the_interval_or_half_a_second_while_degraded() {
+        let five = Duration::from_secs(5);
+        assert_eq!(period(five, true), five);
+        assert_eq!(period(five, false), Duration::from_millis(500));
+        // A shorter interval than that is kept either way.
+        let short = Duration::from_millis(200);
+        assert_eq!(period(short, false), short);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn resyncs_at_the_pace_and_at_once_on_a_change_or_when_asked_on_a_paused_clock() {
+        let t0 = clock::now();
+        let ms = || clock::now().duration_since(t0).as_millis() as u64;
+        let (reachable, watch_reachable) = watch::channel(false);
+        let asked = Notify::new();
+        let (stop, watch_stop) = watch::channel(false);
+        let wakes = Wakes {
+            reachable: watch_reachable,
+            asked: &asked,
+            stop: watch_stop,
+        };
+        let mut rounds = Vec::new();
+        let resyncs = paced(Duration::from_secs(5), wakes, || {
+            rounds.push(ms());
+            // The second round reaches Redis.
+            if rounds.len() == 2 {
+                reachable.send_replace(true);
+            }
+            async {}
+        });
+        let outside = async {
+            tokio::time::sleep(Duration::from_millis(12_300)).await;
+            reachable.send_replace(false);
+            tokio::time::sleep(Duration::from_millis(1_200)).await;
+            asked.notify_one();
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            stop.send_replace(true);
+        };
+        tokio::join!(resyncs, outside);
+        let expected = [
+            // Unreachable from the start: every 500 ms.
+            500, 1_000,
+            // The round at 1 s reached Redis: the change wakes another at once (the write-back pass),
+            // then every 5 s.
+            1_000, 6_000, 11_000, // Unreachable at 12.3 s: at once, then every 500 ms.
+            12_300, 12_800, 13_300,
+            // Asked at 13.5 s: at once, and the pace starts again from there; stopped at 14.2 s.
+            13_500, 14_000,
+        ];
+        assert_eq!(rounds, expected);
     }
 }

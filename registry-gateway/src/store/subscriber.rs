@@ -91,7 +91,8 @@ impl RedisStore {
                 failures,
             } => {
                 lock(&self.known).remove(&id);
-                self.registry.apply_removed(&service, id, failures, now);
+                self.registry
+                    .apply_removed(&service, id, Event::removed_for(failures), now);
             }
             Event::Opened { address, open_ms } => {
                 if let Ok(a) = ReplicaAddress::parse(&address) {

@@ -16,7 +16,8 @@ use super::redis_store::{lock, stopped, RedisStore};
 use super::scripts::release_script;
 use crate::clock;
 use crate::registry::{
-    AddressWrite, ReplicaAddress, ReplicaRecord, ReplicaWrite, ServiceName, SharedState, Write,
+    AddressWrite, RemovedFor, ReplicaAddress, ReplicaRecord, ReplicaWrite, ServiceName,
+    SharedState, Write,
 };
 
 /// Entries taken from the outbox at once (replicas or addresses).
@@ -76,7 +77,7 @@ impl RedisStore {
                 Write::Replica { service, id, write } => match write {
                     ReplicaWrite::Registered(rec) => registered.push(rec),
                     ReplicaWrite::Renewed => renewed.push((service, id)),
-                    ReplicaWrite::Removed { failures } => removed.push((service, id, failures)),
+                    ReplicaWrite::Removed(why) => removed.push((service, id, why)),
                 },
                 Write::Address { address, write } => addresses.push((address, write)),
             }
@@ -165,25 +166,16 @@ impl RedisStore {
 
     /// Deletes the hashes of replicas that left here and tells the peers; those that fail wait in the
     /// outbox for the next write-back (they are never dropped).
-    async fn write_removed(&self, removed: Vec<(ServiceName, Uuid, bool)>) {
+    async fn write_removed(&self, removed: Vec<(ServiceName, Uuid, RemovedFor)>) {
         if removed.is_empty() {
             return;
         }
         let mut pipe = redis::pipe();
-        for (service, id, failures) in &removed {
+        for (service, id, why) in &removed {
             pipe.cmd("DEL")
                 .arg(keys::replica(service.as_str(), id))
                 .ignore();
-            let (service, id, failures) = (service.to_string(), *id, *failures);
-            Self::publish(
-                &mut pipe,
-                self.gw,
-                Event::Removed {
-                    service,
-                    id,
-                    failures,
-                },
-            );
+            Self::publish(&mut pipe, self.gw, Event::removed(service, *id, *why));
         }
         if self.conn.run::<()>("remove", &pipe).await.is_some() {
             let mut known = lock(&self.known);
@@ -191,8 +183,8 @@ impl RedisStore {
                 known.remove(id);
             }
         } else {
-            for (service, id, failures) in removed {
-                self.outbox.requeue_removal(service, id, failures);
+            for (service, id, why) in removed {
+                self.outbox.requeue_removal(service, id, why);
             }
         }
     }
