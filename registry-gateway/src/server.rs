@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::{web, App};
 
@@ -14,12 +13,18 @@ use crate::grpc::{self, GrpcSettings};
 use crate::head_limits::{HeadLimits, LiveHeadLimits};
 use crate::live::Live;
 use crate::proxy::{self, InstanceId, Proxy, ProxySettings};
-use crate::registry::{is_local_ip, Listener, OwnListeners, Registry, ReplicaAddress, ServiceName};
+use crate::registry::{OwnListeners, Registry};
 use crate::store::{RedisSettings, Shared, StoreKind};
 use crate::tls::{ListenerTls, UpstreamTls, ALPN_H2, ALPN_HTTP1};
 
+mod background;
+mod listeners;
+mod open_files;
 mod reload;
 
+use background::{eject_slow, sweep_leases};
+use listeners::{bind, check_static, exposed_registration, own_listeners, registration_listeners};
+use open_files::fit_max_connections;
 pub use reload::Reloader;
 
 /// A started gateway.
@@ -327,24 +332,6 @@ impl Gateway {
     }
 }
 
-/// Binds one listener; the error names it and its address: `cannot listen on 127.0.0.1:8080 (HTTP):
-/// address already in use`.
-fn bind(kind: &str, addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    std::net::TcpListener::bind(addr).map_err(|e| {
-        let why = match e.kind() {
-            std::io::ErrorKind::AddrInUse => "address already in use".to_owned(),
-            std::io::ErrorKind::AddrNotAvailable => {
-                "no interface of this machine has that address".to_owned()
-            }
-            std::io::ErrorKind::PermissionDenied => {
-                "permission denied (ports below 1024 need privileges)".to_owned()
-            }
-            _ => e.to_string(),
-        };
-        std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({kind}): {why}"))
-    })
-}
-
 /// The checks [`Gateway::start`] makes of a config before it serves, without binding anything: a static
 /// replica that is one of the configured listeners is refused, and every TLS file must be readable and
 /// each key must match its certificate (`--check-config`).
@@ -356,21 +343,6 @@ pub fn check_config(config: &Config) -> Result<(), ConfigError> {
     ));
     check_static(&own, &config.static_replicas())?;
     crate::tls::check(config)
-}
-
-/// Refuses a static replica that is one of the gateway's own listeners, naming `services.<name>`.
-fn check_static(
-    own: &OwnListeners,
-    replicas: &[(ServiceName, ReplicaAddress)],
-) -> Result<(), ConfigError> {
-    for (service, address) in replicas {
-        own.check(address, is_local_ip)
-            .map_err(|e| ConfigError::Invalid {
-                field: format!("services.{service}"),
-                message: e.to_string(),
-            })?;
-    }
-    Ok(())
 }
 
 /// The request-head limits of `config`.
@@ -401,257 +373,5 @@ fn grpc_settings(
     })
 }
 
-/// Every listener, for the own-address check.
-fn own_listeners(http: SocketAddr, grpc: SocketAddr, admin: Option<SocketAddr>) -> Vec<Listener> {
-    let mut all = vec![
-        Listener {
-            kind: "HTTP",
-            addr: http,
-        },
-        Listener {
-            kind: "gRPC",
-            addr: grpc,
-        },
-    ];
-    all.extend(admin.map(|addr| Listener {
-        kind: "admin",
-        addr,
-    }));
-    all
-}
-
-/// The listeners that serve the registration API: the admin one when set (else the HTTP one), and gRPC.
-fn registration_listeners(
-    http: SocketAddr,
-    grpc: SocketAddr,
-    admin: Option<SocketAddr>,
-) -> Vec<Listener> {
-    let http = match admin {
-        Some(addr) => Listener {
-            kind: "admin",
-            addr,
-        },
-        None => Listener {
-            kind: "HTTP",
-            addr: http,
-        },
-    };
-    vec![
-        http,
-        Listener {
-            kind: "gRPC",
-            addr: grpc,
-        },
-    ]
-}
-
-/// The registration listeners worth a warning: registration is open and they are not on loopback.
-fn exposed_registration(open: bool, registration: &[Listener]) -> Vec<Listener> {
-    if !open {
-        return Vec::new();
-    }
-    registration
-        .iter()
-        .copied()
-        .filter(|l| !l.addr.ip().to_canonical().is_loopback())
-        .collect()
-}
-
-/// File descriptors kept aside for listeners, upstream pools, Redis, logs.
-const RESERVED_FDS: u64 = 256;
-
-/// The most connections that fit `nofile` open files: two descriptors per connection (the client's and
-/// its upstream) plus [`RESERVED_FDS`]; `configured` when it fits or the limit is unknown; at least 1.
-fn effective_max_connections(configured: usize, nofile: Option<u64>) -> usize {
-    let Some(limit) = nofile else {
-        return configured;
-    };
-    let need = (configured as u64)
-        .saturating_mul(2)
-        .saturating_add(RESERVED_FDS);
-    if need <= limit {
-        return configured;
-    }
-    let fits = limit.saturating_sub(RESERVED_FDS) / 2;
-    usize::try_from(fits).unwrap_or(usize::MAX).max(1)
-}
-
-/// Raises the soft open-files limit to the hard one, and returns `limits.max_connections` lowered to
-/// fit it (with a warning naming the key) when it does not.
-fn fit_max_connections(config: &Config) -> usize {
-    let configured = config.limits.max_connections;
-    let nofile = raise_nofile_limit();
-    let effective = effective_max_connections(configured, nofile);
-    if effective < configured {
-        tracing::warn!(
-            configured,
-            effective,
-            "limits.max_connections = {configured} needs {} open files (2 per connection + {RESERVED_FDS}) \
-             but RLIMIT_NOFILE is {}: using {effective}; raise the hard limit (ulimit -Hn) or lower \
-             limits.max_connections",
-            (configured as u64).saturating_mul(2).saturating_add(RESERVED_FDS),
-            nofile.unwrap_or(0),
-        );
-    }
-    effective
-}
-
-/// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the soft limit now in force, if known.
-fn raise_nofile_limit() -> Option<u64> {
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(soft) => Some(soft),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot raise the open-files limit (RLIMIT_NOFILE)");
-            current_nofile_limit()
-        }
-    }
-}
-
-#[cfg(unix)]
-fn current_nofile_limit() -> Option<u64> {
-    rlimit::getrlimit(rlimit::Resource::NOFILE)
-        .ok()
-        .map(|(soft, _)| soft)
-}
-
-#[cfg(not(unix))]
-fn current_nofile_limit() -> Option<u64> {
-    None
-}
-
-/// Removes replicas whose lease ran out, several times per TTL so removal is at most a fraction late.
-/// The TTL is read at every round: a reload that changes it changes the pace.
-async fn sweep_leases(registry: Arc<Registry>, shared: Shared) {
-    loop {
-        let ttl = registry.policy().lease_ttl;
-        tokio::time::sleep((ttl / 10).clamp(Duration::from_millis(50), Duration::from_secs(1)))
-            .await;
-        // While the shared store is unreachable, renewals made through other gateways cannot arrive:
-        // keep the last known registry instead of expiring it.
-        registry.sweep_leases(clock::now(), shared.lease_expiry());
-    }
-}
-
-/// Ends an outlier interval every `outlier.interval`: slow replicas are opened. Reads the policy at
-/// every round, so a reload can turn ejection on or off and change the interval.
-async fn eject_slow(registry: Arc<Registry>) {
-    loop {
-        // A busy runtime makes a longer interval, not two short ones.
-        tokio::time::sleep(registry.policy().outlier.interval).await;
-        registry.eject_slow(clock::now());
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sa(s: &str) -> SocketAddr {
-        s.parse().unwrap()
-    }
-
-    /// Lets every task that is ready run (the paused clock does not move meanwhile).
-    async fn settle() {
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_sweeper_removes_a_lapsed_lease_within_a_tenth_of_its_ttl_on_a_paused_clock() {
-        use crate::registry::{Protocol, Registration, ReplicaAddress, ServiceName};
-        let mut policy = Config::default().registry_policy();
-        policy.lease_ttl = Duration::from_secs(10);
-        let registry = Arc::new(Registry::new(policy));
-        let reg = Registration {
-            service: ServiceName::parse("orders").unwrap(),
-            address: ReplicaAddress::parse("http://127.0.0.1:9001").unwrap(),
-            protocol: Protocol::Http,
-            grpc_services: Vec::new(),
-            metadata: Default::default(),
-        };
-        registry.register(reg, clock::now());
-        let sweeper = tokio::spawn(sweep_leases(Arc::clone(&registry), Shared::memory()));
-        let replicas = || registry.service("orders").map_or(0, |s| s.len());
-        // Rounds every ttl/10 = 1 s: at 9.5 s the lease still holds.
-        tokio::time::advance(Duration::from_millis(9_500)).await;
-        settle().await;
-        assert_eq!(replicas(), 1);
-        // It lapses at 10 s; the sweep at 11 s at the latest removes it.
-        tokio::time::advance(Duration::from_millis(1_600)).await;
-        settle().await;
-        assert_eq!(replicas(), 0);
-        sweeper.abort();
-    }
-
-    #[test]
-    fn max_connections_fit_the_open_files_limit() {
-        // 4096 connections need 2 * 4096 + 256 = 8448 descriptors.
-        assert_eq!(effective_max_connections(4096, Some(8448)), 4096);
-        assert_eq!(effective_max_connections(4096, Some(1_048_576)), 4096);
-        assert_eq!(effective_max_connections(4096, Some(8447)), 4095);
-        assert_eq!(effective_max_connections(4096, Some(1024)), 384);
-        assert_eq!(effective_max_connections(4096, Some(512)), 128);
-        // Never 0, even under a tiny limit.
-        assert_eq!(effective_max_connections(4096, Some(100)), 1);
-        assert_eq!(effective_max_connections(4096, Some(0)), 1);
-        // Unknown or unlimited: as configured.
-        assert_eq!(effective_max_connections(4096, None), 4096);
-        assert_eq!(
-            effective_max_connections(usize::MAX, Some(u64::MAX)),
-            usize::MAX
-        );
-    }
-
-    #[test]
-    fn registration_is_served_by_the_admin_listener_when_there_is_one() {
-        let (http, grpc, admin) = (sa("0.0.0.0:80"), sa("127.0.0.1:50050"), sa("127.0.0.1:81"));
-        let kinds = |l: Vec<Listener>| l.iter().map(|l| (l.kind, l.addr)).collect::<Vec<_>>();
-        assert_eq!(
-            kinds(registration_listeners(http, grpc, None)),
-            [("HTTP", http), ("gRPC", grpc)]
-        );
-        assert_eq!(
-            kinds(registration_listeners(http, grpc, Some(admin))),
-            [("admin", admin), ("gRPC", grpc)]
-        );
-        assert_eq!(
-            kinds(own_listeners(http, grpc, Some(admin))),
-            [("HTTP", http), ("gRPC", grpc), ("admin", admin)]
-        );
-    }
-
-    #[test]
-    fn open_registration_off_loopback_is_flagged() {
-        let on = |addrs: &[&str]| {
-            addrs
-                .iter()
-                .map(|a| Listener {
-                    kind: "HTTP",
-                    addr: sa(a),
-                })
-                .collect::<Vec<_>>()
-        };
-        let flagged = |open, addrs: &[&str]| {
-            exposed_registration(open, &on(addrs))
-                .iter()
-                .map(|l| l.addr.to_string())
-                .collect::<Vec<_>>()
-        };
-        assert!(flagged(true, &["127.0.0.1:8080", "[::1]:50050", "127.0.0.2:1"]).is_empty());
-        assert_eq!(
-            flagged(true, &["0.0.0.0:8080", "127.0.0.1:50050"]),
-            ["0.0.0.0:8080"]
-        );
-        assert_eq!(
-            flagged(true, &["[::]:1", "10.0.0.5:2"]),
-            ["[::]:1", "10.0.0.5:2"]
-        );
-        assert_eq!(
-            flagged(true, &["[::ffff:127.0.0.1]:1"]),
-            Vec::<String>::new()
-        );
-        // With a registration token nothing is flagged.
-        assert!(flagged(false, &["0.0.0.0:8080"]).is_empty());
-    }
-}
+mod tests;

@@ -3,6 +3,7 @@
 
 mod admit;
 mod attempt;
+mod body_source;
 mod forwarded;
 mod h1;
 mod headers;
@@ -36,13 +37,11 @@ use crate::observe::{
     REQUEST_ID_HEADER, UNKNOWN_SERVICE,
 };
 use crate::policy::retry::is_idempotent;
-use crate::policy::{
-    Attempts, BodyReplay, ClientFault, Failure, FailureCause, Next, Outcome, Report,
-};
+use crate::policy::{Attempts, ClientFault, Failure, FailureCause, Next, Outcome, Report};
 use crate::registry::{AttemptRecord, Protocol, Registry, RegistryError, Replica, Service};
 use crate::store::Shared;
 use attempt::{forward_h1, forward_once, upgrade_once, Attempt};
-use request_body::{ReadError, RequestBody};
+use body_source::{framing_fault, prepare_body, BodySource};
 use response_body::ResponseBody;
 
 /// Upper bound of `retry.max_attempts` (validated in the config).
@@ -89,39 +88,6 @@ enum Forwarded {
     Response(HttpResponse<ResponseBody>),
     /// A 101, with a tunnel behind it.
     Tunnel(HttpResponse<upgrade::TunnelBody>),
-}
-
-/// Where each attempt's request body comes from.
-enum BodySource {
-    /// Empty or buffered: every attempt gets a cheap copy.
-    Buffered(Option<web::Bytes>),
-    /// The client's stream: one attempt takes it, and gets it back only if it never read from it.
-    Stream(Option<RequestBody>),
-}
-
-impl BodySource {
-    fn take(&mut self) -> Option<RequestBody> {
-        match self {
-            BodySource::Buffered(b) => Some(RequestBody::Full(b.clone())),
-            BodySource::Stream(s) => s.take(),
-        }
-    }
-
-    fn put_back(&mut self, body: RequestBody) {
-        if let BodySource::Stream(slot) = self {
-            if !body.is_touched() {
-                *slot = Some(body);
-            }
-        }
-    }
-
-    fn replay(&self) -> BodyReplay {
-        match self {
-            BodySource::Buffered(_) => BodyReplay::Replayable,
-            BodySource::Stream(Some(_)) => BodyReplay::Untouched,
-            BodySource::Stream(None) => BodyReplay::Consumed,
-        }
-    }
 }
 
 /// actix handler for `/{service}/{tail}` and `/v1/proxy/{service}/{tail}`: every answer, the replica's
@@ -423,53 +389,6 @@ fn http_error(next: Next, svc: &Service, registry: &Registry, attempts: u32) -> 
     }
 }
 
-/// A body cut short because the connection's gate found its chunked framing malformed is a malformed
-/// body, not an aborted one.
-fn framing_fault(req: &HttpRequest, fault: ClientFault) -> ClientFault {
-    match req.conn_data::<crate::framing::GateHandle>() {
-        Some(g) if fault == ClientFault::Aborted && g.malformed() => ClientFault::MalformedBody,
-        _ => fault,
-    }
-}
-
 fn is_http(r: &Replica) -> bool {
     r.protocol() == Protocol::Http
-}
-
-/// Buffers small bodies with a known length (so they can be replayed) as their bytes arrive, and
-/// streams the rest.
-async fn prepare_body(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    settings: &ProxySettings,
-) -> Result<BodySource, GatewayError> {
-    let chunked = req.headers().contains_key(ax::TRANSFER_ENCODING);
-    let length: Option<u64> = req
-        .headers()
-        .get(ax::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok());
-    match (length, chunked) {
-        (Some(0) | None, false) => Ok(BodySource::Buffered(None)),
-        (Some(n), false) if n <= settings.buffer_body_max as u64 => {
-            match request_body::read_to_end(&mut payload, n as usize, settings.body_timeout).await {
-                Ok(body) => Ok(BodySource::Buffered(body)),
-                Err(ReadError::Client(ClientFault::BodyTimeout)) => {
-                    Err(GatewayError::ClientBodyTimeout)
-                }
-                Err(ReadError::Client(fault)) => Err(GatewayError::ClientBody(
-                    framing_fault(req, fault).to_string(),
-                )),
-                // actix frames the body by its Content-Length: more cannot arrive.
-                Err(ReadError::TooLarge) => Err(GatewayError::ClientBody(
-                    "more bytes than the announced Content-Length".into(),
-                )),
-            }
-        }
-        _ => Ok(BodySource::Stream(Some(RequestBody::stream(
-            payload,
-            if chunked { None } else { length },
-            settings.body_timeout,
-        )))),
-    }
 }

@@ -3,34 +3,34 @@
 //! both ways until a side closes or the tunnel idles out.
 //!
 //! The decisions (is this an upgrade, may a failed attempt move on, what a refusal is) are pure functions
-//! at the top; the connection, the attempt and the relay follow. A tunnel always has its own upstream
-//! connection, never taken from or returned to the keep-alive pool. The client's bytes after the 101
-//! come from the connection's gate ([`GateHandle::switch`]), the same way for every protocol.
+//! at the top; the connection and the attempt follow; the relay and the 101's body are in [`tunnel`]. A
+//! tunnel always has its own upstream connection, never taken from or returned to the keep-alive pool.
+//! The client's bytes after the 101 come from the connection's gate ([`GateHandle::switch`]), the same
+//! way for every protocol.
 
 use std::cell::Cell;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use actix_http::ConnectionType;
-use actix_web::body::{BodySize, MessageBody};
 use actix_web::http::{header as ax, StatusCode, Version};
 use actix_web::web::Bytes;
 use actix_web::HttpResponse;
-use futures_util::StreamExt;
 use http_body_util::Empty;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::{headers, ProxySettings};
 use crate::clock;
 use crate::framing::GateHandle;
-use crate::observe::Exchange;
 use crate::policy::{FailureCause, Outcome};
 use crate::registry::{AttemptRecord, Replica};
+
+mod tunnel;
+
+use tunnel::relay;
+pub(crate) use tunnel::TunnelBody;
 
 /// What a request's `Connection`/`Upgrade` headers ask of the proxy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,27 +90,6 @@ pub(crate) fn restore_upgrade_headers(out: &mut http::HeaderMap, protocols: &htt
         http::HeaderValue::from_static("upgrade"),
     );
     out.insert(http::header::UPGRADE, protocols.clone());
-}
-
-/// Why a tunnel ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TunnelEnd {
-    /// The replica closed its side (or its connection broke).
-    ReplicaClosed,
-    /// The client went away.
-    ClientClosed,
-    /// No byte either way for `proxy.upgrade_idle_timeout`.
-    Idle,
-}
-
-impl TunnelEnd {
-    fn as_str(self) -> &'static str {
-        match self {
-            TunnelEnd::ReplicaClosed => "replica_closed",
-            TunnelEnd::ClientClosed => "client_closed",
-            TunnelEnd::Idle => "idle_timeout",
-        }
-    }
 }
 
 /// What one upgrade attempt came to.
@@ -217,13 +196,7 @@ pub(crate) async fn attempt(
     });
     let mut out = HttpResponse::with_body(
         StatusCode::SWITCHING_PROTOCOLS,
-        TunnelBody {
-            rx,
-            sent: 0,
-            uploaded,
-            exchange: None,
-            gate: gate.clone(),
-        },
+        TunnelBody::new(rx, uploaded, gate.clone()),
     );
     headers::to_client(resp.headers(), false, out.headers_mut());
     // The protocol the replica switched to (a 101 must name it; else the first one asked for).
@@ -241,357 +214,5 @@ pub(crate) async fn attempt(
     UpgradeAttempt::Switched(Box::new(out))
 }
 
-/// Relays bytes both ways. The client's end of stream is passed on as a half-close (the replica may go
-/// on sending); the replica's end closes the tunnel, since actix-http cannot half-close a client
-/// connection. Any byte either way restarts the idle clock.
-async fn relay<U, C, E>(
-    upstream: U,
-    mut client: C,
-    to_client: mpsc::Sender<Bytes>,
-    idle_timeout: Duration,
-    uploaded: Rc<Cell<u64>>,
-) -> TunnelEnd
-where
-    U: tokio::io::AsyncRead + tokio::io::AsyncWrite,
-    C: futures_util::Stream<Item = Result<Bytes, E>> + Unpin,
-{
-    let (mut up_read, mut up_write) = tokio::io::split(upstream);
-    let last = Cell::new(clock::now());
-    let client_to_replica = async {
-        while let Some(Ok(chunk)) = client.next().await {
-            if up_write.write_all(&chunk).await.is_err() {
-                return;
-            }
-            uploaded.set(uploaded.get() + chunk.len() as u64);
-            last.set(clock::now());
-        }
-        let _ = up_write.shutdown().await;
-        // Half-closed: the replica's side goes on until it closes.
-        std::future::pending::<()>().await;
-    };
-    let replica_to_client = async {
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            match up_read.read(&mut buf).await {
-                Ok(0) | Err(_) => return TunnelEnd::ReplicaClosed,
-                Ok(n) => {
-                    last.set(clock::now());
-                    if to_client
-                        .send(Bytes::copy_from_slice(&buf[..n]))
-                        .await
-                        .is_err()
-                    {
-                        return TunnelEnd::ClientClosed;
-                    }
-                    last.set(clock::now());
-                }
-            }
-        }
-    };
-    let idle = async {
-        loop {
-            let deadline = last.get() + idle_timeout;
-            if clock::now() >= deadline {
-                return;
-            }
-            tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await;
-        }
-    };
-    tokio::select! {
-        end = replica_to_client => end,
-        () = client_to_replica => TunnelEnd::ClientClosed,
-        () = to_client.closed() => TunnelEnd::ClientClosed,
-        () = idle => TunnelEnd::Idle,
-    }
-}
-
-/// The 101 response's body: the replica's bytes, written raw to the client. The request's access-log
-/// line is written when it is dropped (the tunnel ended), with the bytes of both directions; its end
-/// tells the gate the connection may close.
-pub(crate) struct TunnelBody {
-    rx: mpsc::Receiver<Bytes>,
-    sent: u64,
-    uploaded: Rc<Cell<u64>>,
-    exchange: Option<Exchange>,
-    gate: GateHandle,
-}
-
-impl TunnelBody {
-    /// Hands the client's request to the body: it was counted at the 101 ([`Exchange::switched`]) and is
-    /// logged when the tunnel ends.
-    pub(crate) fn observed(mut self, mut ex: Exchange) -> Self {
-        ex.switched();
-        self.exchange = Some(ex);
-        self
-    }
-}
-
-impl Drop for TunnelBody {
-    fn drop(&mut self) {
-        self.gate.end_tunnel();
-        if let Some(mut ex) = self.exchange.take() {
-            ex.finish_tunnel(self.sent, self.uploaded.get());
-        }
-    }
-}
-
-impl MessageBody for TunnelBody {
-    type Error = std::convert::Infallible;
-
-    fn size(&self) -> BodySize {
-        BodySize::Stream
-    }
-
-    fn poll_next(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
-        let this = self.get_mut();
-        match this.rx.poll_recv(cx) {
-            Poll::Ready(Some(b)) => {
-                this.sent += b.len() as u64;
-                Poll::Ready(Some(Ok(b)))
-            }
-            Poll::Ready(None) => {
-                this.gate.end_tunnel();
-                Poll::Ready(None)
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::proxy::headers::tests::client as headers;
-
-    fn tunnel(protocols: &'static str) -> UpgradeDecision {
-        UpgradeDecision::Tunnel(http::HeaderValue::from_static(protocols))
-    }
-
-    #[test]
-    fn any_upgrade_handshake_is_tunnelled_or_refused() {
-        let cases: &[(&[(&'static str, &'static str)], &'static str)] = &[
-            (
-                &[
-                    ("connection", "keep-alive, Upgrade"),
-                    ("upgrade", "WebSocket"),
-                ],
-                "WebSocket",
-            ),
-            (
-                &[("connection", "upgrade"), ("upgrade", "echo/1")],
-                "echo/1",
-            ),
-            // A body of length 0 is no body.
-            (
-                &[
-                    ("connection", "upgrade"),
-                    ("upgrade", "TLS/1.0, echo/1"),
-                    ("content-length", "0"),
-                ],
-                "TLS/1.0, echo/1",
-            ),
-            // h2c is dropped from the list, the rest is carried.
-            (
-                &[("connection", "upgrade"), ("upgrade", "h2c, websocket")],
-                "websocket",
-            ),
-        ];
-        for (pairs, protocols) in cases {
-            let h = headers(pairs);
-            assert_eq!(
-                classify(Version::HTTP_11, &h, true),
-                tunnel(protocols),
-                "{pairs:?}"
-            );
-            assert_eq!(
-                classify(Version::HTTP_11, &h, false),
-                UpgradeDecision::Refuse(protocols.to_string()),
-                "{pairs:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn anything_else_is_a_plain_request() {
-        let cases: &[(Version, &[(&'static str, &'static str)])] = &[
-            // No Connection: upgrade token.
-            (Version::HTTP_11, &[("upgrade", "websocket")]),
-            (
-                Version::HTTP_11,
-                &[("connection", "upgraded"), ("upgrade", "websocket")],
-            ),
-            // No protocol, or only h2c (never carried).
-            (Version::HTTP_11, &[("connection", "upgrade")]),
-            (
-                Version::HTTP_11,
-                &[("connection", "upgrade"), ("upgrade", " , ")],
-            ),
-            (
-                Version::HTTP_11,
-                &[
-                    ("connection", "upgrade, HTTP2-Settings"),
-                    ("upgrade", "h2c"),
-                ],
-            ),
-            // HTTP/1.0 has no upgrades, HTTP/2 none of this kind.
-            (
-                Version::HTTP_10,
-                &[("connection", "upgrade"), ("upgrade", "websocket")],
-            ),
-            (Version::HTTP_2, &[("upgrade", "websocket")]),
-            // A handshake with a body.
-            (
-                Version::HTTP_11,
-                &[
-                    ("connection", "upgrade"),
-                    ("upgrade", "websocket"),
-                    ("transfer-encoding", "chunked"),
-                ],
-            ),
-            (
-                Version::HTTP_11,
-                &[
-                    ("connection", "upgrade"),
-                    ("upgrade", "echo/1"),
-                    ("content-length", "2"),
-                ],
-            ),
-            (Version::HTTP_11, &[]),
-        ];
-        for (version, pairs) in cases {
-            for enabled in [true, false] {
-                assert_eq!(
-                    classify(*version, &headers(pairs), enabled),
-                    UpgradeDecision::Plain,
-                    "{version:?} {pairs:?}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn only_an_attempt_that_never_reached_the_replica_moves_on() {
-        use crate::policy::{Attempts, BodyReplay, Next, Outcome, Report, RetryPolicy};
-        // The proxy drives a handshake as not idempotent, whatever its method.
-        let after = |cause: FailureCause, sent: bool| {
-            let mut a = Attempts::new(RetryPolicy { max_attempts: 3 }, false);
-            a.start();
-            a.after(Report {
-                outcome: Outcome::Failure(cause),
-                sent,
-                body: BodyReplay::Replayable,
-                replicas: 3,
-                has_response: false,
-            })
-        };
-        assert_eq!(after(FailureCause::Connect, false), Next::Pick);
-        assert_eq!(after(FailureCause::ConnectTimeout, false), Next::Pick);
-        for sent in [
-            FailureCause::Timeout,
-            FailureCause::Transport,
-            FailureCause::Status(502),
-            FailureCause::Truncated,
-        ] {
-            assert_ne!(after(sent, true), Next::Pick, "{sent:?}");
-        }
-    }
-
-    /// A tunnel between a duplex "replica" and a channel "client", on paused time.
-    struct Rig {
-        replica: tokio::io::DuplexStream,
-        client: mpsc::UnboundedSender<Result<Bytes, ()>>,
-        to_client: mpsc::Receiver<Bytes>,
-        uploaded: Rc<Cell<u64>>,
-        relay: tokio::task::JoinHandle<TunnelEnd>,
-    }
-
-    fn rig(idle: Duration) -> Rig {
-        let (replica, upstream) = tokio::io::duplex(64 * 1024);
-        let (client, mut client_rx) = mpsc::unbounded_channel();
-        let client_rx = futures_util::stream::poll_fn(move |cx| client_rx.poll_recv(cx));
-        let (tx, to_client) = mpsc::channel(4);
-        let uploaded = Rc::new(Cell::new(0));
-        let relay =
-            tokio::task::spawn_local(relay(upstream, client_rx, tx, idle, Rc::clone(&uploaded)));
-        Rig {
-            replica,
-            client,
-            to_client,
-            uploaded,
-            relay,
-        }
-    }
-
-    async fn local<F: std::future::Future>(f: F) -> F::Output {
-        tokio::task::LocalSet::new().run_until(f).await
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn bytes_go_both_ways_and_each_restarts_the_idle_clock() {
-        local(async {
-            let mut r = rig(Duration::from_secs(10));
-            let t0 = tokio::time::Instant::now();
-            // t=0..9s: client → replica; t=9..18s: replica → client; idle from t=18s, closed at t=28s.
-            r.client.send(Ok(Bytes::from_static(b"up"))).unwrap();
-            let mut buf = [0u8; 2];
-            r.replica.read_exact(&mut buf).await.unwrap();
-            assert_eq!(&buf, b"up");
-            tokio::time::sleep(Duration::from_secs(9)).await;
-            r.replica.write_all(b"down").await.unwrap();
-            assert_eq!(r.to_client.recv().await.unwrap(), "down");
-            tokio::time::sleep(Duration::from_secs(9)).await;
-            r.client.send(Ok(Bytes::from_static(b"!"))).unwrap();
-            assert_eq!(r.relay.await.unwrap(), TunnelEnd::Idle);
-            assert_eq!(t0.elapsed(), Duration::from_secs(28));
-            assert_eq!(r.uploaded.get(), 3);
-            // Both sides are closed: the replica reads its end, the client's body ends.
-            let mut rest = Vec::new();
-            r.replica.read_to_end(&mut rest).await.unwrap();
-            assert_eq!(rest, b"!");
-            assert_eq!(r.to_client.recv().await, None);
-        })
-        .await;
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_client_half_close_reaches_the_replica_which_may_still_answer() {
-        local(async {
-            let mut r = rig(Duration::from_secs(300));
-            r.client.send(Ok(Bytes::from_static(b"last"))).unwrap();
-            drop(r.client);
-            let mut got = Vec::new();
-            r.replica.read_to_end(&mut got).await.unwrap();
-            assert_eq!(got, b"last");
-            r.replica.write_all(b"reply").await.unwrap();
-            assert_eq!(r.to_client.recv().await.unwrap(), "reply");
-            drop(r.replica);
-            assert_eq!(r.relay.await.unwrap(), TunnelEnd::ReplicaClosed);
-            assert_eq!(r.to_client.recv().await, None);
-        })
-        .await;
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_client_that_goes_away_ends_the_tunnel_and_closes_the_replica() {
-        local(async {
-            let mut r = rig(Duration::from_secs(300));
-            drop(r.to_client);
-            assert_eq!(r.relay.await.unwrap(), TunnelEnd::ClientClosed);
-            let mut rest = Vec::new();
-            r.replica.read_to_end(&mut rest).await.unwrap();
-            assert!(rest.is_empty());
-        })
-        .await;
-    }
-
-    #[test]
-    fn the_replica_gets_the_upgrade_headers_back() {
-        let mut out = http::HeaderMap::new();
-        restore_upgrade_headers(&mut out, &http::HeaderValue::from_static("echo/1"));
-        assert_eq!(out["connection"], "upgrade");
-        assert_eq!(out["upgrade"], "echo/1");
-    }
-}
+mod tests;

@@ -91,7 +91,8 @@ impl ReplicaSet {
     /// Adds `r` last. Its address must not be in the set yet (remove the one there first).
     pub(crate) fn push(&mut self, r: Arc<Replica>) {
         debug_assert!(self.by_address(r.address()).is_none());
-        r.slot.store(slot_index(self.slots.len()), Ordering::Relaxed);
+        r.slot
+            .store(slot_index(self.slots.len()), Ordering::Relaxed);
         self.by_address.insert(ByAddress(Arc::clone(&r)));
         self.by_id.insert(ById(Arc::clone(&r)));
         self.slots.push(Some(r));
