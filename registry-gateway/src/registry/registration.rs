@@ -29,6 +29,21 @@ fn invalid(field: &'static str, message: impl Into<String>) -> InvalidRegistrati
     }
 }
 
+#[cfg(test)]
+impl Registration {
+    /// Tests: an HTTP replica of `service` at `http://127.0.0.1:{port}`, without metadata.
+    pub(crate) fn local_http(service: &str, port: u16) -> Registration {
+        Registration {
+            service: ServiceName::parse(service).expect("a valid test service name"),
+            address: ReplicaAddress::parse(&format!("http://127.0.0.1:{port}"))
+                .expect("a loopback address"),
+            protocol: Protocol::Http,
+            grpc_services: Vec::new(),
+            metadata: Metadata::new(),
+        }
+    }
+}
+
 impl Registration {
     /// A registration as a client sent it (the admin API's JSON, the gRPC `Register` call): the
     /// service name and replica address as text, checked with every other rule.

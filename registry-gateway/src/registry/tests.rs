@@ -27,13 +27,7 @@ pub(super) fn policy() -> RegistryPolicy {
 }
 
 pub(super) fn reg(service: &str, port: u16) -> Registration {
-    Registration {
-        service: ServiceName::parse(service).unwrap(),
-        address: ReplicaAddress::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
-        protocol: Protocol::Http,
-        grpc_services: Vec::new(),
-        metadata: Metadata::new(),
-    }
+    Registration::local_http(service, port)
 }
 
 pub(super) fn any(_: &Replica) -> bool {

@@ -19,18 +19,11 @@ async fn settle() {
 
 #[tokio::test(start_paused = true)]
 async fn the_sweeper_removes_a_lapsed_lease_within_a_tenth_of_its_ttl_on_a_paused_clock() {
-    use crate::registry::{Protocol, Registration, ReplicaAddress, ServiceName};
+    use crate::registry::Registration;
     let mut policy = Config::default().registry_policy();
     policy.lease_ttl = Duration::from_secs(10);
     let registry = Arc::new(Registry::new(policy));
-    let reg = Registration {
-        service: ServiceName::parse("orders").unwrap(),
-        address: ReplicaAddress::parse("http://127.0.0.1:9001").unwrap(),
-        protocol: Protocol::Http,
-        grpc_services: Vec::new(),
-        metadata: Default::default(),
-    };
-    registry.register(reg, clock::now());
+    registry.register(Registration::local_http("orders", 9001), clock::now());
     let sweeper = tokio::spawn(sweep_leases(Arc::clone(&registry), Shared::memory()));
     let replicas = || registry.service("orders").map_or(0, |s| s.len());
     // Rounds every ttl/10 = 1 s: at 9.5 s the lease still holds.

@@ -8,16 +8,10 @@ use super::message::keys;
 use super::test_server::redis_server;
 use super::{RedisSettings, RedisStore, Store};
 use crate::clock;
-use crate::registry::{Metadata, Protocol, Registration, Registry, ReplicaAddress, ServiceName};
+use crate::registry::{Registration, Registry};
 
 fn registration(service: &str, port: u16) -> Registration {
-    Registration {
-        service: ServiceName::parse(service).unwrap(),
-        address: ReplicaAddress::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
-        protocol: Protocol::Http,
-        grpc_services: Vec::new(),
-        metadata: Metadata::new(),
-    }
+    Registration::local_http(service, port)
 }
 
 /// Polls `check` every 50 ms until it holds, for at most `deadline`.

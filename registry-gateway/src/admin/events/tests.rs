@@ -6,23 +6,14 @@ use super::frames::Counters;
 use super::*;
 use crate::admin::dto::ReplicaDto;
 use crate::policy::{BreakerState, EvictionReason};
-use crate::registry::{
-    Joined, Metadata, Protocol, Registration, ReplicaAddress, ServiceName, Source, StateReason,
-    TransitionRecord,
-};
+use crate::registry::{Joined, Registration, Source, StateReason, TransitionRecord};
 
 fn registry() -> Registry {
     Registry::new(crate::Config::default().registry_policy())
 }
 
 fn registration(service: &str, port: u16) -> Registration {
-    Registration {
-        service: ServiceName::parse(service).unwrap(),
-        address: ReplicaAddress::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
-        protocol: Protocol::Http,
-        grpc_services: Vec::new(),
-        metadata: Metadata::new(),
-    }
+    Registration::local_http(service, port)
 }
 
 /// The frame of `event`, with the replica JSON the handler would send, parsed back.
