@@ -282,4 +282,6 @@ mod optional_duration {
 }
 
 #[cfg(test)]
+mod env_tests;
+#[cfg(test)]
 mod tests;
