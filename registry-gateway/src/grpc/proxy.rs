@@ -138,9 +138,13 @@ async fn call(
         .extensions()
         .get::<std::net::SocketAddr>()
         .map(|a| a.ip());
+    // Only a trusted proxy in front may say who the client is and how it came
+    // (forwarded.trusted_proxies), as on the HTTP path.
+    let trusted = settings.trusted_proxies.trusts(peer);
+    if !trusted {
+        crate::proxy::drop_untrusted_forwarding(req.headers_mut());
+    }
     if let Some(ip) = peer {
-        // Only a trusted proxy in front may say who the client is (forwarded.trusted_proxies).
-        let trusted = settings.trusted_proxies.trusts(peer);
         crate::proxy::append_forwarded_for(req.headers_mut(), ip, trusted);
     }
 

@@ -79,6 +79,24 @@ impl TrustedProxies {
     }
 }
 
+/// Removes the forwarding headers (`X-Forwarded-For/-Proto/-Host`, `Forwarded`) of a request from a peer
+/// that is not a trusted proxy: only a proxy in front of the gateway may say who the client is and how
+/// it came (the HTTP path drops them while copying the headers; the gRPC path forwards the request's
+/// own map and calls this).
+pub(crate) fn drop_untrusted_forwarding(headers: &mut http::HeaderMap) {
+    for name in FORWARDING {
+        headers.remove(name);
+    }
+}
+
+/// The forwarding headers a client may only set through a trusted proxy.
+pub(super) const FORWARDING: [&str; 4] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+];
+
 /// Sets the `X-Forwarded-For` of a request going to a replica, for both wires: a `trusted` peer's list
 /// (a proxy in front of the gateway) gets `peer` appended; anyone else's is replaced by `peer` alone.
 pub(crate) fn append_forwarded_for(headers: &mut http::HeaderMap, peer: IpAddr, trusted: bool) {
@@ -98,6 +116,20 @@ pub(crate) fn append_forwarded_for(headers: &mut http::HeaderMap, peer: IpAddr, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_untrusted_peer_keeps_no_forwarding_header_of_its_own() {
+        let mut h = http::HeaderMap::new();
+        for name in FORWARDING {
+            h.insert(name, "spoofed".parse().unwrap());
+        }
+        h.insert("x-request-id", "kept".parse().unwrap());
+        drop_untrusted_forwarding(&mut h);
+        append_forwarded_for(&mut h, "127.0.0.9".parse().unwrap(), false);
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert_eq!(h["x-forwarded-for"], "127.0.0.9");
+        assert_eq!(h["x-request-id"], "kept");
+    }
 
     #[test]
     fn forwarded_for_appends_only_to_a_trusted_list() {

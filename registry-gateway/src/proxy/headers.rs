@@ -36,10 +36,7 @@ pub(super) fn connection_tokens(headers: &ax::HeaderMap) -> Vec<String> {
 
 /// Forwarding headers a client may only set through a trusted proxy.
 pub(super) fn is_forwarding(name: &str) -> bool {
-    matches!(
-        name,
-        "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" | "forwarded"
-    )
+    super::forwarded::FORWARDING.contains(&name)
 }
 
 /// Builds the replica's request headers from the client's: drops hop-by-hop headers, `Host` and

@@ -16,7 +16,7 @@ mod upstream;
 pub(crate) mod via;
 
 pub(crate) use admit::{admit, Admit};
-pub(crate) use forwarded::append_forwarded_for;
+pub(crate) use forwarded::{append_forwarded_for, drop_untrusted_forwarding};
 pub use forwarded::{Cidr, TrustedProxies};
 pub use settings::ProxySettings;
 pub use via::{HopError, InstanceId};
