@@ -13,7 +13,7 @@ use crate::grpc::{self, GrpcSettings};
 use crate::head_limits::{HeadLimits, LiveHeadLimits};
 use crate::live::Live;
 use crate::proxy::{self, InstanceId, Proxy, ProxySettings};
-use crate::registry::{OwnListeners, Registry};
+use crate::registry::{AddStatic, OwnListeners, Registry};
 use crate::store::{RedisSettings, Shared, StoreKind};
 use crate::tls::{ListenerTls, UpstreamTls, ALPN_H2, ALPN_HTTP1};
 
@@ -87,7 +87,7 @@ impl Gateway {
         check_static(&own_listeners, &static_replicas)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         for (service, address) in static_replicas {
-            registry.add_static(service, address, now);
+            registry.execute(AddStatic { service, address }, now);
         }
         let tokens = ApiTokens::new(
             config.auth.registration_token.clone(),

@@ -15,7 +15,10 @@ use super::inventory::{parse_filter, Inventory};
 use super::AdminSettings;
 use crate::clock;
 use crate::error::GatewayError;
-use crate::registry::{is_local_ip, Registration, Registry, RegistryError, Replica, Service};
+use crate::registry::{
+    is_local_ip, Deregister, Heartbeat, Register, Registration, Registry, RegistryError, Replica,
+    Service,
+};
 use crate::store::Shared;
 
 type Reg = web::Data<std::sync::Arc<Registry>>;
@@ -110,7 +113,7 @@ pub(crate) async fn register(
             field: "address".into(),
             message: e.to_string(),
         })?;
-    let out = registry.register(registration, clock::now());
+    let out = registry.execute(Register(registration), clock::now());
     let policy = registry.policy();
     let r = &out.replica;
     let dto = RegisterResponse {
@@ -142,7 +145,7 @@ fn heartbeat(
     settings: &AdminSettings,
 ) -> Result<HttpResponse, GatewayError> {
     authorize(req, settings)?;
-    registry.heartbeat(service, id, clock::now())?;
+    registry.execute(Heartbeat { service, id }, clock::now())?;
     let policy = registry.policy();
     Ok(HttpResponse::Ok().json(HeartbeatResponse {
         heartbeat_interval_ms: policy.heartbeat_interval.as_millis() as u64,
@@ -159,7 +162,7 @@ fn deregister(
     settings: &AdminSettings,
 ) -> Result<HttpResponse, GatewayError> {
     authorize(req, settings)?;
-    registry.deregister(service, id, clock::now())?;
+    registry.execute(Deregister { service, id }, clock::now())?;
     Ok(HttpResponse::NoContent().finish())
 }
 

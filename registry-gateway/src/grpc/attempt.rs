@@ -13,7 +13,7 @@ use super::status::{self, code};
 use super::{GrpcBody, GrpcSettings, GrpcState};
 use crate::clock;
 use crate::policy::{attribute, ClientFault, FailureCause, Outcome};
-use crate::registry::{AttemptRecord, Pick};
+use crate::registry::{Abandon, AttemptRecord, Pick};
 
 /// What one call attempt came to.
 pub(super) enum CallAttempt {
@@ -72,7 +72,7 @@ pub(super) async fn call_once(
                 Some(r)
             }
             _ => {
-                registry.abandon(&pick);
+                registry.execute(Abandon(&pick), clock::now());
                 return CallAttempt::Refused(status::error_response(
                     code::DEADLINE_EXCEEDED,
                     "deadline exceeded before the call was sent",

@@ -21,7 +21,7 @@ use crate::observe::{
 };
 use crate::policy::{Attempts, BodyReplay, Failure, FailureCause, Next, Report, RetryPolicy};
 use crate::proxy::{admit, Admit};
-use crate::registry::{AttemptRecord, Protocol, Replica, Service};
+use crate::registry::{AttemptRecord, Protocol, Replica, Select, Service};
 
 /// Header that names the registry service explicitly, bypassing routing by gRPC service name.
 pub const ROUTE_HEADER: &str = "x-registry-service";
@@ -160,7 +160,12 @@ async fn call(
     // The request, while no replica has it.
     let mut pending = Some(req);
     let next = loop {
-        let Some(pick) = registry.pick(&svc, &tried, clock::now(), accept) else {
+        let select = Select {
+            service: &svc,
+            tried: &tried,
+            accept: &accept,
+        };
+        let Some(pick) = registry.execute(select, clock::now()) else {
             break attempts.end();
         };
         tried.push(pick.replica.id());

@@ -13,7 +13,9 @@ use super::watcher::Watcher;
 use crate::admin::ApiTokens;
 use crate::clock;
 use crate::error::GatewayError;
-use crate::registry::{is_local_ip, Listing, OwnListeners, Registry, RegistryError};
+use crate::registry::{
+    is_local_ip, Deregister, Heartbeat, Listing, OwnListeners, Register, Registry, RegistryError,
+};
 
 /// Serves `registry.v1.Registry` on the shared registry.
 pub(crate) struct RegistryApi {
@@ -72,7 +74,7 @@ impl pb::registry_server::Registry for RegistryApi {
         self.own_listeners
             .check(&reg.address, is_local_ip)
             .map_err(|e| Status::invalid_argument(format!("address: {e}")))?;
-        let out = self.registry.register(reg, clock::now());
+        let out = self.registry.execute(Register(reg), clock::now());
         let p = self.registry.policy();
         Ok(Response::new(pb::RegisterResponse {
             id: out.replica.id().to_string(),
@@ -89,8 +91,12 @@ impl pb::registry_server::Registry for RegistryApi {
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         self.authorize(&req)?;
         let r = req.into_inner();
+        let heartbeat = Heartbeat {
+            service: &r.service,
+            id: &r.id,
+        };
         self.registry
-            .heartbeat(&r.service, &r.id, clock::now())
+            .execute(heartbeat, clock::now())
             .map_err(not_found)?;
         let p = self.registry.policy();
         Ok(Response::new(pb::HeartbeatResponse {
@@ -105,8 +111,12 @@ impl pb::registry_server::Registry for RegistryApi {
     ) -> Result<Response<pb::DeregisterResponse>, Status> {
         self.authorize(&req)?;
         let r = req.into_inner();
+        let deregister = Deregister {
+            service: &r.service,
+            id: &r.id,
+        };
         self.registry
-            .deregister(&r.service, &r.id, clock::now())
+            .execute(deregister, clock::now())
             .map_err(not_found)?;
         Ok(Response::new(pb::DeregisterResponse {}))
     }

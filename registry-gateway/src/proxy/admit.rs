@@ -3,7 +3,7 @@
 
 use crate::clock;
 use crate::policy::{Attempts, Next};
-use crate::registry::{Pick, Registry, Service};
+use crate::registry::{Abandon, Pick, Registry, Service};
 use crate::store::Shared;
 
 /// Whether the picked replica takes the next attempt.
@@ -32,7 +32,7 @@ pub(crate) async fn admit(
         return Admit::Skip;
     }
     if attempts.is_retry() && !svc.allow_retry(clock::now()) {
-        registry.abandon(pick);
+        registry.execute(Abandon(pick), clock::now());
         return Admit::Stop(attempts.refused_by_budget());
     }
     Admit::Go

@@ -38,7 +38,7 @@ use crate::observe::{
 };
 use crate::policy::retry::is_idempotent;
 use crate::policy::{Attempts, ClientFault, Failure, FailureCause, Next, Outcome, Report};
-use crate::registry::{AttemptRecord, Protocol, Registry, RegistryError, Replica, Service};
+use crate::registry::{AttemptRecord, Protocol, Registry, RegistryError, Replica, Select, Service};
 use crate::store::Shared;
 use attempt::{forward_h1, forward_once, upgrade_once, Attempt};
 use body_source::{framing_fault, prepare_body, BodySource};
@@ -221,7 +221,12 @@ async fn forward(
         if attempts.made() as usize >= MAX_ATTEMPTS || excluded >= tried.len() {
             break attempts.end();
         }
-        let Some(pick) = registry.pick(&svc, &tried[..excluded], clock::now(), is_http) else {
+        let select = Select {
+            service: &svc,
+            tried: &tried[..excluded],
+            accept: is_http,
+        };
+        let Some(pick) = registry.execute(select, clock::now()) else {
             break attempts.end();
         };
         tried[excluded] = pick.replica.id();

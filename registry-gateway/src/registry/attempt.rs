@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Pick, Registry};
+use super::{Abandon, Pick, RecordOutcome, Registry};
 use crate::clock;
 use crate::policy::Outcome;
 
@@ -45,7 +45,11 @@ impl AttemptRecord {
             if let (Outcome::Success, Some(head)) = (outcome, self.head) {
                 pick.replica.record_latency(head);
             }
-            self.registry.record(&pick, outcome, clock::now());
+            let record = RecordOutcome {
+                pick: &pick,
+                outcome,
+            };
+            self.registry.execute(record, clock::now());
             pick.replica
                 .observe(self.registry.metrics())
                 .attempt(outcome);
@@ -61,7 +65,7 @@ impl AttemptRecord {
 impl Drop for AttemptRecord {
     fn drop(&mut self) {
         if let Some(pick) = self.pick.take() {
-            self.registry.abandon(&pick);
+            self.registry.execute(Abandon(&pick), clock::now());
             pick.replica.observe(self.registry.metrics()).abandoned();
         }
     }

@@ -7,8 +7,7 @@ use super::events::{Joined, RegistryEvent, Source};
 use super::StateReason;
 use crate::policy::{BreakerState, EvictionReason, OpenCause};
 
-/// Writes the log line of `event`, if it has one. Never locks the replica (it may be called with the
-/// replica's lock held, so that two transitions of one replica are logged in the order they happened).
+/// Writes the log line of `event`, if it has one. Never locks the replica.
 pub(super) fn write(event: &RegistryEvent) {
     match event {
         RegistryEvent::Added(r, joined) => {

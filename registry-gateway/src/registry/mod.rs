@@ -1,11 +1,19 @@
 //! The registry model: services, their replicas, leases, and the rules that add and remove them.
 //!
 //! The registry owns the state; [`crate::policy`] makes the decisions. It is shared by the admin API
-//! (registrations, heartbeats) and the proxy (selection, outcomes) and never does IO.
+//! (registrations, heartbeats), the proxy (selection, outcomes), the background loops (lease sweep,
+//! slow replicas) and the shared store (peers' changes), and never does IO.
+//!
+//! Every state change is a [`Command`] value: [`Registry::apply`] runs one at a `now` and returns an
+//! [`Applied`] (the reply, and the [`RegistryEvent`]s it produced, inline); [`Registry::execute`] hands the
+//! events to the three sinks in one place: the log lines (`event_log.rs`), the shared store's bounded
+//! [`Outbox`] (peers' changes never enter it), and the watch feed. Reads (listings, lookups,
+//! `retry_after`) are plain methods.
 
 mod address;
 mod attempt;
 mod change;
+mod command;
 mod event_log;
 mod events;
 mod evicted;
@@ -33,6 +41,12 @@ pub use attempt::AttemptRecord;
 pub use change::{
     AddressWrite, ChangeQueue, Pushed, RemovedFor, ReplicaRecord, ReplicaWrite, SharedState,
     Streak, Write,
+};
+pub use command::{
+    Abandon, AddStatic, Applied, Command, Deregister, EjectSlow, Events, Heartbeat, OpenAsSlow,
+    PeerClosed, PeerOpened, PeerProbing, PeerRegistered, PeerRemoved, PeerRenewed, RecordOutcome,
+    Register, RemoveStatic, RetainKnown, Select, SharedFailures, SharedProbeSuccesses,
+    SharedWindow, SweepLeases, EVENTS_INLINE,
 };
 pub use events::{Joined, RegistryEvent, Source};
 pub use evicted::{Evicted, EVICTED_KEPT};
@@ -242,18 +256,6 @@ impl Registry {
         self.events.subscribe()
     }
 
-    /// The outbox of every event: its log line, the shared store's queue, and the watchers.
-    fn publish(&self, event: RegistryEvent) {
-        event_log::write(&event);
-        if let Some(outbox) = self.outbox.get() {
-            outbox.push(&event);
-        }
-        if event.is_watched() {
-            // No watcher is not an error.
-            let _ = self.events.send(event);
-        }
-    }
-
     /// The registry services whose replicas serve the gRPC service `name`, in registration order.
     pub fn grpc_route(&self, name: &str) -> Vec<Arc<Service>> {
         self.grpc_index
@@ -331,6 +333,8 @@ mod metrics_tests;
 mod preservation_tests;
 #[cfg(test)]
 mod sharing_tests;
+#[cfg(test)]
+mod shorthand;
 #[cfg(test)]
 mod slow_tests;
 #[cfg(test)]

@@ -4,18 +4,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::command::{AddStatic, Command, Events, Heartbeat, Register};
 use super::*;
 
-impl Registry {
-    /// Adds a static replica from the config file.
-    pub fn add_static(
-        &self,
-        service: ServiceName,
-        address: ReplicaAddress,
-        now: Instant,
-    ) -> Arc<Replica> {
-        let svc = self.service_entry(&service);
-        let registered_at = self.wall.unix_ms(now);
+impl Command for AddStatic {
+    type Reply = Arc<Replica>;
+
+    fn run(self, registry: &Registry, now: Instant, _: &mut Events) -> Arc<Replica> {
+        let AddStatic { service, address } = self;
+        let svc = registry.service_entry(&service);
+        let registered_at = registry.wall.unix_ms(now);
         let (r, created) = svc.update(|list| {
             if let Some(r) = list.by_address(&address) {
                 return (Arc::clone(r), false);
@@ -38,16 +36,20 @@ impl Registry {
             (r, true)
         });
         if created {
-            self.joined(&svc, &r);
+            registry.joined(&svc, &r);
         }
         r
     }
+}
 
-    /// Registers a replica, or renews it when the same service+address is already there (same id).
-    pub fn register(&self, reg: Registration, now: Instant) -> Registered {
-        let svc = self.service_entry(&reg.service);
-        self.metrics.registrations.inc();
-        let registered_at = self.wall.unix_ms(now);
+impl Command for Register {
+    type Reply = Registered;
+
+    fn run(self, registry: &Registry, now: Instant, events: &mut Events) -> Registered {
+        let Register(reg) = self;
+        let svc = registry.service_entry(&reg.service);
+        registry.metrics.registrations.inc();
+        let registered_at = registry.wall.unix_ms(now);
         let result = svc.update(|list| {
             if let Some(r) = list.by_address(&reg.address) {
                 let mut st = r.lock();
@@ -61,16 +63,17 @@ impl Registry {
                 };
             }
             let key = (reg.service.clone(), reg.address.clone());
-            let tomb = self.tombstones_lock().remove(&key);
+            let tomb = registry.tombstones_lock().remove(&key);
             let tomb = tomb.filter(|t| {
-                now.saturating_duration_since(t.evicted_at) < self.policy.load().probation_memory
+                now.saturating_duration_since(t.evicted_at)
+                    < registry.policy.load().probation_memory
             });
             let (breaker, history, state_reason) = match tomb {
                 Some(t) => (
                     Breaker::on_probation(
                         t.history.consecutive_failures,
                         now,
-                        &self.policy.load().breaker,
+                        &registry.policy.load().breaker,
                     ),
                     t.history,
                     StateReason::Probation,
@@ -83,7 +86,7 @@ impl Registry {
             };
             let mut state = ReplicaState::new(
                 breaker,
-                Lease::new(self.policy.load().lease_ttl, now),
+                Lease::new(registry.policy.load().lease_ttl, now),
                 state_reason,
                 now,
             );
@@ -104,23 +107,26 @@ impl Registry {
                 on_probation: tomb.is_some(),
             }
         });
-        self.index_grpc(&reg.service, &reg.grpc_services);
+        registry.index_grpc(&reg.service, &reg.grpc_services);
         let replica = Arc::clone(&result.replica);
         if result.created {
             svc.evicted_list().forget(&reg.address);
-            self.joined(&svc, &result.replica);
+            registry.joined(&svc, &result.replica);
             let joined = if result.on_probation {
                 Joined::OnProbation
             } else {
                 Joined::Registered
             };
-            self.publish(RegistryEvent::Added(replica, joined));
+            events.push(RegistryEvent::Added(replica, joined));
         } else {
-            self.publish(RegistryEvent::Renewed(replica));
+            events.push(RegistryEvent::Renewed(replica));
         }
         result
     }
+}
 
+impl Registry {
+    /// The service and the replica of `id` (as a client sent it) in `service`.
     pub(super) fn find(
         &self,
         service: &str,
@@ -135,19 +141,17 @@ impl Registry {
         let replica = svc.by_id(&id).ok_or_else(unknown)?;
         Ok((svc, replica))
     }
+}
 
-    /// Renews a replica's lease.
-    pub fn heartbeat(
-        &self,
-        service: &str,
-        id: &str,
-        now: Instant,
-    ) -> Result<Arc<Replica>, RegistryError> {
-        let (_, replica) = self.find(service, id)?;
+impl Command for Heartbeat<'_> {
+    type Reply = Result<Arc<Replica>, RegistryError>;
+
+    fn run(self, registry: &Registry, now: Instant, events: &mut Events) -> Self::Reply {
+        let (_, replica) = registry.find(self.service, self.id)?;
         replica.lock().lease.renew(now);
-        self.metrics.heartbeats.inc();
-        if self.sharing() {
-            self.publish(RegistryEvent::Renewed(Arc::clone(&replica)));
+        registry.metrics.heartbeats.inc();
+        if registry.sharing() {
+            events.push(RegistryEvent::Renewed(Arc::clone(&replica)));
         }
         Ok(replica)
     }

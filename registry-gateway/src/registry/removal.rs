@@ -5,51 +5,49 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::command::{Command, Deregister, Events, RemoveStatic};
 use super::{
-    Evicted, Origin, Registry, RegistryError, RegistryEvent, Replica, ReplicaAddress, Service,
-    Source, Tombstone,
+    Evicted, Origin, Registry, RegistryError, RegistryEvent, Replica, Service, Source, Tombstone,
 };
 use crate::observe::{EvictionLabels, Shared};
 use crate::policy::EvictionReason;
 
-impl Registry {
-    /// Removes a static replica the config no longer lists (config reload); false when there is none.
-    pub fn remove_static(&self, service: &str, address: &ReplicaAddress, now: Instant) -> bool {
-        let Some(svc) = self.service(service) else {
+impl Command for RemoveStatic<'_> {
+    type Reply = bool;
+
+    fn run(self, registry: &Registry, now: Instant, events: &mut Events) -> bool {
+        let Some(svc) = registry.service(self.service) else {
             return false;
         };
         let found = svc
             .replicas()
             .iter()
-            .find(|r| r.origin() == Origin::Static && r.address() == address)
+            .find(|r| r.origin() == Origin::Static && r.address() == self.address)
             .cloned();
         found.is_some_and(|r| {
-            self.remove(&svc, &r, EvictionReason::Deregistered, now, Source::Local)
+            let reason = EvictionReason::Deregistered;
+            registry.remove(&svc, &r, reason, now, Source::Local, events)
         })
     }
+}
 
-    /// Removes a registered replica at its own request.
-    pub fn deregister(
-        &self,
-        service: &str,
-        id: &str,
-        now: Instant,
-    ) -> Result<Arc<Replica>, RegistryError> {
-        let (svc, replica) = self.find(service, id)?;
+impl Command for Deregister<'_> {
+    type Reply = Result<Arc<Replica>, RegistryError>;
+
+    fn run(self, registry: &Registry, now: Instant, events: &mut Events) -> Self::Reply {
+        let (svc, replica) = registry.find(self.service, self.id)?;
         if replica.origin() == Origin::Static {
-            return Err(RegistryError::StaticReplica(id.to_owned()));
+            return Err(RegistryError::StaticReplica(self.id.to_owned()));
         }
-        self.remove(
-            &svc,
-            &replica,
-            EvictionReason::Deregistered,
-            now,
-            Source::Local,
-        );
+        let reason = EvictionReason::Deregistered;
+        registry.remove(&svc, &replica, reason, now, Source::Local, events);
         Ok(replica)
     }
+}
 
-    /// Removes `replica` for `reason`, decided by `source` (peers hear of it only when it is local).
+impl Registry {
+    /// Removes `replica` for `reason`, decided by `source` (peers hear of it only when it is local), and
+    /// pushes its event onto `events`.
     pub(super) fn remove(
         &self,
         svc: &Service,
@@ -57,6 +55,7 @@ impl Registry {
         reason: EvictionReason,
         now: Instant,
         source: Source,
+        events: &mut Events,
     ) -> bool {
         let removed = svc.update(|list| list.remove(replica));
         if !removed {
@@ -78,7 +77,7 @@ impl Registry {
             self.tombstones_lock()
                 .insert((svc.name().clone(), replica.address().clone()), tomb);
         }
-        self.publish(RegistryEvent::Removed(
+        events.push(RegistryEvent::Removed(
             Arc::clone(replica),
             Some(reason),
             source,

@@ -5,24 +5,22 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use uuid::Uuid;
-
+use super::command::{Abandon, Command, Events, RecordOutcome, Select};
 use super::transitions::endpoints;
 use super::{Origin, Pick, Registry, RegistryEvent, Replica, Service, Source, StateReason};
 use crate::policy::{Admission, OpenCause, Outcome, Transition};
 
-impl Registry {
-    /// Picks a replica of `svc` that `accept`s the request, for one attempt at `now`, skipping those in
-    /// `tried`. `accept` must not change state (it is called more than once per replica).
-    pub fn pick(
-        &self,
-        svc: &Service,
-        tried: &[Uuid],
-        now: Instant,
-        accept: impl Fn(&Replica) -> bool,
-    ) -> Option<Pick> {
+impl<F: Fn(&Replica) -> bool> Command for Select<'_, F> {
+    type Reply = Option<Pick>;
+
+    fn run(self, registry: &Registry, now: Instant, events: &mut Events) -> Option<Pick> {
+        let Select {
+            service: svc,
+            tried,
+            accept,
+        } = self;
         let replicas = svc.replicas();
-        let cfg = &self.policy.load().breaker;
+        let cfg = &registry.policy.load().breaker;
         // A concurrent request may claim a half-open probe between the check and the claim: try again.
         for _ in 0..replicas.len().max(1) {
             let i = svc.rr.pick(replicas.len(), |i| {
@@ -38,7 +36,8 @@ impl Registry {
                     ..
                 } = admission
                 {
-                    self.note_transition(r, &mut st, endpoints(t), StateReason::Probing, now);
+                    let to = endpoints(t);
+                    registry.note_transition(r, &mut st, to, StateReason::Probing, now, events);
                 }
                 admission
             };
@@ -51,7 +50,9 @@ impl Registry {
         }
         None
     }
+}
 
+impl Registry {
     /// How long until some replica of `svc` that `accept`s the request admits one; `None` when it has no
     /// such replica at all.
     pub fn retry_after(
@@ -67,24 +68,27 @@ impl Registry {
             .map(|r| r.lock().breaker.admits_in(now, cfg))
             .min()
     }
+}
 
-    /// Records the outcome of one attempt: counters, breaker, and eviction when the threshold is reached.
-    pub fn record(&self, pick: &Pick, outcome: Outcome, now: Instant) {
+impl Command for RecordOutcome<'_> {
+    type Reply = ();
+
+    fn run(self, registry: &Registry, now: Instant, events: &mut Events) {
+        let RecordOutcome { pick, outcome } = self;
         // Not the replica's doing: neither charged nor credited, and a probe it held is given back.
         if let Outcome::ClientFault(_) = outcome {
-            self.abandon(pick);
-            return;
+            return Abandon(pick).run(registry, now, events);
         }
         let r = &pick.replica;
-        if pick.probe && self.sharing() {
-            self.publish(RegistryEvent::ProbeDone(Arc::clone(r)));
+        if pick.probe && registry.sharing() {
+            events.push(RegistryEvent::ProbeDone(Arc::clone(r)));
         }
         let failed = outcome.is_failure();
         r.count_attempt(failed);
         if r.is_removed() {
             return;
         }
-        let policy = self.policy.load();
+        let policy = registry.policy.load();
         let (transition, consecutive, before) = {
             let mut st = r.lock();
             if let Outcome::Failure(cause) = outcome {
@@ -115,17 +119,17 @@ impl Registry {
                 (Some(_), _) | (None, _) => None,
             };
             if let (Some(t), Some(reason)) = (t, reason) {
-                self.note_transition(r, &mut st, endpoints(t), reason, now);
+                registry.note_transition(r, &mut st, endpoints(t), reason, now, events);
             }
             (t, consecutive, before)
         };
-        if self.sharing() {
+        if registry.sharing() {
             // Peers add failures up; a success only matters to them when it ends a run of failures, or
             // when a failure-ratio rule counts every request (the common success costs the proxy nothing).
             let streak = failed || before > 0;
             let windowed = policy.breaker.failure_ratio.is_some();
             if streak || windowed {
-                self.publish(RegistryEvent::Attempt {
+                events.push(RegistryEvent::Attempt {
                     replica: Arc::clone(r),
                     failed,
                     streak,
@@ -133,24 +137,28 @@ impl Registry {
                 });
             }
             if pick.probe && !failed && transition.is_none() {
-                self.publish(RegistryEvent::ProbeSucceeded(Arc::clone(r)));
+                events.push(RegistryEvent::ProbeSucceeded(Arc::clone(r)));
             }
         }
         if failed && r.origin() == Origin::Registered {
             if let Some(reason) = policy.eviction.on_failures(consecutive) {
-                if let Some(svc) = self.service(r.service().as_str()) {
-                    self.remove(&svc, r, reason, now, Source::Local);
+                if let Some(svc) = registry.service(r.service().as_str()) {
+                    registry.remove(&svc, r, reason, now, Source::Local, events);
                 }
             }
         }
     }
+}
 
-    /// Gives back a half-open probe whose request ended without an outcome.
-    pub fn abandon(&self, pick: &Pick) {
+impl Command for Abandon<'_> {
+    type Reply = ();
+
+    fn run(self, registry: &Registry, _: Instant, events: &mut Events) {
+        let Abandon(pick) = self;
         if pick.probe {
             pick.replica.lock().breaker.release_probe();
-            if self.sharing() {
-                self.publish(RegistryEvent::ProbeDone(Arc::clone(&pick.replica)));
+            if registry.sharing() {
+                events.push(RegistryEvent::ProbeDone(Arc::clone(&pick.replica)));
             }
         }
     }

@@ -1,22 +1,25 @@
 //! Ejecting slow replicas: the outlier interval's judgement applied to the registry's breakers.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Protocol, Registry, Replica, StateReason};
+use super::command::{Command, EjectSlow, Events, OpenAsSlow};
+use super::{Protocol, Registry, StateReason};
 use crate::policy::outlier::{self, ReplicaLatency, Standing};
-use crate::policy::{BreakerState, SlowReason};
+use crate::policy::BreakerState;
 
-impl Registry {
-    /// Opens the breaker of `r`, closed until now, because it is slow: logged, shared with peer gateways
-    /// and shown like a failure opening, and probed the same way after `breaker.open_timeout`. A probe that
-    /// succeeds closes it even if it is still slow; the next interval may then open it again. Returns
-    /// whether it opened (not when it was removed or its breaker was no longer closed).
-    pub fn open_as_slow(&self, r: &Arc<Replica>, reason: SlowReason, now: Instant) -> bool {
+/// Opens the breaker of `r`, closed until now, because it is slow: logged and shown like a failure
+/// opening, and probed the same way after `breaker.open_timeout`. A probe that succeeds closes it even if
+/// it is still slow; the next interval may then open it again. Replies whether it opened (not when it was
+/// removed or its breaker was no longer closed).
+impl Command for OpenAsSlow<'_> {
+    type Reply = bool;
+
+    fn run(self, registry: &Registry, now: Instant, events: &mut Events) -> bool {
+        let OpenAsSlow { replica: r, reason } = self;
         if r.is_removed() {
             return false;
         }
-        let open_for = self.policy.load().breaker.open_timeout;
+        let open_for = registry.policy.load().breaker.open_timeout;
         {
             let mut st = r.lock();
             // A failure may have opened it since the interval's stats were taken: that reason stands.
@@ -24,12 +27,13 @@ impl Registry {
                 return false;
             }
             st.breaker.force_open(now + open_for, now);
-            self.note_transition(
+            registry.note_transition(
                 r,
                 &mut st,
                 (BreakerState::Closed, BreakerState::Open),
                 StateReason::Slow(reason),
                 now,
+                events,
             );
         }
         // Not shared with peer gateways (see `change::shared_state`): each judges latency from its own
@@ -37,13 +41,17 @@ impl Registry {
         // and between them every replica.
         true
     }
+}
 
-    /// Ends an outlier interval at `now`: drains every replica's latencies, judges each service's replicas
-    /// of one protocol together ([`outlier::find_slow`]) and opens the slow ones. Returns how many opened.
-    pub fn eject_slow(&self, now: Instant) -> usize {
-        let cfg = &self.policy.load().outlier;
+/// Ends an outlier interval at `now`: drains every replica's latencies, judges each service's replicas of
+/// one protocol together ([`outlier::find_slow`]) and opens the slow ones. Replies how many opened.
+impl Command for EjectSlow {
+    type Reply = usize;
+
+    fn run(self, registry: &Registry, now: Instant, events: &mut Events) -> usize {
+        let cfg = &registry.policy.load().outlier;
         let mut opened = 0;
-        for svc in self.services() {
+        for svc in registry.services() {
             let replicas = svc.replicas();
             // Drained even when nobody can be judged, so that every interval starts afresh.
             let stats: Vec<(Protocol, ReplicaLatency)> = replicas
@@ -76,7 +84,11 @@ impl Registry {
                     .map(|(i, (_, l))| (i, *l))
                     .unzip();
                 for e in outlier::find_slow(&group, cfg) {
-                    if self.open_as_slow(&replicas[index[e.index]], e.reason, now) {
+                    let slow = OpenAsSlow {
+                        replica: &replicas[index[e.index]],
+                        reason: e.reason,
+                    };
+                    if slow.run(registry, now, events) {
                         opened += 1;
                     }
                 }

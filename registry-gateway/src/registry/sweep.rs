@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::command::{Command, Events, SweepLeases};
 use super::{Registry, Service, Source};
 use crate::policy::{Census, Due, EvictionReason, Verdict};
 
@@ -18,31 +19,29 @@ pub enum LeaseExpiry {
     Suspended,
 }
 
-impl Registry {
-    /// Removes every registered replica whose lease ran out at `now` (unless self-preservation holds
-    /// them), and forgets old tombstones. Returns how many replicas were removed.
-    pub fn sweep(&self, now: Instant) -> usize {
-        self.sweep_leases(now, LeaseExpiry::Enforced)
-    }
+impl Command for SweepLeases {
+    type Reply = usize;
 
-    /// [`Registry::sweep`], with lease expiry as `expiry` says.
-    pub fn sweep_leases(&self, now: Instant, expiry: LeaseExpiry) -> usize {
+    fn run(self, registry: &Registry, now: Instant, events: &mut Events) -> usize {
         let mut removed = 0;
-        if expiry == LeaseExpiry::Enforced {
-            removed = self.expire_due(now);
+        if self.0 == LeaseExpiry::Enforced {
+            removed = registry.expire_due(now, events);
         }
-        let memory = self.policy.load().probation_memory;
-        self.tombstones_lock()
+        let memory = registry.policy.load().probation_memory;
+        registry
+            .tombstones_lock()
             .retain(|_, t| now.saturating_duration_since(t.evicted_at) < memory);
-        for svc in self.services() {
+        for svc in registry.services() {
             svc.evicted_list().prune(now, memory);
         }
         removed
     }
+}
 
+impl Registry {
     /// Expires the leases due at `now`: only the services with a lease that ran out, or a hold to look
     /// after, are counted; a sweep where no lease is due looks at no replica.
-    fn expire_due(&self, now: Instant) -> usize {
+    fn expire_due(&self, now: Instant, events: &mut Events) -> usize {
         let due = self.leases_lock().take_due(now);
         let mut lapsed = HashSet::new();
         let mut settled = Vec::with_capacity(due.len());
@@ -65,7 +64,7 @@ impl Registry {
         for svc in self.services() {
             let holding = svc.preservation().state != crate::policy::Preservation::Idle;
             if holding || lapsed.contains(svc.name()) {
-                removed += self.sweep_service(&svc, now);
+                removed += self.sweep_service(&svc, now, events);
             }
         }
         let mut timer = self.leases_lock();
@@ -78,7 +77,7 @@ impl Registry {
     }
 
     /// One service's share of the sweep: count its leases, ask the self-preservation policy, apply it.
-    fn sweep_service(&self, svc: &Service, now: Instant) -> usize {
+    fn sweep_service(&self, svc: &Service, now: Instant, events: &mut Events) -> usize {
         let policy = &self.policy.load().preservation;
         let mut census = Census {
             registered: 0,
@@ -154,7 +153,7 @@ impl Registry {
                 Some(held) => EvictionReason::LeaseExpiredAfterHold { silent, held },
                 None => EvictionReason::LeaseExpired(silent),
             };
-            if self.remove(svc, &r, reason, now, Source::Local) {
+            if self.remove(svc, &r, reason, now, Source::Local, events) {
                 removed += 1;
             }
         }

@@ -199,7 +199,7 @@ fn an_abandoned_probe_frees_the_half_open_slot() {
     }
     let probe = r.pick(&svc, &[], at(t0, 10_000), any).unwrap();
     assert!(r.pick(&svc, &[], at(t0, 10_001), any).is_none());
-    r.abandon(&probe);
+    r.execute(Abandon(&probe), at(t0, 10_001));
     assert!(r.pick(&svc, &[], at(t0, 10_002), any).unwrap().probe);
 }
 

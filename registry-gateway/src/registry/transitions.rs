@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::command::Events;
 use super::replica::ReplicaState;
 use super::{Registry, RegistryEvent, Replica, StateReason};
 use crate::observe::{TransitionLabels, STATES};
@@ -101,9 +102,9 @@ pub(crate) fn state_label(s: BreakerState) -> &'static str {
 
 impl Registry {
     /// Records, in the locked state `st` of `r`, that its breaker went `from` → `to` at `now` because of
-    /// `reason`, updates its metrics and publishes the [`RegistryEvent::StateChanged`] (its `[CIRCUIT]`
-    /// line, the watchers, the shared store). Called with the replica's lock held, so that two transitions
-    /// of one replica reach the log, the gauges and the store in the order they happened.
+    /// `reason`, updates its metrics and pushes the [`RegistryEvent::StateChanged`] onto `events` (for
+    /// its `[CIRCUIT]` line, the watchers, the shared store). Called with the replica's lock held, so that
+    /// the record, `state_reason` and the event agree.
     pub(crate) fn note_transition(
         &self,
         r: &Arc<Replica>,
@@ -111,6 +112,7 @@ impl Registry {
         (from, to): (BreakerState, BreakerState),
         reason: StateReason,
         now: Instant,
+        events: &mut Events,
     ) {
         // Leaving half-open for open or closed: the new reason replaces the opening one. Entering half-open
         // keeps the reason it opened for: `state_reason` shows both.
@@ -128,7 +130,7 @@ impl Registry {
         if r.is_removed() {
             return;
         }
-        self.publish(RegistryEvent::StateChanged(Arc::clone(r), record));
+        events.push(RegistryEvent::StateChanged(Arc::clone(r), record));
         let labels = r.metric_labels();
         self.metrics
             .breaker_transitions

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock;
-use crate::registry::Registry;
+use crate::registry::{EjectSlow, Registry, SweepLeases};
 use crate::store::Shared;
 
 /// Removes replicas whose lease ran out, several times per TTL so removal is at most a fraction late.
@@ -16,7 +16,7 @@ pub(super) async fn sweep_leases(registry: Arc<Registry>, shared: Shared) {
             .await;
         // While the shared store is unreachable, renewals made through other gateways cannot arrive:
         // keep the last known registry instead of expiring it.
-        registry.sweep_leases(clock::now(), shared.lease_expiry());
+        registry.execute(SweepLeases(shared.lease_expiry()), clock::now());
     }
 }
 
@@ -26,6 +26,6 @@ pub(super) async fn eject_slow(registry: Arc<Registry>) {
     loop {
         // A busy runtime makes a longer interval, not two short ones.
         tokio::time::sleep(registry.policy().outlier.interval).await;
-        registry.eject_slow(clock::now());
+        registry.execute(EjectSlow, clock::now());
     }
 }

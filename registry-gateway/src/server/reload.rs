@@ -12,7 +12,7 @@ use crate::grpc::GrpcSettings;
 use crate::head_limits::HeadLimits;
 use crate::live::Live;
 use crate::proxy::{InstanceId, ProxySettings};
-use crate::registry::{OwnListeners, Registry};
+use crate::registry::{AddStatic, OwnListeners, Registry, RemoveStatic};
 use crate::tls::{ListenerTls, UpstreamTls};
 
 /// The running gateway's replaceable settings, and the config they came from.
@@ -94,10 +94,12 @@ impl Reloader {
         }
         let now = clock::now();
         for (service, address) in added {
-            self.registry.add_static(service, address, now);
+            self.registry.execute(AddStatic { service, address }, now);
         }
         for (service, address) in old_static.iter().filter(|r| !new_static.contains(r)) {
-            self.registry.remove_static(service.as_str(), address, now);
+            let service = service.as_str();
+            self.registry
+                .execute(RemoveStatic { service, address }, now);
         }
         *running = next;
         Ok(changes)

@@ -15,7 +15,7 @@ use super::message::{keys, Event, StoredReplica};
 use super::reconcile;
 use super::redis_store::{lock, stopped, RedisStore};
 use crate::clock;
-use crate::registry::{RemovedFor, ReplicaAddress};
+use crate::registry::{PeerOpened, PeerRegistered, RemovedFor, ReplicaAddress, RetainKnown};
 
 impl RedisStore {
     /// Resyncs every `redis.resync_interval` (every 500 ms at most while degraded), at once when asked
@@ -67,16 +67,20 @@ impl RedisStore {
         let now = clock::now();
         let plan = reconcile::plan(found);
         for (rec, left) in plan.hold {
-            self.registry.apply_registered(rec, left, now);
+            let peer = PeerRegistered {
+                record: rec,
+                lease_left: left,
+            };
+            self.registry.execute(peer, now);
         }
         let same_epoch = self.conn.epoch() == epoch;
         if !same_epoch {
             // Reconnected meanwhile: the next pass reconciles.
             self.resync_now.notify_one();
         }
-        let removed = self.registry.retain_known(
-            &plan.ids,
-            |id| {
+        let retain = RetainKnown {
+            keep: &plan.ids,
+            known: |id| {
                 reconcile::left_redis(reconcile::Sighting {
                     // asked only about replicas whose key was not read
                     in_redis: false,
@@ -84,8 +88,8 @@ impl RedisStore {
                     same_epoch,
                 })
             },
-            now,
-        );
+        };
+        let removed = self.registry.execute(retain, now);
         if removed > 0 {
             tracing::info!(removed, "[STORE] resync removed replicas that left Redis");
         }
@@ -102,7 +106,11 @@ impl RedisStore {
 
         if let Some(open) = self.read_open_breakers().await {
             for (address, left) in open {
-                self.registry.apply_opened(&address, left, now);
+                let opened = PeerOpened {
+                    address: &address,
+                    open_for: left,
+                };
+                self.registry.execute(opened, now);
             }
         }
     }

@@ -4,7 +4,7 @@
 use super::message::keys;
 use super::redis_store::RedisStore;
 use crate::clock;
-use crate::registry::ReplicaAddress;
+use crate::registry::{PeerProbing, ReplicaAddress};
 
 impl RedisStore {
     /// A half-open probe's longest life, in milliseconds (probe slots and their successes expire then).
@@ -39,7 +39,7 @@ impl RedisStore {
         match claimed {
             None | Some(1) => true,
             Some(_) => {
-                self.registry.defer_probe(address, clock::now());
+                self.registry.execute(PeerProbing(address), clock::now());
                 false
             }
         }

@@ -10,7 +10,9 @@ use tokio::sync::watch;
 use super::message::{keys, Event, Message};
 use super::redis_store::{lock, stopped, RedisStore};
 use crate::clock;
-use crate::registry::ReplicaAddress;
+use crate::registry::{
+    PeerClosed, PeerOpened, PeerRegistered, PeerRemoved, PeerRenewed, ReplicaAddress,
+};
 
 impl RedisStore {
     /// Applies the peers' messages until `stop`.
@@ -75,12 +77,16 @@ impl RedisStore {
             Event::Registered { replica, ttl_ms } => {
                 if let Some(rec) = replica.record() {
                     lock(&self.known).insert(rec.id);
-                    self.registry
-                        .apply_registered(rec, Duration::from_millis(ttl_ms), now);
+                    let peer = PeerRegistered {
+                        record: rec,
+                        lease_left: Duration::from_millis(ttl_ms),
+                    };
+                    self.registry.execute(peer, now);
                 }
             }
             Event::Renewed { service, id } => {
-                if !self.registry.apply_renewed(&service, id, now) {
+                let service = &service;
+                if !self.registry.execute(PeerRenewed { service, id }, now) {
                     // Unknown here: a registration message was lost. The resync brings it.
                     self.resync_now.notify_one();
                 }
@@ -91,18 +97,25 @@ impl RedisStore {
                 failures,
             } => {
                 lock(&self.known).remove(&id);
-                self.registry
-                    .apply_removed(&service, id, Event::removed_for(failures), now);
+                let removed = PeerRemoved {
+                    service: &service,
+                    id,
+                    why: Event::removed_for(failures),
+                };
+                self.registry.execute(removed, now);
             }
             Event::Opened { address, open_ms } => {
                 if let Ok(a) = ReplicaAddress::parse(&address) {
-                    self.registry
-                        .apply_opened(&a, Duration::from_millis(open_ms), now);
+                    let opened = PeerOpened {
+                        address: &a,
+                        open_for: Duration::from_millis(open_ms),
+                    };
+                    self.registry.execute(opened, now);
                 }
             }
             Event::Closed { address } => {
                 if let Ok(a) = ReplicaAddress::parse(&address) {
-                    self.registry.apply_closed(&a, now);
+                    self.registry.execute(PeerClosed(&a), now);
                 }
             }
         }

@@ -17,7 +17,7 @@ use super::scripts::release_script;
 use crate::clock;
 use crate::registry::{
     AddressWrite, RemovedFor, ReplicaAddress, ReplicaRecord, ReplicaWrite, ServiceName,
-    SharedState, Write,
+    SharedFailures, SharedProbeSuccesses, SharedState, SharedWindow, Write,
 };
 
 /// Entries taken from the outbox at once (replicas or addresses).
@@ -273,15 +273,23 @@ impl RedisStore {
             let address = &addresses[i].0;
             match total {
                 Total::Failures => {
-                    self.registry.apply_shared_failures(address, next(), now);
+                    let total = next();
+                    self.registry
+                        .execute(SharedFailures { address, total }, now);
                 }
                 Total::Window => {
                     let (requests, failures) = (clamp(next()), clamp(next()));
-                    self.registry
-                        .apply_shared_window(address, requests, failures, now);
+                    let window = SharedWindow {
+                        address,
+                        requests,
+                        failures,
+                    };
+                    self.registry.execute(window, now);
                 }
                 Total::ProbeSuccesses => {
-                    self.registry.apply_probe_successes(address, next(), now);
+                    let total = next();
+                    let probes = SharedProbeSuccesses { address, total };
+                    self.registry.execute(probes, now);
                 }
             }
         }
