@@ -328,7 +328,11 @@ impl Registry {
 }
 
 #[cfg(test)]
+mod command_tests;
+#[cfg(test)]
 mod metrics_tests;
+#[cfg(test)]
+mod outcome_command_tests;
 #[cfg(test)]
 mod preservation_tests;
 #[cfg(test)]
