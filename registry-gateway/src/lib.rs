@@ -1,15 +1,17 @@
 //! Self-registering service-registry gateway.
 //!
-//! Request path: [`admin`] and [`proxy`] are the actix-web edges; both act on the [`registry`], whose
-//! decisions come from the pure [`policy`] code. [`config`] is validated at start (and again at each
+//! Request path: [`admin`] and [`proxy`] are the actix-web edges; both act on the [`registry`] by
+//! executing its commands, whose decisions come from the pure [`policy`] code. [`config`] is validated at start (and again at each
 //! SIGHUP), [`server`] wires it all; settings a reload replaces are [`live`] values, and [`logging`]
 //! writes every line as text or JSON.
 //!
 //! - [`policy`]: outcome classification, breaker, lease, eviction, self-preservation, selection, retry,
 //!   one request's attempts (pick again / answer / fail, for both wires), retry budget, slow replicas.
 //!   No IO, no clock.
-//! - [`registry`]: services and replicas, the state the policy acts on, and the one event type its
-//!   changes produce, published from one outbox to the log, the watchers and the store's bounded queue.
+//! - [`registry`]: services and replicas, the state the policy acts on. Every change is a command value
+//!   (register, heartbeat, an attempt's outcome, the lease sweep, a peer's change...): `apply(command, now)`
+//!   returns its reply and the events it produced, and `execute` hands those to the log, the watchers and
+//!   the store's bounded queue, in one place.
 //! - [`proxy`]: pick → forward one attempt (in-task HTTP/1.1 client, per-worker pool) → classify → record → ask
 //!   the attempt machine whether to pick the next; upgrades (WebSocket or any protocol) tunnelled after
 //!   the replica's 101.
