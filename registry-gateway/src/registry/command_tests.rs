@@ -71,6 +71,12 @@ pub(super) fn picks(r: &Registry, t0: Instant, n: usize) -> Vec<Pick> {
         .collect()
 }
 
+/// Registers `orders` on `port` at `t0`: the replica's id.
+fn registered(r: &Registry, port: u16, t0: Instant) -> String {
+    let replica = r.execute(Register(reg("orders", port)), t0).replica;
+    replica.id().to_string()
+}
+
 #[test]
 fn a_registration_joins_and_the_same_one_again_renews() {
     let t0 = Instant::now();
@@ -87,11 +93,7 @@ fn a_registration_joins_and_the_same_one_again_renews() {
 fn a_heartbeat_yields_a_renewal_only_while_a_store_takes_it() {
     let t0 = Instant::now();
     let r = Registry::new(policy());
-    let id = r
-        .execute(Register(reg("orders", 9001)), t0)
-        .replica
-        .id()
-        .to_string();
+    let id = registered(&r, 9001, t0);
     let beat = Heartbeat {
         service: "orders",
         id: &id,
@@ -111,23 +113,17 @@ fn a_heartbeat_yields_a_renewal_only_while_a_store_takes_it() {
     assert!(reply.is_err());
     assert_eq!(events, []);
 }
+
 #[test]
 fn deregistration_removes_and_a_static_replica_refuses_it() {
     let t0 = Instant::now();
     let r = Registry::new(policy());
-    let id = r
-        .execute(Register(reg("orders", 9001)), t0)
-        .replica
-        .id()
-        .to_string();
-    let (reply, events) = run(
-        &r,
-        Deregister {
-            service: "orders",
-            id: &id,
-        },
-        t0,
-    );
+    let deregister = |id| Deregister {
+        service: "orders",
+        id,
+    };
+    let id = registered(&r, 9001, t0);
+    let (reply, events) = run(&r, deregister(&id), t0);
     assert_eq!(reply.unwrap().id().to_string(), id);
     let deregistered = Some(EvictionReason::Deregistered);
     assert_eq!(events, [Seen::Removed(9001, deregistered, LOCAL)]);
@@ -144,14 +140,7 @@ fn deregistration_removes_and_a_static_replica_refuses_it() {
     );
     assert_eq!(events, [], "a static replica joins quietly");
     let id = fixed.id().to_string();
-    let (reply, events) = run(
-        &r,
-        Deregister {
-            service: "orders",
-            id: &id,
-        },
-        t0,
-    );
+    let (reply, events) = run(&r, deregister(&id), t0);
     assert_eq!(reply.unwrap_err(), RegistryError::StaticReplica(id));
     assert_eq!(events, []);
     let (removed, events) = run(
@@ -165,6 +154,7 @@ fn deregistration_removes_and_a_static_replica_refuses_it() {
     assert!(removed);
     assert_eq!(events, [Seen::Removed(9002, deregistered, LOCAL)]);
 }
+
 #[test]
 fn a_sweep_after_the_lease_expires_it() {
     // lease: 15 s
@@ -181,6 +171,7 @@ fn a_sweep_after_the_lease_expires_it() {
         (1, vec![Seen::Removed(9001, expired, LOCAL)])
     );
 }
+
 /// A replica on `port` as a peer wrote it to the store.
 fn peer_record(port: u16) -> ReplicaRecord {
     ReplicaRecord {
@@ -254,6 +245,7 @@ fn a_peers_changes_are_marked_as_theirs_and_never_queued_for_the_store() {
     ));
     assert!(outbox.is_empty());
 }
+
 #[test]
 fn apply_publishes_nothing_and_execute_publishes_exactly_its_events() {
     let t0 = Instant::now();
