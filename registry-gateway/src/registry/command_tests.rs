@@ -247,6 +247,60 @@ fn a_peers_changes_are_marked_as_theirs_and_never_queued_for_the_store() {
 }
 
 #[test]
+fn a_peers_registration_of_a_local_address_replaces_the_local_replica() {
+    let t0 = Instant::now();
+    let r = Registry::new(policy());
+    registered(&r, 9003, t0);
+    let peer = PeerRegistered {
+        record: peer_record(9003),
+        lease_left: Duration::from_secs(15),
+    };
+    let ((), events) = run(&r, peer, t0);
+    // the shared id wins: the local replica leaves (no reason: replaced), the peer's joins
+    assert_eq!(
+        events,
+        [
+            Seen::Removed(9003, None, Source::Peer),
+            Seen::Added(9003, Joined::ByPeer)
+        ]
+    );
+}
+
+#[test]
+fn failures_counted_across_gateways_open_the_breaker_here_and_that_is_shared() {
+    // breaker: 3 consecutive failures
+    let t0 = Instant::now();
+    let r = Registry::new(policy());
+    let outbox = r.share_changes(16).unwrap();
+    registered(&r, 9001, t0);
+    outbox.take(usize::MAX);
+    let address = ReplicaAddress::parse("http://127.0.0.1:9001").unwrap();
+    let shared = |total| SharedFailures {
+        address: &address,
+        total,
+    };
+    assert_eq!(run(&r, shared(2), t0), (false, vec![]));
+    let open = (BreakerState::Closed, BreakerState::Open);
+    let reason = StateReason::AcrossGateways(3);
+    assert_eq!(
+        run(&r, shared(3), t0),
+        (true, vec![Seen::State(9001, open.0, open.1, reason)])
+    );
+    // executed: an opening decided here reaches the store's queue (already open: nothing new)
+    assert!(!r.execute(shared(4), t0));
+    assert!(outbox.is_empty());
+    let address = ReplicaAddress::parse("http://127.0.0.1:9002").unwrap();
+    registered(&r, 9002, t0);
+    outbox.take(usize::MAX);
+    let opened = SharedFailures {
+        address: &address,
+        total: 3,
+    };
+    assert!(r.execute(opened, t0));
+    assert_eq!(outbox.len(), 1);
+}
+
+#[test]
 fn apply_publishes_nothing_and_execute_publishes_exactly_its_events() {
     let t0 = Instant::now();
     let r = Registry::new(policy());
