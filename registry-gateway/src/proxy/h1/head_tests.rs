@@ -116,11 +116,15 @@ fn headers_parsed_in_place_make_the_same_head_as_the_decoded_map() {
         let mut from_parsed = head(&map, BodyLength::Empty);
         from_parsed.client = ClientHeaders::Parsed(&parsed);
         from_parsed.trusted = trusted;
-        assert_eq!(
-            written(&from_parsed),
-            written(&from_map),
-            "trusted: {trusted}"
-        );
+        // A header map's order of distinct names is its own: compare the lines as sets.
+        let lines = |h: &RequestHead<'_>| {
+            let mut l: Vec<String> = written(h).split("\r\n").map(str::to_owned).collect();
+            l.sort_unstable();
+            l
+        };
+        assert_eq!(lines(&from_parsed), lines(&from_map), "trusted: {trusted}");
+        assert!(written(&from_parsed)
+            .starts_with("GET /a%2Fb/c?x=1 HTTP/1.1\r\nhost: 127.0.0.1:9001\r\n"));
     }
     let mut h = head(&map, BodyLength::Empty);
     h.client = ClientHeaders::Parsed(&parsed);
