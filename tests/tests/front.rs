@@ -1,12 +1,12 @@
 //! The connection front loop: plain GETs served before actix-http, the hand-over to actix-http at the
 //! first request that is not plain (a body, an admin route, HTTP/1.0), pipelining, the header timeout,
-//! and the same access-log line, metrics and response shape on both paths.
+//! a client reset, and the same access-log line, metrics and response shape on both paths.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use e2e::http::register;
-use e2e::raw::{RawClient, RawError, RawResponse};
+use e2e::raw::{wait_until, Behaviour, RawClient, RawError, RawReplica, RawResponse};
 use e2e::{demo, gateway, log_field, Client, Proc};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -248,4 +248,28 @@ async fn a_front_request_and_an_actix_one_log_count_and_answer_alike() {
     assert_eq!((front.status, actix.status), (404, 404));
     assert_eq!(front.body, actix.body);
     assert_eq!(header_names(&front), header_names(&actix));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_resets_while_its_get_waits_is_logged_as_499_at_once() {
+    use tokio::io::AsyncWriteExt;
+    let gw = gateway("upstream: { request_timeout: 60s }\n");
+    let c = Client::new();
+    let replica = RawReplica::start(Behaviour::Silent).await;
+    register(&c, &gw.url, "svc", &replica.url).await;
+    let mut stream = tokio::net::TcpStream::connect(&gw.addr).await.unwrap();
+    stream
+        .write_all(b"GET /svc/x HTTP/1.1\r\nHost: gw\r\nx-request-id: gone-1\r\n\r\n")
+        .await
+        .unwrap();
+    wait_until(WAIT, "the request reached the replica", || {
+        replica.seen() == 1
+    })
+    .await;
+    // A reset (not a half-close): the request is over for the client.
+    stream.set_zero_linger().unwrap();
+    drop(stream);
+    let line = gw.expect_line("request_id=gone-1", WAIT);
+    assert_eq!(log_field(&line, "status"), "499", "{line}");
+    assert_eq!(log_field(&line, "service"), "svc", "{line}");
 }

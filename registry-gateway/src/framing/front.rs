@@ -8,7 +8,8 @@
 //! way actix-http encodes it. Pipelined requests are answered in order (the next head is parsed only after
 //! the previous response). The first head has `client.header_timeout` from the connection's start, later
 //! ones from their first byte (408 and close); an idle keep-alive connection closes after actix-http's
-//! 5 s, or when the server shuts down.
+//! 5 s, or when the server shuts down. A client that resets its connection while its request waits
+//! drops the request, as actix-http does.
 
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice, Write as _};
@@ -21,7 +22,8 @@ use actix_web::body::{BodySize, MessageBody};
 use actix_web::http::{header as ax, StatusCode};
 use actix_web::HttpResponse;
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
 
 use super::scanner::MAX_HEADERS;
 use crate::clock;
@@ -51,8 +53,8 @@ enum Wake {
 }
 
 /// Serves `io`'s plain requests; `buf` holds what was read and not yet served when it returns.
-pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
-    io: &mut T,
+pub(crate) async fn serve(
+    io: &mut TcpStream,
     buf: &mut BytesMut,
     peer: Option<SocketAddr>,
     front: &FrontProxy,
@@ -82,7 +84,11 @@ pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
                         headers: req.headers,
                         peer,
                     };
-                    let resp = front.serve(&request).await;
+                    let Some(resp) = serve_watching(io, front.serve(&request)).await else {
+                        // The client reset the connection: its request is dropped (a 499), as
+                        // actix-http drops the handler of a connection that breaks.
+                        return Left::Closed;
+                    };
                     let kept = respond(io, resp, method == "HEAD", close, &mut out).await;
                     buf.advance(len);
                     if !kept {
@@ -123,6 +129,29 @@ pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
             Wake::Expired | Wake::Shutdown => return Left::Closed,
         }
     }
+}
+
+/// Awaits `serving` while watching the client's side of the connection: `None` when the client resets
+/// it first. A half-close, or bytes of a pipelined request, end the watch: like actix-http (which allows
+/// half-closed connections), the request is then served to its end.
+async fn serve_watching<F: Future>(io: &TcpStream, serving: F) -> Option<F::Output> {
+    let mut serving = pin!(serving);
+    let mut watching = true;
+    let mut probe = [0u8; 1];
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = serving.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        if watching {
+            match io.poll_peek(cx, &mut ReadBuf::new(&mut probe)) {
+                Poll::Ready(Err(_)) => return Poll::Ready(None),
+                Poll::Ready(Ok(_)) => watching = false,
+                Poll::Pending => {}
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Reads more bytes into `buf`, until `until` (and, when given, the server's shutdown).
