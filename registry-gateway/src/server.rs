@@ -143,6 +143,8 @@ impl Gateway {
             streams.clone(),
         );
         let head_limits = LiveHeadLimits(Live::new(head_limits(&config)));
+        // Plain proxied requests on the main listener skip actix-http (see `framing::front`).
+        let front = proxy::FrontProxy::new(proxy.clone(), head_limits.0.clone());
         let server = framing::serve(
             "gateway-http",
             listener,
@@ -153,6 +155,7 @@ impl Gateway {
                 backlog: 4096,
             },
             http_tls.clone(),
+            Some(front),
             {
                 let head_limits = head_limits.clone();
                 move || {
@@ -188,6 +191,7 @@ impl Gateway {
                     backlog: 1024,
                 },
                 http_tls,
+                None,
                 {
                     let head_limits = head_limits.clone();
                     move || {

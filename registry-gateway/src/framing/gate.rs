@@ -108,6 +108,15 @@ impl<T> Gate<T> {
         }
     }
 
+    /// Wraps an HTTP/1 connection whose first bytes, `pending`, were already read (by the front loop):
+    /// they start a request, and the server reads them first.
+    pub fn resume(io: T, pending: BytesMut) -> Self {
+        Gate {
+            pending,
+            ..Gate::new(io)
+        }
+    }
+
     /// Wraps an HTTP/2 connection (ALPN `h2`): its frames are the server's to read, the gate only
     /// lends its handle to the requests (HTTP/2 has no pipelining to hold back, and no upgrades).
     pub fn h2(io: T) -> Self {

@@ -18,7 +18,10 @@ use actix_service::{
 use actix_web::body::MessageBody;
 use actix_web::dev::{AppConfig, Service};
 
+use actix_web::web::BytesMut;
+
 use super::Gate;
+use crate::proxy::FrontProxy;
 use crate::tls::ClientIo;
 
 /// How a listener serves its connections.
@@ -36,11 +39,15 @@ pub struct ListenerSettings {
 
 /// Serves the application `factory` builds on `listener` until the returned server is stopped; over
 /// TLS with `tls` (its ALPN may offer `h2` and `http/1.1`).
+///
+/// With `front`, plain (not TLS) connections are served by the front loop ([`super::front`]) until their
+/// first request it does not serve; actix-http takes them from there.
 pub fn serve<F, I, S, B>(
     name: &str,
     listener: TcpListener,
     settings: ListenerSettings,
     tls: Option<Arc<rustls::ServerConfig>>,
+    front: Option<FrontProxy>,
     factory: F,
 ) -> std::io::Result<Server>
 where
@@ -66,6 +73,7 @@ where
         .disable_signals()
         .listen(name, listener, move || {
             let shutdown = shutdown.clone();
+            let signal = shutdown.clone();
             let http = HttpService::build()
                 .client_request_timeout(header_timeout)
                 .graceful_shutdown_signal(move || {
@@ -82,14 +90,44 @@ where
                     |_| AppConfig::default(),
                 ));
             let acceptor = acceptor.clone();
-            fn_service(move |io: actix_rt::net::TcpStream| {
+            let front = front.clone();
+            fn_service(move |mut io: actix_rt::net::TcpStream| {
                 let peer = io.peer_addr().ok();
                 let _ = io.set_nodelay(true);
                 let acceptor = acceptor.clone();
+                let front = front.clone();
+                let signal = signal.clone();
                 async move {
-                    let io = match acceptor {
-                        None => ClientIo::Plain(io),
-                        Some(acceptor) => {
+                    let io = match (acceptor, front) {
+                        (None, Some(front)) => {
+                            let mut read = BytesMut::new();
+                            // Boxed: its state is freed at the hand-over, not kept beside actix-http's
+                            // for the rest of the connection.
+                            let left = Box::pin(super::front::serve(
+                                &mut io,
+                                &mut read,
+                                peer,
+                                &front,
+                                header_timeout,
+                                &signal,
+                            ))
+                            .await;
+                            if left == super::front::Left::Closed {
+                                // Nothing for actix-http: the connection is over.
+                                return Err(DispatchError::Io(
+                                    std::io::ErrorKind::ConnectionAborted.into(),
+                                ));
+                            }
+                            // Only the bytes read: the read buffer's spare room is not kept.
+                            let pending = BytesMut::from(&read[..]);
+                            return Ok((
+                                Gate::resume(ClientIo::Plain(io), pending),
+                                Protocol::Http1,
+                                peer,
+                            ));
+                        }
+                        (None, None) => ClientIo::Plain(io),
+                        (Some(acceptor), _) => {
                             ClientIo::Tls(Box::new(handshake(acceptor, io, header_timeout).await?))
                         }
                     };

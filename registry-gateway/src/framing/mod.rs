@@ -3,6 +3,7 @@
 //! malformed chunked body is answered 400 instead of dropping the connection; after a 101, the client's
 //! bytes go to the tunnel.
 
+mod front;
 mod gate;
 mod listener;
 pub mod scanner;

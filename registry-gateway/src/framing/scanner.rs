@@ -20,7 +20,7 @@ pub enum Scan {
 /// Longest head scanned; past it the server answers 431 and closes anyway.
 const MAX_HEAD: usize = 128 * 1024;
 /// Headers parsed at most (the server's own limit).
-const MAX_HEADERS: usize = 96;
+pub const MAX_HEADERS: usize = 96;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Chunk {
@@ -176,6 +176,12 @@ fn head_end(partial: &mut Vec<u8>, bytes: &[u8]) -> Option<(usize, Body)> {
     let used = end - partial.len();
     partial.clear();
     Some((used, body))
+}
+
+/// Whether a parsed request head announces no body at all (no `Transfer-Encoding`, no `Content-Length`
+/// other than 0), by the same reading of its framing headers that frames every request here.
+pub fn bodyless(req: &httparse::Request<'_, '_>) -> bool {
+    matches!(body_of(req), Body::None | Body::Length(0))
 }
 
 /// How a request whose head was parsed frames its body.

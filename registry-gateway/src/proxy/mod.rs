@@ -3,8 +3,10 @@
 
 mod admit;
 mod attempt;
+mod attempt_loop;
 mod body_source;
 mod forwarded;
+mod front;
 mod h1;
 mod headers;
 mod request_body;
@@ -18,17 +20,19 @@ pub(crate) mod via;
 pub(crate) use admit::{admit, Admit};
 pub(crate) use forwarded::{append_forwarded_for, drop_untrusted_forwarding};
 pub use forwarded::{Cidr, TrustedProxies};
+pub use front::FrontProxy;
+pub(crate) use front::FrontRequest;
+pub(crate) use h1::Deadline;
 pub use settings::ProxySettings;
 pub use via::{HopError, InstanceId};
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use actix_web::body::{BodySize, EitherBody, MessageBody};
+use actix_web::body::{BodySize, BoxBody, EitherBody, MessageBody};
 use actix_web::http::{header as ax, StatusCode};
 use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
-use uuid::Uuid;
 
 use crate::clock;
 use crate::error::GatewayError;
@@ -37,11 +41,12 @@ use crate::observe::{
     REQUEST_ID_HEADER, UNKNOWN_SERVICE,
 };
 use crate::policy::retry::is_idempotent;
-use crate::policy::{Attempts, ClientFault, Failure, FailureCause, Next, Outcome, Report};
-use crate::registry::{AttemptRecord, Protocol, Registry, RegistryError, Replica, Select, Service};
+use crate::registry::{AttemptRecord, Registry, RegistryError, Replica, Service};
 use crate::store::Shared;
 use attempt::{forward_h1, forward_once, upgrade_once, Attempt};
+use attempt_loop::attempt_loop;
 use body_source::{framing_fault, prepare_body, BodySource};
+use request_body::RequestBody;
 use response_body::ResponseBody;
 
 /// Upper bound of `retry.max_attempts` (validated in the config).
@@ -90,6 +95,9 @@ enum Forwarded {
     Tunnel(HttpResponse<upgrade::TunnelBody>),
 }
 
+/// The body of every answer the proxy gives: a replica's, a tunnel's, or the gateway's own error.
+pub(crate) type ProxyBody = EitherBody<EitherBody<ResponseBody, upgrade::TunnelBody>, BoxBody>;
+
 /// actix handler for `/{service}/{tail}` and `/v1/proxy/{service}/{tail}`: every answer, the replica's
 /// or the gateway's own error, carries the request's `x-request-id` and is counted (and access-logged)
 /// when its body ends.
@@ -98,24 +106,56 @@ pub async fn handle(
     payload: web::Payload,
     proxy: web::Data<Proxy>,
 ) -> impl actix_web::Responder {
+    let (mut ex, settings) = begin(
+        &proxy,
+        req.headers().get(REQUEST_ID_HEADER).map(|v| v.as_bytes()),
+        req.method().as_str(),
+        req.path(),
+        req.peer_addr(),
+    );
+    let forwarded = forward(&req, payload, &proxy, &settings, &mut ex).await;
+    let mut resp = answer(forwarded, ex);
+    // actix-http ends a connection whose request asked for an upgrade after its response, 101 or not:
+    // an answer that switches nothing says so (`Connection: close`), so no client pipelines after it.
+    if req.head().upgrade() && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        resp.head_mut()
+            .set_connection_type(actix_http::ConnectionType::Close);
+    }
+    resp
+}
+
+/// A request arrives: its exchange (request id, access-log fields) and the settings it keeps.
+fn begin(
+    proxy: &Proxy,
+    client_request_id: Option<&[u8]>,
+    method: &str,
+    path: &str,
+    client: Option<std::net::SocketAddr>,
+) -> (Exchange, Arc<ProxySettings>) {
     let started = clock::now();
-    let request_id =
-        RequestId::from_client(req.headers().get(REQUEST_ID_HEADER).map(|v| v.as_bytes()));
+    let request_id = RequestId::from_client(client_request_id);
     let settings = proxy.settings.snapshot();
     let access = access_log_on(settings.access_log).then(|| AccessInfo {
-        method: http::Method::from_bytes(req.method().as_str().as_bytes()).unwrap_or_default(),
-        path: req.path().into(),
-        client: req.peer_addr(),
+        method: http::Method::from_bytes(method.as_bytes()).unwrap_or_default(),
+        path: path.into(),
+        client,
     });
-    let mut ex = Exchange::new(
+    let ex = Exchange::new(
         started,
         ProtocolLabel::http,
         &proxy.unknown,
         request_id,
         access,
     );
-    let id = ax::HeaderValue::from_str(request_id.as_str()).expect("request ids are visible ASCII");
-    let mut resp = match forward(&req, payload, &proxy, &settings, &mut ex).await {
+    (ex, settings)
+}
+
+/// The client's response from what forwarding came to; `ex` ends with its body (at once for the
+/// gateway's own error).
+fn answer(forwarded: Result<Forwarded, GatewayError>, mut ex: Exchange) -> HttpResponse<ProxyBody> {
+    let id =
+        ax::HeaderValue::from_str(ex.request_id().as_str()).expect("request ids are visible ASCII");
+    let mut resp = match forwarded {
         Ok(Forwarded::Response(resp)) => {
             resp.map_body(|_, body| EitherBody::left(EitherBody::left(body.observed(ex))))
         }
@@ -134,12 +174,6 @@ pub async fn handle(
     };
     resp.headers_mut()
         .insert(ax::HeaderName::from_static(REQUEST_ID_HEADER), id);
-    // actix-http ends a connection whose request asked for an upgrade after its response, 101 or not:
-    // an answer that switches nothing says so (`Connection: close`), so no client pipelines after it.
-    if req.head().upgrade() && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        resp.head_mut()
-            .set_connection_type(actix_http::ConnectionType::Close);
-    }
     resp
 }
 
@@ -151,24 +185,14 @@ async fn forward(
     settings: &ProxySettings,
     ex: &mut Exchange,
 ) -> Result<Forwarded, GatewayError> {
-    if req.headers().contains_key(ax::VIA) {
-        via::check(
-            req.headers().get_all(ax::VIA).map(|v| v.as_bytes()),
-            &settings.instance_id,
-            settings.max_hops,
-        )?;
-    }
     let path = req.uri().path();
-    let route = route::parse(path).map_err(|e| match e {
-        route::RouteError::NoService => GatewayError::NoRoute(path.to_owned()),
-        route::RouteError::Climbs => GatewayError::BadPath(path.to_owned()),
-    })?;
-    let registry = &proxy.registry;
-    let svc = registry
-        .service(route.service)
-        .ok_or_else(|| RegistryError::UnknownService(route.service.to_owned()))?;
-    ex.route(svc.observe(registry.metrics()));
-
+    let (route, svc) = resolve(
+        proxy,
+        settings,
+        path,
+        req.headers().get_all(ax::VIA).map(|v| v.as_bytes()),
+        ex,
+    )?;
     let uri: http::Uri = match req.uri().query() {
         Some(q) => format!("{}?{q}", route.tail).parse(),
         None => route.tail.as_ref().parse(),
@@ -207,193 +231,124 @@ async fn forward(
     };
     // Made once: every attempt's copy shares its bytes.
     let request_id = ex.request_id().header_value();
-    svc.count_request(clock::now());
-
-    // Attempts never exceed `retry.max_attempts` (at most 10): a fixed array, no allocation.
-    // Replicas already tried, or skipped because another gateway holds their half-open probe.
-    let mut tried = [Uuid::nil(); 2 * MAX_ATTEMPTS];
-    let mut excluded = 0usize;
-    // An upgrade handshake that reached a replica is never sent again, whatever its method.
-    let mut attempts = Attempts::new(settings.retry, idempotent && upgrading.is_none());
-    // The latest attempt's answer for the client: a success, or a 5xx kept in case no retry follows.
-    let mut answer: Option<Forwarded> = None;
-    let next = loop {
-        if attempts.made() as usize >= MAX_ATTEMPTS || excluded >= tried.len() {
-            break attempts.end();
-        }
-        let select = Select {
-            service: &svc,
-            tried: &tried[..excluded],
-            accept: is_http,
-        };
-        let Some(pick) = registry.execute(select, clock::now()) else {
-            break attempts.end();
-        };
-        tried[excluded] = pick.replica.id();
-        excluded += 1;
-        match admit(&pick, &mut attempts, &svc, registry, &proxy.shared).await {
-            Admit::Go => {}
-            Admit::Skip => continue,
-            Admit::Stop(next) => break next,
-        }
-        let Some(body) = source.take() else {
-            break attempts.end();
-        };
-        attempts.start();
-        let proto = if settings.client_tls { "https" } else { "http" };
-        let h2_client = req.version() == actix_web::http::Version::HTTP_2;
-        // Built per attempt from the client's headers (the hyper paths): cheaper than keeping a copy.
-        let upstream_headers = || {
-            let mut headers = headers::to_upstream(req.headers(), peer, trusted, proto);
-            // HTTP/2 names the host in `:authority` (the URI), not in a `Host` header.
-            if !headers.contains_key("x-forwarded-host") {
-                if let Some(a) = req.uri().authority() {
-                    if let Ok(v) = http::HeaderValue::from_str(a.as_str()) {
-                        headers.insert("x-forwarded-host", v);
-                    }
-                }
-            }
-            let via = if h2_client { &proxy.via_h2 } else { &proxy.via };
-            headers.append(http::header::VIA, via.clone());
-            headers.insert(REQUEST_ID_HEADER, request_id.clone());
-            headers
-        };
-        ex.attempt(pick.replica.observe(registry.metrics()));
-        let replica = Arc::clone(&pick.replica);
-        let mut record = Some(AttemptRecord::new(Arc::clone(registry), pick, clock::now()));
-        // The hyper paths (upgrades, `https://` replicas, HTTP/2 clients) are boxed, off the hot
-        // path's future.
-        let attempt = if let Some((protocols, gate)) = &upgrading {
-            Box::pin(upgrade_once(
-                &replica,
-                &method,
-                &uri,
-                upstream_headers(),
-                protocols,
-                settings,
-                gate,
-                &mut record,
-            ))
-            .await
-        } else if replica.address().is_tls() || h2_client {
-            Box::pin(forward_once(
-                &replica,
-                &method,
-                &uri,
-                upstream_headers(),
-                body,
-                settings,
-                &mut record,
-            ))
-            .await
-        } else {
-            // Plain `http://` replicas from HTTP/1 clients: the in-task client writes the head from
-            // the client's header bytes.
-            let head = h1::RequestHead {
-                method: method.as_str(),
-                path: &route.tail,
-                query: req.uri().query(),
-                authority: replica.address().authority(),
-                client: req.headers(),
-                peer,
-                trusted,
-                proto,
-                via: proxy.via.as_bytes(),
-                request_id: request_id.as_bytes(),
-                length: h1::BodyLength::Empty,
-            };
-            forward_h1(&replica, head, body, settings, &mut record).await
-        };
-        // A good answer's record went with its body (its outcome waits for the body's end).
-        let (outcome, sent) = match attempt {
-            Attempt::Response(resp) => {
-                answer = Some(Forwarded::Response(resp));
-                (Outcome::Success, true)
-            }
-            Attempt::Switched(resp) => {
-                answer = Some(Forwarded::Tunnel(resp));
-                (Outcome::Success, true)
-            }
-            Attempt::ClientFault(fault) => {
-                answer = None;
-                (Outcome::ClientFault(framing_fault(req, fault)), true)
-            }
-            Attempt::Failed(cause, back) => {
-                answer = None;
-                // A body given back never left: the request did not reach the replica.
-                let sent = back.is_none();
-                if let Some(b) = back {
-                    source.put_back(b);
-                }
-                (Outcome::Failure(cause), sent)
-            }
-            Attempt::Retryable(cause, resp) => {
-                answer = Some(Forwarded::Response(resp));
-                (Outcome::Failure(cause), true)
-            }
-        };
-        if outcome != Outcome::Success {
-            if let Some(r) = record.as_mut() {
-                r.finish(outcome);
-            }
-        }
-        let next = attempts.after(Report {
-            outcome,
-            sent,
-            body: source.replay(),
-            replicas: svc.replicas().len(),
-            has_response: answer.is_some(),
-        });
-        if outcome != Outcome::Success {
-            tracing::debug!(service = %svc.name(), replica = %replica.address(), ?outcome, ?next, "attempt failed");
-        }
-        if next != Next::Pick {
-            break next;
-        }
+    let proto = if settings.client_tls { "https" } else { "http" };
+    let h2_client = req.version() == actix_web::http::Version::HTTP_2;
+    // Built per attempt from the client's headers (the hyper paths): cheaper than keeping a copy.
+    let upstream_headers = || {
+        let via = if h2_client { &proxy.via_h2 } else { &proxy.via };
+        let authority = req.uri().authority().map(|a| a.as_str());
+        hyper_headers(
+            req.headers(),
+            authority,
+            peer,
+            trusted,
+            proto,
+            via,
+            &request_id,
+        )
     };
-
-    match (next, answer) {
-        (Next::Answer, Some(answer)) => Ok(answer),
-        // The machine answers only after an attempt that brought a response.
-        (next, _) => Err(http_error(next, &svc, registry, attempts.made())),
-    }
-}
-
-/// The gateway's own answer when no replica's answer reaches the client.
-fn http_error(next: Next, svc: &Service, registry: &Registry, attempts: u32) -> GatewayError {
-    let service = svc.name().to_string();
-    match next {
-        Next::Fail(Failure::Client(ClientFault::BodyTimeout)) => GatewayError::ClientBodyTimeout,
-        Next::Fail(Failure::Client(fault)) => GatewayError::ClientBody(fault.to_string()),
-        Next::Fail(Failure::NoReplica) | Next::Pick | Next::Answer => {
-            let (reason, retry_after) = match registry.retry_after(svc, clock::now(), is_http) {
-                None => (
-                    "no replica is registered",
-                    registry.policy().heartbeat_interval,
-                ),
-                Some(d) => ("every replica's circuit is open", d),
+    // An upgrade handshake that reached a replica is never sent again, whatever its method.
+    let retryable = idempotent && upgrading.is_none();
+    let attempt =
+        async |replica: &Arc<Replica>, body: RequestBody, record: &mut Option<AttemptRecord>| {
+            // The hyper paths (upgrades, `https://` replicas, HTTP/2 clients) are boxed, off the hot
+            // path's future.
+            let attempt = if let Some((protocols, gate)) = &upgrading {
+                Box::pin(upgrade_once(
+                    replica,
+                    &method,
+                    &uri,
+                    upstream_headers(),
+                    protocols,
+                    settings,
+                    gate,
+                    record,
+                ))
+                .await
+            } else if replica.address().is_tls() || h2_client {
+                Box::pin(forward_once(
+                    replica,
+                    &method,
+                    &uri,
+                    upstream_headers(),
+                    body,
+                    settings,
+                    record,
+                ))
+                .await
+            } else {
+                // Plain `http://` replicas from HTTP/1 clients: the in-task client writes the head from
+                // the client's header bytes.
+                let head = h1::RequestHead {
+                    method: method.as_str(),
+                    path: &route.tail,
+                    query: req.uri().query(),
+                    authority: replica.address().authority(),
+                    client: h1::ClientHeaders::Map(req.headers()),
+                    peer,
+                    trusted,
+                    proto,
+                    via: proxy.via.as_bytes(),
+                    request_id: request_id.as_bytes(),
+                    length: h1::BodyLength::Empty,
+                };
+                forward_h1(replica, head, body, settings, record).await
             };
-            GatewayError::NoReplicaAvailable {
-                service,
-                reason,
-                retry_after,
+            match attempt {
+                Attempt::ClientFault(fault) => Attempt::ClientFault(framing_fault(req, fault)),
+                other => other,
             }
-        }
-        Next::Fail(Failure::Stopped(FailureCause::Timeout))
-        | Next::Fail(Failure::Exhausted {
-            cause: FailureCause::Timeout,
-            ..
-        }) => GatewayError::UpstreamTimeout { service, attempts },
-        Next::Fail(Failure::Stopped(cause) | Failure::Exhausted { cause, .. }) => {
-            GatewayError::AllAttemptsFailed {
-                service,
-                attempts,
-                cause,
+        };
+    attempt_loop(proxy, &svc, settings, ex, &mut source, retryable, attempt).await
+}
+
+/// The replica's request headers on the hyper paths (upgrades, `https://` replicas, HTTP/2 clients).
+fn hyper_headers(
+    client: &ax::HeaderMap,
+    authority: Option<&str>,
+    peer: Option<IpAddr>,
+    trusted: bool,
+    proto: &'static str,
+    via: &http::HeaderValue,
+    request_id: &http::HeaderValue,
+) -> http::HeaderMap {
+    let mut headers = headers::to_upstream(client, peer, trusted, proto);
+    // HTTP/2 names the host in `:authority` (the URI), not in a `Host` header.
+    if !headers.contains_key("x-forwarded-host") {
+        if let Some(a) = authority {
+            if let Ok(v) = http::HeaderValue::from_str(a) {
+                headers.insert("x-forwarded-host", v);
             }
         }
     }
+    headers.append(http::header::VIA, via.clone());
+    headers.insert(REQUEST_ID_HEADER, request_id.clone());
+    headers
 }
 
-fn is_http(r: &Replica) -> bool {
-    r.protocol() == Protocol::Http
+/// The service a request's `path` names, after the loop check on its `Via` values; `ex` learns it.
+fn resolve<'p, 'v>(
+    proxy: &Proxy,
+    settings: &ProxySettings,
+    path: &'p str,
+    mut via_values: impl Iterator<Item = &'v [u8]>,
+    ex: &mut Exchange,
+) -> Result<(route::Route<'p>, Arc<Service>), GatewayError> {
+    if let Some(first) = via_values.next() {
+        via::check(
+            std::iter::once(first).chain(via_values),
+            &settings.instance_id,
+            settings.max_hops,
+        )?;
+    }
+    let route = route::parse(path).map_err(|e| match e {
+        route::RouteError::NoService => GatewayError::NoRoute(path.to_owned()),
+        route::RouteError::Climbs => GatewayError::BadPath(path.to_owned()),
+    })?;
+    let registry = &proxy.registry;
+    let svc = registry
+        .service(route.service)
+        .ok_or_else(|| RegistryError::UnknownService(route.service.to_owned()))?;
+    ex.route(svc.observe(registry.metrics()));
+    Ok((route, svc))
 }

@@ -50,7 +50,7 @@ pub(crate) struct RequestHead<'a> {
     /// The replica's `host:port`, sent as `Host`.
     pub(crate) authority: &'a str,
     /// The client's headers.
-    pub(crate) client: &'a ax::HeaderMap,
+    pub(crate) client: ClientHeaders<'a>,
     /// The client's address (`X-Forwarded-For`).
     pub(crate) peer: Option<IpAddr>,
     /// The peer is a trusted proxy: its forwarding headers are kept and appended to.
@@ -65,6 +65,54 @@ pub(crate) struct RequestHead<'a> {
     pub(crate) length: BodyLength,
 }
 
+/// The client's request headers, as either front end has them.
+#[derive(Clone, Copy)]
+pub(crate) enum ClientHeaders<'a> {
+    /// Decoded by actix-http (names in lower case).
+    Map(&'a ax::HeaderMap),
+    /// Parsed in place from the client's head by the front loop (names as sent).
+    Parsed(&'a [httparse::Header<'a>]),
+}
+
+impl<'a> ClientHeaders<'a> {
+    /// Every name/value pair, in order.
+    fn for_each(&self, mut f: impl FnMut(&'a [u8], &'a [u8])) {
+        match *self {
+            ClientHeaders::Map(map) => map
+                .iter()
+                .for_each(|(n, v)| f(n.as_str().as_bytes(), v.as_bytes())),
+            ClientHeaders::Parsed(list) => list.iter().for_each(|h| f(h.name.as_bytes(), h.value)),
+        }
+    }
+
+    /// The first value of `name` (lower case).
+    pub(crate) fn get(&self, name: &str) -> Option<&'a [u8]> {
+        match *self {
+            ClientHeaders::Map(map) => map.get(name).map(|v| v.as_bytes()),
+            ClientHeaders::Parsed(list) => list
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| h.value),
+        }
+    }
+
+    /// The names the client's `Connection` headers list (hop-by-hop for this message).
+    fn connection_tokens(&self) -> Vec<String> {
+        match *self {
+            ClientHeaders::Map(map) if map.contains_key(ax::CONNECTION) => connection_tokens(map),
+            ClientHeaders::Map(_) => Vec::new(),
+            ClientHeaders::Parsed(list) => list
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+                .filter_map(|h| std::str::from_utf8(h.value).ok())
+                .flat_map(|v| v.split(','))
+                .map(|t| t.trim().to_ascii_lowercase())
+                .filter(|t| !t.is_empty() && t != "close" && t != "keep-alive")
+                .collect(),
+        }
+    }
+}
+
 fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
@@ -75,7 +123,7 @@ fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 /// Writes the request head into `out` (cleared first), with the same rules as
 /// [`to_upstream`](crate::proxy::headers::to_upstream): hop-by-hop headers, `Host`, the client's framing
 /// headers and (from an untrusted peer) its forwarding headers are dropped; `Host`, `X-Forwarded-*`,
-/// `Via`, `x-request-id` and the body's own framing are written.
+/// `Via`, `x-request-id` and the body's own framing are written. Header names go out in lower case.
 pub(crate) fn write_request(head: &RequestHead<'_>, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(head.method.as_bytes());
@@ -87,36 +135,45 @@ pub(crate) fn write_request(head: &RequestHead<'_>, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
     line(out, b"host", head.authority.as_bytes());
-    let extra = if head.client.contains_key(ax::CONNECTION) {
-        connection_tokens(head.client)
-    } else {
-        Vec::new()
-    };
+    let extra = head.client.connection_tokens();
     let mut xff_prev: Option<&[u8]> = None;
     let (mut has_proto, mut has_host) = (false, false);
-    for (name, value) in head.client.iter() {
-        let n = name.as_str();
-        if is_hop_by_hop(n)
+    head.client.for_each(|name, value| {
+        // The name is written (in lower case) first and taken back if the header is dropped.
+        let start = out.len();
+        out.extend(name.iter().map(u8::to_ascii_lowercase));
+        let n = std::str::from_utf8(&out[start..]).unwrap_or("");
+        let keep = !(is_hop_by_hop(n)
             || n == "host"
             || n == "content-length"
             || n == crate::observe::REQUEST_ID_HEADER
             || (!head.trusted && is_forwarding(n))
-            || extra.iter().any(|t| t == n)
-        {
-            continue;
+            || extra.iter().any(|t| t == n));
+        let keep = keep
+            && match n {
+                // The first value is appended to (a trusted proxy's list), like the header map path does.
+                "x-forwarded-for" if head.peer.is_some() => {
+                    xff_prev.get_or_insert(value);
+                    false
+                }
+                "x-forwarded-proto" => {
+                    has_proto = true;
+                    true
+                }
+                "x-forwarded-host" => {
+                    has_host = true;
+                    true
+                }
+                _ => true,
+            };
+        if keep {
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        } else {
+            out.truncate(start);
         }
-        match n {
-            // The first value is appended to (a trusted proxy's list), like the header map path does.
-            "x-forwarded-for" if head.peer.is_some() => {
-                xff_prev.get_or_insert(value.as_bytes());
-                continue;
-            }
-            "x-forwarded-proto" => has_proto = true,
-            "x-forwarded-host" => has_host = true,
-            _ => {}
-        }
-        line(out, n.as_bytes(), value.as_bytes());
-    }
+    });
     if let Some(ip) = head.peer {
         out.extend_from_slice(b"x-forwarded-for: ");
         if let Some(prev) = xff_prev {
@@ -129,8 +186,8 @@ pub(crate) fn write_request(head: &RequestHead<'_>, out: &mut Vec<u8>) {
         line(out, b"x-forwarded-proto", head.proto.as_bytes());
     }
     if !has_host {
-        if let Some(host) = head.client.get(ax::HOST) {
-            line(out, b"x-forwarded-host", host.as_bytes());
+        if let Some(host) = head.client.get("host") {
+            line(out, b"x-forwarded-host", host);
         }
     }
     line(out, b"via", head.via);

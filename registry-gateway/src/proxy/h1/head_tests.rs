@@ -9,7 +9,7 @@ fn head<'a>(client: &'a ax::HeaderMap, length: BodyLength) -> RequestHead<'a> {
         path: "/a%2Fb/c",
         query: Some("x=1"),
         authority: "127.0.0.1:9001",
-        client,
+        client: ClientHeaders::Map(client),
         peer: Some("127.1.2.3".parse().unwrap()),
         trusted: false,
         proto: "http",
@@ -83,6 +83,52 @@ fn a_trusted_proxys_forwarding_headers_are_kept_and_appended_to() {
     assert_eq!(lines, want);
     assert!(out.starts_with("GET /a%2Fb/c HTTP/1.1\r\nhost: 127.0.0.1:9001\r\n"));
     assert!(out.ends_with("transfer-encoding: chunked\r\n\r\n"));
+}
+
+#[test]
+fn headers_parsed_in_place_make_the_same_head_as_the_decoded_map() {
+    // As the client sent them (mixed case), and as actix-http decodes them (lower case).
+    let sent: [(&str, &str); 8] = [
+        ("Host", "gw.example:8080"),
+        ("Connection", "keep-alive, X-Secret-Hop"),
+        ("X-Secret-Hop", "1"),
+        ("Keep-Alive", "timeout=5"),
+        ("X-Request-Id", "from-client"),
+        ("X-Forwarded-For", "127.6.6.6"),
+        ("Accept", "a"),
+        ("X-Forwarded-Proto", "https"),
+    ];
+    let lower: Vec<(&'static str, &'static str)> = sent
+        .iter()
+        .map(|(n, v)| (&*n.to_ascii_lowercase().leak(), *v))
+        .collect();
+    let map = client(&lower);
+    let parsed: Vec<httparse::Header<'_>> = sent
+        .iter()
+        .map(|(n, v)| httparse::Header {
+            name: n,
+            value: v.as_bytes(),
+        })
+        .collect();
+    for trusted in [false, true] {
+        let mut from_map = head(&map, BodyLength::Empty);
+        from_map.trusted = trusted;
+        let mut from_parsed = head(&map, BodyLength::Empty);
+        from_parsed.client = ClientHeaders::Parsed(&parsed);
+        from_parsed.trusted = trusted;
+        // A header map's order of distinct names is its own: compare the lines as sets.
+        let lines = |h: &RequestHead<'_>| {
+            let mut l: Vec<String> = written(h).split("\r\n").map(str::to_owned).collect();
+            l.sort_unstable();
+            l
+        };
+        assert_eq!(lines(&from_parsed), lines(&from_map), "trusted: {trusted}");
+        assert!(written(&from_parsed)
+            .starts_with("GET /a%2Fb/c?x=1 HTTP/1.1\r\nhost: 127.0.0.1:9001\r\n"));
+    }
+    let mut h = head(&map, BodyLength::Empty);
+    h.client = ClientHeaders::Parsed(&parsed);
+    assert!(!written(&h).contains("ecret"), "{}", written(&h));
 }
 
 #[test]

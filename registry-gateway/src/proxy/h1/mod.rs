@@ -14,7 +14,7 @@ mod pool;
 pub(crate) use body::WireBody;
 pub(crate) use deadline::Deadline;
 pub(crate) use framing::Framing;
-pub(crate) use head::{BodyLength, RequestHead, ResponseHead};
+pub(crate) use head::{BodyLength, ClientHeaders, RequestHead, ResponseHead};
 
 use std::cell::RefCell;
 use std::time::Duration;
