@@ -10,6 +10,9 @@
 //! cargo run --release -p registry-memory -- [REPLICAS=200000] [SERVICES=1000] [--threads N] [--garbage]
 //! ```
 //!
+//! `--heartbeats N` then renews N distinct replicas (spread over every service) four times round,
+//! through `Registry::heartbeat` as the admin API calls it, and prints the time per renewal.
+//!
 //! `--garbage` also makes and drops the transient allocations of an HTTP registration around each one
 //! (the JSON body parsed into a value, the answer serialised), as the gateway's workers do, to show
 //! what interleaving short-lived with long-lived allocations does to RSS.
@@ -224,11 +227,13 @@ fn main() {
     let mut positional = Vec::new();
     let mut threads = 1u64;
     let mut garbage = false;
+    let mut heartbeats = 0usize;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--threads" => threads = args.next().and_then(|s| s.parse().ok()).unwrap_or(1),
             "--garbage" => garbage = true,
+            "--heartbeats" => heartbeats = args.next().and_then(|s| s.parse().ok()).unwrap_or(0),
             _ => positional.push(a.parse::<u64>().expect("a number")),
         }
     }
@@ -313,5 +318,59 @@ fn main() {
             *bytes as f64 / n as f64
         );
     }
+    if heartbeats > 0 {
+        time_heartbeats(&registry, heartbeats);
+    }
     drop(registry);
+}
+
+/// Renews `n` distinct replicas, taken evenly from every service, four times round; prints ns per renewal.
+fn time_heartbeats(registry: &Registry, n: usize) {
+    let services = registry.services();
+    let per_service = n.div_ceil(services.len().max(1));
+    let mut targets: Vec<(String, String)> = Vec::with_capacity(n);
+    for svc in &services {
+        for r in svc.replicas().iter().take(per_service) {
+            targets.push((svc.name().as_str().to_owned(), r.id().to_string()));
+        }
+    }
+    targets.truncate(n);
+    // Visit them in an order that jumps between services and replicas, as 400k clients would.
+    let stride = 7919 % targets.len().max(1);
+    let rounds = 4;
+    let cpu0 = cpu_ticks();
+    let start = clock::now();
+    let mut k = 0usize;
+    for _ in 0..rounds * targets.len() {
+        let (service, id) = &targets[k];
+        registry
+            .heartbeat(service, id, clock::now())
+            .expect("a registered replica");
+        k = (k + stride.max(1)) % targets.len();
+    }
+    let took = clock::now().duration_since(start);
+    let cpu = cpu_ticks() - cpu0;
+    let count = (rounds * targets.len()) as f64;
+    println!(
+        "heartbeats: {} renewals of {} distinct replicas: {:.0} ns each ({:.0} ns of CPU)",
+        rounds * targets.len(),
+        targets.len(),
+        took.as_nanos() as f64 / count,
+        cpu as f64 * 1e7 / count
+    );
+}
+
+/// CPU time of this process (user + system), in clock ticks of 10 ms.
+fn cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which ends with ')'): utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    tick(11) + tick(12)
 }
