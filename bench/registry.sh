@@ -128,8 +128,12 @@ GW_PID=
 start_gateway() {
   GW=$(free_port)
   [ "$GW" != 20000 ] || GW=$(free_port)
+  # The gRPC listener on a free port too: the default 50050 may be taken on a shared machine.
+  GRPC=$(free_port)
+  [ "$GRPC" != 20000 ] || GRPC=$(free_port)
   cat > "$WORK/gw.yaml" <<YAML
 listen: 127.0.0.1:$GW
+grpc_listen: 127.0.0.1:$GRPC
 workers: 2
 lease:
   ttl: 60m

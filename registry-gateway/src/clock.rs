@@ -2,6 +2,10 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+mod stamp;
+
+pub use stamp::Stamp;
+
 /// Now, as the policy code expects it.
 #[allow(clippy::disallowed_methods)] // the one reading (clippy.toml forbids it elsewhere)
 pub fn now() -> Instant {

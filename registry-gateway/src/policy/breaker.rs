@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::clock::Stamp;
+
 mod trip;
 
 pub use trip::OpenCause;
@@ -91,13 +93,13 @@ pub enum Admission {
 enum Inner {
     Closed,
     Open {
-        until: Instant,
+        until: Stamp,
     },
     /// `in_flight` probes admitted and unanswered (the last admitted at `since`), `succeeded` answered well.
     HalfOpen {
         in_flight: u32,
         succeeded: u32,
-        since: Option<Instant>,
+        since: Option<Stamp>,
     },
 }
 
@@ -127,7 +129,7 @@ impl Breaker {
     pub fn on_probation(consecutive_failures: u32, now: Instant, cfg: &BreakerConfig) -> Self {
         Breaker {
             inner: Inner::Open {
-                until: now + cfg.open_timeout,
+                until: Stamp::of(now + cfg.open_timeout),
             },
             consecutive_failures,
             window: Window::default(),
@@ -148,7 +150,7 @@ impl Breaker {
     /// While open: when the open timeout ends and a probe may go through.
     pub fn open_until(&self) -> Option<Instant> {
         match self.inner {
-            Inner::Open { until } => Some(until),
+            Inner::Open { until } => Some(until.instant()),
             _ => None,
         }
     }
@@ -162,7 +164,7 @@ impl Breaker {
     pub fn state(&self, now: Instant) -> BreakerState {
         match self.inner {
             Inner::Closed => BreakerState::Closed,
-            Inner::Open { until } if now >= until => BreakerState::HalfOpen,
+            Inner::Open { until } if now >= until.instant() => BreakerState::HalfOpen,
             Inner::Open { .. } => BreakerState::Open,
             Inner::HalfOpen { .. } => BreakerState::HalfOpen,
         }
@@ -177,7 +179,7 @@ impl Breaker {
     pub fn admits_in(&self, now: Instant, cfg: &BreakerConfig) -> Duration {
         match self.inner {
             Inner::Closed => Duration::ZERO,
-            Inner::Open { until } => until.saturating_duration_since(now),
+            Inner::Open { until } => until.instant().saturating_duration_since(now),
             Inner::HalfOpen {
                 in_flight,
                 succeeded,
@@ -189,7 +191,7 @@ impl Breaker {
                 match since {
                     // Every slot is taken by a probe in flight: the oldest may be lost.
                     Some(since) if in_flight > 0 => {
-                        (since + cfg.probe_timeout).saturating_duration_since(now)
+                        (since.instant() + cfg.probe_timeout).saturating_duration_since(now)
                     }
                     _ => Duration::ZERO,
                 }
@@ -211,7 +213,7 @@ impl Breaker {
                 self.inner = Inner::HalfOpen {
                     in_flight: 1,
                     succeeded: 0,
-                    since: Some(now),
+                    since: Some(Stamp::of(now)),
                 };
                 Admission::Admitted {
                     probe: true,
@@ -224,7 +226,7 @@ impl Breaker {
                 since,
             } => {
                 // Slots held past the probe timeout are lost probes: they are taken back.
-                let stale = since.is_some_and(|s| now >= s + cfg.probe_timeout);
+                let stale = since.is_some_and(|s| now >= s.instant() + cfg.probe_timeout);
                 let in_flight = if stale && in_flight + succeeded >= cfg.half_open_probes.max(1) {
                     0
                 } else {
@@ -233,7 +235,7 @@ impl Breaker {
                 self.inner = Inner::HalfOpen {
                     in_flight: in_flight + 1,
                     succeeded,
-                    since: Some(now),
+                    since: Some(Stamp::of(now)),
                 };
                 Admission::Admitted {
                     probe: true,
@@ -246,7 +248,8 @@ impl Breaker {
     /// Opens the breaker until `until` because another gateway found the replica failing; keeps a later
     /// deadline it already had. Returns whether it was admitting requests before.
     pub fn force_open(&mut self, until: Instant, now: Instant) -> bool {
-        let was_admitting = !matches!(self.inner, Inner::Open { until: u } if now < u);
+        let was_admitting = !matches!(self.inner, Inner::Open { until: u } if now < u.instant());
+        let until = Stamp::of(until);
         self.inner = match self.inner {
             Inner::Open { until: u } if u > until => Inner::Open { until: u },
             _ => Inner::Open { until },
@@ -272,7 +275,7 @@ impl Breaker {
         self.inner = Inner::HalfOpen {
             in_flight: cfg.half_open_probes.max(1).saturating_sub(succeeded),
             succeeded,
-            since: Some(now),
+            since: Some(Stamp::of(now)),
         };
     }
 
@@ -349,7 +352,7 @@ impl Breaker {
             }
             Inner::HalfOpen { .. } => {
                 self.inner = Inner::Open {
-                    until: now + cfg.open_timeout,
+                    until: Stamp::of(now + cfg.open_timeout),
                 };
                 Some(Transition::Reopened)
             }
@@ -383,7 +386,7 @@ impl Breaker {
 
     fn open(&mut self, cause: OpenCause, now: Instant, cfg: &BreakerConfig) {
         self.inner = Inner::Open {
-            until: now + cfg.open_timeout,
+            until: Stamp::of(now + cfg.open_timeout),
         };
         self.open_cause = Some(cause);
         self.window = Window::default();

@@ -1,20 +1,29 @@
 //! Replica addresses: `http://host:port` or `https://host:port`, validated once at registration.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+/// Address texts up to this long are kept inline: every `http(s)://a.b.c.d:port` (29 bytes at most),
+/// `[::1]` and most host names. A replica's address then costs no allocation of its own.
+const INLINE: usize = 30;
 
 /// A validated replica address: `http` or `https` scheme, a host, an explicit port, nothing else.
 /// `http://a:1` and `https://a:1` are two replicas.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ReplicaAddress {
-    /// `http(s)://host:port`, normalised (lowercase host, no trailing slash): the replica's identity.
-    /// One allocation, shared with the replica's metric labels: the authority is the text after `://`.
-    url: std::sync::Arc<str>,
-    /// The port, never 0.
-    port: u16,
-    /// `https`: the gateway speaks TLS to it.
-    tls: bool,
-}
+///
+/// Kept as its normalised text (lowercase host, no trailing slash), the replica's identity: inline up to
+/// 30 bytes, shared beyond. 32 bytes either way.
+#[derive(Clone)]
+pub struct ReplicaAddress(Text);
 
+/// The normalised text.
+#[derive(Clone)]
+enum Text {
+    /// `len` bytes of `bytes`, ASCII.
+    Inline { len: u8, bytes: [u8; INLINE] },
+    /// A longer one.
+    Shared(Arc<str>),
+}
 /// Why an address was refused. The message is shown to the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidAddress {
@@ -78,30 +87,50 @@ impl ReplicaAddress {
         if port == 0 {
             return Err(InvalidAddress::PortZero);
         }
-        Ok(ReplicaAddress {
-            url: std::sync::Arc::from(format!(
-                "{}://{host}:{port}",
-                if tls { "https" } else { "http" }
-            )),
-            port,
-            tls,
+        Ok(ReplicaAddress::from_normalised(&format!(
+            "{}://{host}:{port}",
+            if tls { "https" } else { "http" }
+        )))
+    }
+
+    /// Keeps `text`, already normalised.
+    fn from_normalised(text: &str) -> Self {
+        ReplicaAddress(if text.len() <= INLINE {
+            let mut bytes = [0; INLINE];
+            bytes[..text.len()].copy_from_slice(text.as_bytes());
+            Text::Inline {
+                len: text.len() as u8,
+                bytes,
+            }
+        } else {
+            Text::Shared(Arc::from(text))
         })
     }
 
     /// `http://host:port` or `https://host:port`.
     pub fn as_str(&self) -> &str {
-        &self.url
+        match &self.0 {
+            // Only ever filled from a `&str` cut at its end: always valid.
+            Text::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or("")
+            }
+            Text::Shared(s) => s,
+        }
     }
 
-    /// The address text, shared (no copy).
-    pub(crate) fn shared(&self) -> std::sync::Arc<str> {
-        std::sync::Arc::clone(&self.url)
+    /// The address text as a shared label value (metric series): a copy for an inline one.
+    pub(crate) fn shared(&self) -> Arc<str> {
+        match &self.0 {
+            Text::Inline { .. } => Arc::from(self.as_str()),
+            Text::Shared(s) => Arc::clone(s),
+        }
     }
 
     /// `host:port`.
     pub fn authority(&self) -> &str {
-        let scheme = if self.tls { "https://" } else { "http://" };
-        &self.url[scheme.len()..]
+        let url = self.as_str();
+        let scheme = if self.is_tls() { "https://" } else { "http://" };
+        &url[scheme.len()..]
     }
 
     /// The host as written in the URL, lowercase: a name, an IPv4 address, or `[IPv6]` in brackets.
@@ -114,12 +143,44 @@ impl ReplicaAddress {
 
     /// The port (never 0).
     pub fn port(&self) -> u16 {
-        self.port
+        self.as_str()
+            .rsplit_once(':')
+            .and_then(|(_, port)| port.parse().ok())
+            .unwrap_or(0)
     }
 
     /// Whether it is an `https://` replica (TLS from the gateway to it).
     pub fn is_tls(&self) -> bool {
-        self.tls
+        self.as_str().as_bytes().get(4) == Some(&b's')
+    }
+}
+
+impl PartialEq for ReplicaAddress {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+impl Eq for ReplicaAddress {}
+impl Hash for ReplicaAddress {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h)
+    }
+}
+impl PartialOrd for ReplicaAddress {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for ReplicaAddress {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+impl fmt::Debug for ReplicaAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ReplicaAddress")
+            .field(&self.as_str())
+            .finish()
     }
 }
 
@@ -134,7 +195,7 @@ fn has_explicit_port(s: &str) -> bool {
 
 impl fmt::Display for ReplicaAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.url)
+        f.write_str(self.as_str())
     }
 }
 
@@ -207,6 +268,36 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "address scheme must be http or https, not 'ws'"
+        );
+    }
+
+    #[test]
+    fn short_addresses_are_inline_long_ones_shared_and_both_compare_by_text() {
+        assert_eq!(std::mem::size_of::<ReplicaAddress>(), 32);
+        let longest_ipv4 = ReplicaAddress::parse("https://255.255.255.255:65535").unwrap();
+        assert!(matches!(longest_ipv4.0, Text::Inline { .. }));
+        assert_eq!(longest_ipv4.as_str(), "https://255.255.255.255:65535");
+        assert_eq!(
+            (longest_ipv4.host(), longest_ipv4.port()),
+            ("255.255.255.255", 65535)
+        );
+        let long = "http://a-rather-long-host-name.example.internal:8080";
+        let shared = ReplicaAddress::parse(long).unwrap();
+        assert!(matches!(shared.0, Text::Shared(_)));
+        assert_eq!(shared.as_str(), long);
+        assert_eq!(&*shared.shared(), long);
+        assert_eq!(
+            shared.authority(),
+            "a-rather-long-host-name.example.internal:8080"
+        );
+        assert_eq!(shared.port(), 8080);
+        let a = ReplicaAddress::parse("http://127.0.0.1:9001").unwrap();
+        let b = ReplicaAddress::parse("HTTP://127.0.0.1:9001/").unwrap();
+        assert_eq!(a, b);
+        assert!(a < shared && shared < longest_ipv4);
+        assert_eq!(
+            format!("{a:?}"),
+            "ReplicaAddress(\"http://127.0.0.1:9001\")"
         );
     }
 

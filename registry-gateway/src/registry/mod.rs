@@ -64,7 +64,7 @@ pub use sweep::LeaseExpiry;
 pub use transitions::{TransitionLog, TransitionRecord, TRANSITIONS_KEPT};
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -74,7 +74,7 @@ use crate::clock::WallClock;
 use crate::observe::Metrics;
 use crate::observe::{ServiceLabel, Shared};
 use crate::policy::{
-    Breaker, BreakerConfig, EvictionPolicy, Lease, LeaseTimer, OutlierConfig, PreservationPolicy,
+    Breaker, BreakerConfig, EvictionPolicy, Lease, OutlierConfig, PreservationPolicy,
     RetryBudgetConfig,
 };
 use replica::ReplicaState;
@@ -176,8 +176,6 @@ pub struct Registry {
     metrics: Arc<Metrics>,
     /// Turns the `now` it is given into wall-clock times for operators.
     wall: WallClock,
-    /// When to look at each registered replica's lease again (the sweep looks at nothing else).
-    leases: Mutex<LeaseTimer<Weak<Replica>>>,
 }
 
 impl Registry {
@@ -200,7 +198,6 @@ impl Registry {
             outbox: std::sync::OnceLock::new(),
             metrics,
             wall,
-            leases: Mutex::new(LeaseTimer::default()),
         }
     }
 
@@ -220,17 +217,13 @@ impl Registry {
             .set(svc.len() as i64);
     }
 
-    /// Schedules the lease of a replica that just joined and shows it in `gateway_replicas`.
+    /// Has the sweep watch the lease of a replica that just joined, and shows it in `gateway_replicas`.
     fn joined(&self, svc: &Service, r: &Arc<Replica>) {
         let deadline = r.lock().lease.deadline();
         if let Some(at) = deadline {
-            self.leases_lock().schedule(at, Arc::downgrade(r));
+            svc.watch_lease(at);
         }
         self.count_replicas(svc);
-    }
-
-    fn leases_lock(&self) -> std::sync::MutexGuard<'_, LeaseTimer<Weak<Replica>>> {
-        self.leases.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The gateway's metrics.

@@ -113,7 +113,7 @@ impl Registry {
         }
         let (last_failure, transitions) = {
             let mut st = replica.lock();
-            (st.last_failure, std::mem::take(&mut st.transitions))
+            (st.last_failure(), st.take_transitions())
         };
         svc.evicted_list().push(Evicted {
             id: replica.id(),

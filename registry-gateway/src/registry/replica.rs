@@ -5,11 +5,13 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use once_cell::race::OnceBox;
 use uuid::Uuid;
 
 use super::latency::{LatencyCounts, LatencyHistogram};
 use super::transitions::{TransitionLog, TransitionRecord};
 use super::{Protocol, ReplicaAddress, ServiceName};
+use crate::clock::Stamp;
 use crate::observe::{Metrics, ReplicaHandles, ReplicaLabels, Shared};
 use crate::policy::{Breaker, BreakerState, FailureCause, Lease};
 
@@ -30,20 +32,59 @@ pub enum Origin {
 /// Free-form labels a replica registers with (version, zone, ...).
 pub type Metadata = BTreeMap<String, String>;
 
-/// The mutable part of a replica, behind one short-lived lock.
+/// The mutable part of a replica, behind one short-lived lock. What most replicas of a large fleet never
+/// have (labels, a failure, a transition) is in one box, absent until the first of it: 96 bytes.
 #[derive(Debug, Clone)]
 pub(crate) struct ReplicaState {
     pub(crate) breaker: Breaker,
     pub(crate) lease: Lease,
-    /// Metadata and gRPC service names: one pointer while there are none (the common case).
-    labels: Option<Box<(Metadata, Vec<String>)>>,
-    pub(crate) last_failure: Option<FailureCause>,
-    /// Why the breaker is in its state (while half-open: why it opened).
-    pub(crate) state_reason: StateReason,
     /// When it entered its state (or joined the registry).
-    pub(crate) state_since: Instant,
+    pub(crate) state_since: Stamp,
+    notes: Option<Box<Notes>>,
+    /// Why it joined: its state reason until another is recorded (in `notes`).
+    joined: Joined,
+}
+
+/// A replica's rarer state.
+#[derive(Debug, Clone, Default)]
+struct Notes {
+    metadata: Metadata,
+    grpc_services: Vec<String>,
+    last_failure: Option<FailureCause>,
+    /// Why the breaker is in its state (while half-open: why it opened), once it is not why it joined.
+    state_reason: Option<StateReason>,
     /// Its last transitions.
-    pub(crate) transitions: TransitionLog,
+    transitions: TransitionLog,
+}
+
+/// The state reasons a replica joins with, in one byte.
+#[derive(Debug, Clone, Copy)]
+enum Joined {
+    Registered,
+    RegisteredByPeer,
+    Configured,
+    Probation,
+}
+
+impl Joined {
+    fn of(reason: StateReason) -> Option<Joined> {
+        match reason {
+            StateReason::Registered => Some(Joined::Registered),
+            StateReason::RegisteredByPeer => Some(Joined::RegisteredByPeer),
+            StateReason::Configured => Some(Joined::Configured),
+            StateReason::Probation => Some(Joined::Probation),
+            _ => None,
+        }
+    }
+
+    fn reason(self) -> StateReason {
+        match self {
+            Joined::Registered => StateReason::Registered,
+            Joined::RegisteredByPeer => StateReason::RegisteredByPeer,
+            Joined::Configured => StateReason::Configured,
+            Joined::Probation => StateReason::Probation,
+        }
+    }
 }
 
 impl ReplicaState {
@@ -54,60 +95,116 @@ impl ReplicaState {
         reason: StateReason,
         now: Instant,
     ) -> ReplicaState {
-        ReplicaState {
+        let mut st = ReplicaState {
             breaker,
             lease,
-            labels: None,
-            last_failure: None,
-            state_reason: reason,
-            state_since: now,
-            transitions: TransitionLog::default(),
+            state_since: Stamp::of(now),
+            notes: None,
+            joined: Joined::of(reason).unwrap_or(Joined::Registered),
+        };
+        if Joined::of(reason).is_none() {
+            st.set_state_reason(reason);
         }
+        st
     }
-}
 
-impl ReplicaState {
+    fn notes_mut(&mut self) -> &mut Notes {
+        self.notes.get_or_insert_with(Box::default)
+    }
+
     /// Replaces its metadata and gRPC service names.
     pub(crate) fn set_labels(&mut self, metadata: &Metadata, grpc_services: &[String]) {
-        self.labels = if metadata.is_empty() && grpc_services.is_empty() {
-            None
-        } else {
-            Some(Box::new((metadata.clone(), grpc_services.to_vec())))
-        };
+        if metadata.is_empty() && grpc_services.is_empty() && self.notes.is_none() {
+            return;
+        }
+        let notes = self.notes_mut();
+        notes.metadata.clone_from(metadata);
+        notes.grpc_services = grpc_services.to_vec();
     }
 
     /// Its metadata.
     pub(crate) fn metadata(&self) -> &Metadata {
         static NONE: Metadata = Metadata::new();
-        self.labels.as_ref().map_or(&NONE, |l| &l.0)
+        self.notes.as_ref().map_or(&NONE, |n| &n.metadata)
     }
 
     /// The gRPC service names it serves (gRPC replicas).
     pub(crate) fn grpc_services(&self) -> &[String] {
-        self.labels.as_ref().map_or(&[], |l| &l.1)
+        self.notes.as_ref().map_or(&[], |n| &n.grpc_services)
+    }
+
+    /// Why the breaker is in its state (while half-open: why it opened).
+    pub(crate) fn state_reason(&self) -> StateReason {
+        self.notes
+            .as_ref()
+            .and_then(|n| n.state_reason)
+            .unwrap_or_else(|| self.joined.reason())
+    }
+
+    /// Records why the breaker is in its state.
+    pub(crate) fn set_state_reason(&mut self, reason: StateReason) {
+        self.notes_mut().state_reason = Some(reason);
+    }
+
+    /// Cause of the most recent failure.
+    pub(crate) fn last_failure(&self) -> Option<FailureCause> {
+        self.notes.as_ref().and_then(|n| n.last_failure)
+    }
+
+    /// Records the cause of a failure.
+    pub(crate) fn set_last_failure(&mut self, cause: FailureCause) {
+        self.notes_mut().last_failure = Some(cause);
+    }
+
+    /// Its last transitions.
+    pub(crate) fn transitions(&self) -> &TransitionLog {
+        static NONE: TransitionLog = TransitionLog::EMPTY;
+        self.notes.as_ref().map_or(&NONE, |n| &n.transitions)
+    }
+
+    /// Appends a transition.
+    pub(crate) fn push_transition(&mut self, record: TransitionRecord) {
+        self.notes_mut().transitions.push(record);
+    }
+
+    /// Takes its transitions (it leaves the registry).
+    pub(crate) fn take_transitions(&mut self) -> TransitionLog {
+        self.notes
+            .as_mut()
+            .map(|n| std::mem::take(&mut n.transitions))
+            .unwrap_or_default()
     }
 }
 
 /// A live replica of a service.
+///
+/// Compact, for fleets of a million: the address text inline, times as 8-byte [`Stamp`]s, and what only
+/// a replica that takes traffic needs ([`Traffic`]) allocated at its first attempt.
 #[derive(Debug)]
 pub struct Replica {
     id: Uuid,
     service: ServiceName,
     address: ReplicaAddress,
-    protocol: Protocol,
-    origin: Origin,
     registered_at_unix_ms: u64,
     state: Mutex<ReplicaState>,
+    /// Made at the first attempt (or when it returns with counts carried over): one pointer until then.
+    traffic: OnceBox<Traffic>,
+    /// Its place in its service's [`super::replica_set::ReplicaSet`] (written under the service's lock).
+    pub(crate) slot: AtomicU32,
+    removed: AtomicBool,
+    protocol: Protocol,
+    origin: Origin,
+}
+
+/// The counters and handles of a replica that takes traffic.
+#[derive(Debug, Default)]
+struct Traffic {
     requests: AtomicU64,
     failures: AtomicU64,
-    removed: AtomicBool,
     /// Response-head latencies of the current outlier interval.
     latency: LatencyHistogram,
     /// Attempt metric handles, made on the first attempt.
     observe: OnceLock<Arc<ReplicaHandles>>,
-    /// Its place in its service's [`super::replica_set::ReplicaSet`] (written under the service's lock).
-    /// 32 bits: with the other small fields it keeps a replica's allocation in a smaller size class.
-    pub(crate) slot: AtomicU32,
 }
 
 /// A point-in-time view of a replica, for `GET /registry`.
@@ -195,28 +292,50 @@ impl Replica {
         (state, registered_at_unix_ms): (ReplicaState, u64),
         history: History,
     ) -> Self {
+        let traffic = OnceBox::new();
+        if history.requests > 0 || history.failures > 0 {
+            let carried = Traffic {
+                requests: AtomicU64::new(history.requests),
+                failures: AtomicU64::new(history.failures),
+                ..Traffic::default()
+            };
+            let _ = traffic.set(Box::new(carried));
+        }
         Replica {
             id: Uuid::new_v4(),
             service,
             address,
-            protocol,
-            origin,
             registered_at_unix_ms,
             state: Mutex::new(state),
-            requests: AtomicU64::new(history.requests),
-            failures: AtomicU64::new(history.failures),
-            removed: AtomicBool::new(false),
-            latency: LatencyHistogram::default(),
-            observe: OnceLock::new(),
+            traffic,
             slot: AtomicU32::new(u32::MAX),
+            removed: AtomicBool::new(false),
+            protocol,
+            origin,
         }
+    }
+
+    /// Its counters and handles, made on the first call.
+    fn traffic(&self) -> &Traffic {
+        self.traffic.get_or_init(Box::default)
     }
 
     /// Its attempt metric handles (`metrics` makes them on the first call), labelled with its address
     /// as registered ([`ReplicaLabels::of`]).
     pub fn observe(&self, metrics: &Metrics) -> &Arc<ReplicaHandles> {
-        self.observe
+        self.traffic()
+            .observe
             .get_or_init(|| Arc::new(ReplicaHandles::new(metrics, &self.metric_labels())))
+    }
+
+    /// Attempts sent to it and attempts that failed.
+    fn counts(&self) -> (u64, u64) {
+        self.traffic.get().map_or((0, 0), |t| {
+            (
+                t.requests.load(Ordering::Relaxed),
+                t.failures.load(Ordering::Relaxed),
+            )
+        })
     }
 
     /// Registration id.
@@ -268,27 +387,31 @@ impl Replica {
     }
 
     pub(crate) fn count_attempt(&self, failed: bool) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        let t = self.traffic();
+        t.requests.fetch_add(1, Ordering::Relaxed);
         if failed {
-            self.failures.fetch_add(1, Ordering::Relaxed);
+            t.failures.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Counts a measured answer (response head after `d`) for outlier detection.
     pub(crate) fn record_latency(&self, d: Duration) {
-        self.latency.record(d);
+        self.traffic().latency.record(d);
     }
 
     /// The latencies counted since the last call: each outlier interval starts afresh.
     pub(crate) fn take_latencies(&self) -> LatencyCounts {
-        self.latency.take()
+        self.traffic
+            .get()
+            .map_or_else(|| LatencyHistogram::default().take(), |t| t.latency.take())
     }
 
     pub(crate) fn history(&self) -> History {
+        let (requests, failures) = self.counts();
         History {
             consecutive_failures: self.lock().breaker.consecutive_failures(),
-            requests: self.requests.load(Ordering::Relaxed),
-            failures: self.failures.load(Ordering::Relaxed),
+            requests,
+            failures,
         }
     }
 
@@ -321,8 +444,9 @@ impl Replica {
         // An open breaker whose timeout passed shows half-open before any probe went through: since then.
         let since = match (state, open_until) {
             (BreakerState::HalfOpen, Some(until)) => until,
-            _ => st.state_since,
+            _ => st.state_since.instant(),
         };
+        let (requests, failures) = self.counts();
         ReplicaView {
             id: self.id,
             address: self.address.to_string(),
@@ -332,9 +456,9 @@ impl Replica {
             state,
             state_reason: match state {
                 BreakerState::HalfOpen => {
-                    format!("half-open, probing (opened: {})", st.state_reason)
+                    format!("half-open, probing (opened: {})", st.state_reason())
                 }
-                _ => st.state_reason.to_string(),
+                _ => st.state_reason().to_string(),
             },
             state_since: now.saturating_duration_since(since),
             next_probe_in: match (state, open_until) {
@@ -342,16 +466,71 @@ impl Replica {
                 _ => None,
             },
             lease_expires_in: st.lease.expires_in(now),
-            transitions: st.transitions.to_vec(),
+            transitions: st.transitions().to_vec(),
             consecutive_failures: st.breaker.consecutive_failures(),
-            requests: self.requests.load(Ordering::Relaxed),
-            failures: self.failures.load(Ordering::Relaxed),
-            last_failure: st.last_failure.map(|c| c.to_string()),
+            requests,
+            failures,
+            last_failure: st.last_failure().map(|c| c.to_string()),
             last_heartbeat_ms_ago: st.lease.age(now).as_millis() as u64,
             leased: st.lease.expires(),
             lease_expired: st.lease.is_expired(now),
             registered_at_unix_ms: self.registered_at_unix_ms,
             metadata: st.metadata().clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::BreakerConfig;
+
+    #[test]
+    fn a_replica_fits_mimallocs_224_byte_class_with_its_arc_header() {
+        // 16 bytes of `Arc` counts + the record: a million replicas take 224 MB, not 320 MB.
+        assert!(std::mem::size_of::<Replica>() <= 192);
+        assert!(std::mem::size_of::<ReplicaState>() <= 96);
+    }
+
+    #[test]
+    fn the_rarer_state_is_made_on_first_use_and_reads_the_same() {
+        let t0 = crate::clock::now();
+        let mut st = ReplicaState::new(
+            Breaker::default(),
+            Lease::new(Duration::from_secs(15), t0),
+            StateReason::Registered,
+            t0,
+        );
+        assert!(st.notes.is_none());
+        assert_eq!(st.state_reason(), StateReason::Registered);
+        st.set_labels(&Metadata::new(), &[]);
+        assert!(st.notes.is_none(), "no labels: nothing made");
+        st.set_last_failure(FailureCause::Timeout);
+        assert_eq!(st.last_failure(), Some(FailureCause::Timeout));
+        // Still the reason it joined for until another is recorded.
+        assert_eq!(st.state_reason(), StateReason::Registered);
+        st.set_state_reason(StateReason::Peer);
+        assert_eq!(st.state_reason(), StateReason::Peer);
+        let labels = Metadata::from([("zone".to_owned(), "a".to_owned())]);
+        st.set_labels(&labels, &["pkg.Svc".to_owned()]);
+        assert_eq!(
+            (st.metadata(), st.grpc_services()),
+            (&labels, &["pkg.Svc".to_owned()][..])
+        );
+        st.set_labels(&Metadata::new(), &[]);
+        assert!(st.metadata().is_empty() && st.grpc_services().is_empty());
+        // A replica that joins for another reason keeps it.
+        let probation = ReplicaState::new(
+            Breaker::on_probation(
+                3,
+                t0,
+                &BreakerConfig::consecutive(3, Duration::from_secs(5), Duration::from_secs(1)),
+            ),
+            Lease::new(Duration::from_secs(15), t0),
+            StateReason::Probation,
+            t0,
+        );
+        assert_eq!(probation.state_reason(), StateReason::Probation);
+        assert!(probation.notes.is_none());
     }
 }

@@ -92,7 +92,7 @@ impl Command for RecordOutcome<'_> {
         let (transition, consecutive, before) = {
             let mut st = r.lock();
             if let Outcome::Failure(cause) = outcome {
-                st.last_failure = Some(cause);
+                st.set_last_failure(cause);
             }
             let before = st.breaker.consecutive_failures();
             let t = st.breaker.record(failed, now, &policy.breaker);

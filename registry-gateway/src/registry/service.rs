@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::evicted::{Evicted, EvictedList};
 use super::replica_set::ReplicaSet;
 use super::{Replica, ServiceName};
+use crate::clock::Stamp;
 use crate::observe::{Metrics, ServiceHandles};
 use crate::policy::{
     Preservation, RefusalLog, RefusalReport, RetryBudget, RetryBudgetConfig, RoundRobin,
@@ -44,7 +45,15 @@ pub struct Service {
     evicted: Mutex<EvictedList>,
     /// Request metric handles, made on the first request.
     observe: OnceLock<Arc<ServiceHandles>>,
+    /// When the lease sweep looks at this service's replicas next: the earliest lease deadline among
+    /// them when it last looked, lowered by each replica that joined since ([`Stamp`] bits; [`NO_LEASE`]:
+    /// none to watch). A renewal only moves a deadline later, so this is never later than the real
+    /// earliest one, and a sweep where no service is due looks at no replica.
+    lease_due: AtomicU64,
 }
+
+/// [`Service::lease_due`] when no lease is watched.
+const NO_LEASE: u64 = u64::MAX;
 
 /// The budget and its log limiter, behind one lock held for a few counter updates (no IO, no allocation).
 #[derive(Debug)]
@@ -76,6 +85,41 @@ impl Service {
             preservation: Mutex::new(PreservationSlot::default()),
             evicted: Mutex::new(EvictedList::default()),
             observe: OnceLock::new(),
+            lease_due: AtomicU64::new(NO_LEASE),
+        }
+    }
+
+    /// Has the lease sweep look at this service by `deadline` (a replica joined with that lease).
+    pub(crate) fn watch_lease(&self, deadline: Instant) {
+        self.lease_due
+            .fetch_min(Stamp::of(deadline).to_bits(), Ordering::AcqRel);
+    }
+
+    /// Whether the sweep at `now` should look at this service's leases.
+    pub(crate) fn lease_due(&self, now: Instant) -> bool {
+        self.lease_due.load(Ordering::Acquire) <= Stamp::of(now).to_bits()
+    }
+
+    /// When the sweep looks at this service's leases next; `None`: no lease to watch.
+    pub fn next_lease_check(&self) -> Option<Instant> {
+        match self.lease_due.load(Ordering::Acquire) {
+            NO_LEASE => None,
+            bits => Stamp::from_bits(bits).map(Stamp::instant),
+        }
+    }
+
+    /// Looks at every lease again and watches the earliest deadline (one that already passed, for a lease
+    /// self-preservation holds, brings the sweep back at its next run). Replicas that join meanwhile lower
+    /// it on their own.
+    pub(crate) fn rewatch_leases(&self) {
+        self.lease_due.store(NO_LEASE, Ordering::Release);
+        let earliest = self
+            .members()
+            .iter()
+            .filter_map(|r| r.lock().lease.deadline())
+            .min();
+        if let Some(at) = earliest {
+            self.watch_lease(at);
         }
     }
 

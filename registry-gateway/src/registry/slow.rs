@@ -59,7 +59,7 @@ impl Command for EjectSlow {
                 .map(|r| {
                     let counts = r.take_latencies();
                     let st = r.lock();
-                    let standing = match (st.breaker.state(now), st.state_reason) {
+                    let standing = match (st.breaker.state(now), st.state_reason()) {
                         (BreakerState::Closed, _) => Standing::Closed,
                         (_, StateReason::Slow(_)) => Standing::OpenSlow,
                         _ => Standing::Open,

@@ -1,13 +1,12 @@
 //! The lease sweep: expires the leases that ran out, unless self-preservation holds them, and forgets
 //! old tombstones.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::command::{Command, Events, SweepLeases};
 use super::{Registry, Service, Source};
-use crate::policy::{Census, Due, EvictionReason, Verdict};
+use crate::policy::{Census, EvictionReason, Verdict};
 
 /// Whether a sweep expires the leases that ran out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,38 +38,17 @@ impl Command for SweepLeases {
 }
 
 impl Registry {
-    /// Expires the leases due at `now`: only the services with a lease that ran out, or a hold to look
-    /// after, are counted; a sweep where no lease is due looks at no replica.
+    /// Expires the leases due at `now`: only the services whose earliest watched lease deadline has come,
+    /// or with a hold to look after, are counted; a sweep where no lease is due looks at no replica (one
+    /// load per service). A service looked at watches its earliest deadline again: a renewed lease brings
+    /// it back at its new deadline, one held by self-preservation at the next sweep.
     fn expire_due(&self, now: Instant, events: &mut Events) -> usize {
-        let due = self.leases_lock().take_due(now);
-        let mut lapsed = HashSet::new();
-        let mut settled = Vec::with_capacity(due.len());
-        for w in due {
-            let Some(r) = w.upgrade().filter(|r| !r.is_removed()) else {
-                continue;
-            };
-            let deadline = r.lock().lease.deadline();
-            match deadline {
-                Some(at) if at > now => settled.push((w, Due::Later(at))),
-                Some(_) => {
-                    lapsed.insert(r.service().clone());
-                    // Held by self-preservation, it is looked at again at the next sweep.
-                    settled.push((w, Due::Later(now)));
-                }
-                None => {}
-            }
-        }
         let mut removed = 0;
         for svc in self.services() {
             let holding = svc.preservation().state != crate::policy::Preservation::Idle;
-            if holding || lapsed.contains(svc.name()) {
+            if holding || svc.lease_due(now) {
                 removed += self.sweep_service(&svc, now, events);
-            }
-        }
-        let mut timer = self.leases_lock();
-        for (w, due) in settled {
-            if w.upgrade().is_some_and(|r| !r.is_removed()) {
-                timer.settle(w, due);
+                svc.rewatch_leases();
             }
         }
         removed

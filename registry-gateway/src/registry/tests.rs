@@ -332,5 +332,44 @@ fn a_sweep_expires_exactly_the_leases_that_ran_out_and_looks_again_at_renewed_on
     assert_eq!(r.sweep(at(t0, 24_999)), 0);
     assert_eq!(r.sweep(at(t0, 25_000)), 1);
     assert!(svc.is_empty());
-    assert!(r.leases_lock().is_empty());
+    assert_eq!(svc.next_lease_check(), None);
+}
+
+#[test]
+fn the_sweep_looks_at_a_service_only_at_its_earliest_watched_deadline() {
+    // TTL 15 s. a joins at 0, b at 5 s: the service is due at 15 s; a heartbeat does not move that.
+    let t0 = Instant::now();
+    let r = Registry::new(policy());
+    let a = r.register(reg("orders", 9001), t0).replica;
+    assert_eq!(
+        r.service("orders").unwrap().next_lease_check(),
+        Some(at(t0, 15_000))
+    );
+    r.register(reg("orders", 9002), at(t0, 5_000));
+    r.heartbeat("orders", &a.id().to_string(), at(t0, 10_000))
+        .unwrap();
+    let svc = r.service("orders").unwrap();
+    assert_eq!(svc.next_lease_check(), Some(at(t0, 15_000)));
+    // Nothing due before: the sweep does not look.
+    assert_eq!(r.sweep(at(t0, 14_999)), 0);
+    assert_eq!(svc.next_lease_check(), Some(at(t0, 15_000)));
+    // 15 s: looked at; the earliest deadline is now b's, 20 s.
+    assert_eq!(r.sweep(at(t0, 15_000)), 0);
+    assert_eq!(svc.next_lease_check(), Some(at(t0, 20_000)));
+    // A replica joining with an earlier deadline (a shorter TTL after a reload) lowers it.
+    let mut short = policy();
+    short.lease_ttl = Duration::from_secs(2);
+    r.set_policy(short);
+    r.register(reg("orders", 9003), at(t0, 16_000));
+    assert_eq!(svc.next_lease_check(), Some(at(t0, 18_000)));
+    // 18 s: c ran out; then b at 20 s, a at 25 s.
+    assert_eq!(r.sweep(at(t0, 18_000)), 1);
+    assert_eq!(svc.next_lease_check(), Some(at(t0, 20_000)));
+    // A static replica's lease is never watched.
+    r.add_static(
+        ServiceName::parse("fixed").unwrap(),
+        ReplicaAddress::parse("http://127.0.0.1:9100").unwrap(),
+        t0,
+    );
+    assert_eq!(r.service("fixed").unwrap().next_lease_check(), None);
 }

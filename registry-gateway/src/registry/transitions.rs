@@ -11,6 +11,7 @@ use std::time::Instant;
 use super::command::Events;
 use super::replica::ReplicaState;
 use super::{Registry, RegistryEvent, Replica, StateReason};
+use crate::clock::Stamp;
 use crate::observe::{TransitionLabels, STATES};
 use crate::policy::{BreakerState, Transition};
 
@@ -45,6 +46,9 @@ struct Ring {
 pub struct TransitionLog(Option<Box<Ring>>);
 
 impl TransitionLog {
+    /// No transition.
+    pub const EMPTY: TransitionLog = TransitionLog(None);
+
     /// Appends `record`, dropping the oldest when full.
     pub fn push(&mut self, record: TransitionRecord) {
         let ring = self.0.get_or_insert_with(|| {
@@ -117,16 +121,16 @@ impl Registry {
         // Leaving half-open for open or closed: the new reason replaces the opening one. Entering half-open
         // keeps the reason it opened for: `state_reason` shows both.
         if to != BreakerState::HalfOpen {
-            st.state_reason = reason;
+            st.set_state_reason(reason);
         }
-        st.state_since = now;
+        st.state_since = Stamp::of(now);
         let record = TransitionRecord {
             at_unix_ms: self.wall.unix_ms(now),
             from,
             to,
             reason,
         };
-        st.transitions.push(record);
+        st.push_transition(record);
         if r.is_removed() {
             return;
         }

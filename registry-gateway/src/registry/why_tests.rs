@@ -112,7 +112,7 @@ fn only_the_last_ten_transitions_are_kept_and_none_costs_nothing() {
         t0,
     );
     let svc = r.service("orders").unwrap();
-    assert!(rep.lock().transitions.is_empty());
+    assert!(rep.lock().transitions().is_empty());
     fail(&r, &svc, 3, t0);
     // transitions: 1 opening + 6 × (half-open, reopened) = 13; kept: the last 10
     for i in 1..=6 {

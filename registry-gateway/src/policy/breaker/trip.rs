@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use super::BreakerConfig;
+use crate::clock::Stamp;
 
 /// Why a closed breaker opened.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -34,7 +35,7 @@ impl std::fmt::Display for OpenCause {
 /// The closed breaker's counts over its current window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(super) struct Window {
-    pub(super) start: Option<Instant>,
+    pub(super) start: Option<Stamp>,
     pub(super) requests: u32,
     pub(super) failures: u32,
 }
@@ -43,10 +44,10 @@ impl Window {
     /// Counts one outcome at `now`, restarting the counts when the window is over.
     pub(super) fn count(&mut self, failed: bool, now: Instant, length: Duration) {
         match self.start {
-            Some(start) if now < start + length => {}
+            Some(start) if now < start.instant() + length => {}
             _ => {
                 *self = Window {
-                    start: Some(now),
+                    start: Some(Stamp::of(now)),
                     requests: 0,
                     failures: 0,
                 }
