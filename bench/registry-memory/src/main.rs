@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use registry_gateway::clock;
-use registry_gateway::registry::{Metadata, Protocol, Registration, Registry};
+use registry_gateway::registry::{Heartbeat, Metadata, Protocol, Register, Registration, Registry};
 use registry_gateway::Config;
 
 /// Exact sizes are counted up to this many bytes; larger allocations by power of two.
@@ -211,7 +211,7 @@ fn register(registry: &Registry, k: u64, services: u64, garbage: bool) {
         )
     }
     .expect("a valid registration");
-    let done = registry.register(reg, clock::now());
+    let done = registry.execute(Register(reg), clock::now());
     if garbage {
         let answer = serde_json::json!({
             "id": done.replica.id().to_string(),
@@ -344,7 +344,7 @@ fn time_heartbeats(registry: &Registry, n: usize) {
     for _ in 0..rounds * targets.len() {
         let (service, id) = &targets[k];
         registry
-            .heartbeat(service, id, clock::now())
+            .execute(Heartbeat { service, id }, clock::now())
             .expect("a registered replica");
         k = (k + stride.max(1)) % targets.len();
     }

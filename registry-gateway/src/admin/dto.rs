@@ -1,20 +1,24 @@
 //! JSON shapes of the admin API, converted to and from the registry's own types at this edge.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::error::GatewayError;
 use crate::policy::BreakerState;
 use crate::registry::{Evicted, Metadata, Protocol, Registration, ReplicaView, TransitionRecord};
 
-/// `POST /register` body.
+/// `POST /register` body. The name, address and protocol borrow from the body when they hold no escape.
 #[derive(Debug, Deserialize)]
-pub(crate) struct RegisterRequest {
-    service: String,
-    address: String,
-    #[serde(default)]
-    protocol: Option<String>,
+pub(crate) struct RegisterRequest<'a> {
+    #[serde(borrow)]
+    service: Cow<'a, str>,
+    #[serde(borrow)]
+    address: Cow<'a, str>,
+    #[serde(default, borrow)]
+    protocol: Option<Cow<'a, str>>,
     #[serde(default)]
     grpc_services: Vec<String>,
     #[serde(default)]
@@ -28,10 +32,10 @@ fn field(field: &str, message: impl Into<String>) -> GatewayError {
     }
 }
 
-impl TryFrom<RegisterRequest> for Registration {
+impl TryFrom<RegisterRequest<'_>> for Registration {
     type Error = GatewayError;
 
-    fn try_from(r: RegisterRequest) -> Result<Self, GatewayError> {
+    fn try_from(r: RegisterRequest<'_>) -> Result<Self, GatewayError> {
         let protocol = match r.protocol.as_deref() {
             None | Some("http") => Protocol::Http,
             Some("grpc") => Protocol::Grpc,
@@ -53,12 +57,13 @@ impl TryFrom<RegisterRequest> for Registration {
     }
 }
 
-/// `POST /register` answer.
+/// `POST /register` answer (borrowed from the replica: no copy of its name or address).
 #[derive(Debug, Serialize)]
-pub(crate) struct RegisterResponse {
-    pub(crate) id: String,
-    pub(crate) service: String,
-    pub(crate) address: String,
+pub(crate) struct RegisterResponse<'a> {
+    /// Lowercase and hyphenated, as its `Display`.
+    pub(crate) id: Uuid,
+    pub(crate) service: &'a str,
+    pub(crate) address: &'a str,
     pub(crate) heartbeat_interval_ms: u64,
     pub(crate) lease_ttl_ms: u64,
     pub(crate) on_probation: bool,

@@ -1,7 +1,7 @@
 //! Admin endpoint handlers: thin IO around the registry.
 
 use actix_web::http::{header, Method};
-use actix_web::web::{self, BytesMut};
+use actix_web::web::{self, Bytes, BytesMut};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 
@@ -24,6 +24,13 @@ use crate::store::Shared;
 type Reg = web::Data<std::sync::Arc<Registry>>;
 type Settings = web::Data<AdminSettings>;
 
+/// `Content-Type: application/json`, set before `.json(…)` on the busy answers (registration, heartbeat)
+/// so that actix does not convert its `mime` value into a header value on every response.
+const JSON: (header::HeaderName, header::HeaderValue) = (
+    header::CONTENT_TYPE,
+    header::HeaderValue::from_static("application/json"),
+);
+
 /// Register, heartbeat, deregister: the registration token, when one is set.
 fn authorize(req: &HttpRequest, settings: &AdminSettings) -> Result<(), GatewayError> {
     settings.tokens.load().check_write(authorization(req))
@@ -34,12 +41,13 @@ fn authorize_read(req: &HttpRequest, settings: &AdminSettings) -> Result<(), Gat
     settings.tokens.load().check_read(authorization(req))
 }
 
-/// Reads the whole body, refusing more than `limit` bytes without reading them all.
+/// Reads the whole body, refusing more than `limit` bytes without reading them all. A body that arrives
+/// in one chunk (a registration nearly always does) is kept as it came, without a copy.
 async fn read_limited(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
-) -> Result<BytesMut, GatewayError> {
+) -> Result<Bytes, GatewayError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -48,46 +56,67 @@ async fn read_limited(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(GatewayError::PayloadTooLarge { limit });
     }
+    // The first chunk as it came, until a second one makes a copy necessary.
+    let mut only: Option<Bytes> = None;
     let mut buf = BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| GatewayError::BadBody(e.to_string()))?;
-        if buf.len() + chunk.len() > limit {
+        let held = only.as_ref().map_or(buf.len(), Bytes::len);
+        if held + chunk.len() > limit {
             return Err(GatewayError::PayloadTooLarge { limit });
         }
-        buf.extend_from_slice(&chunk);
+        if let Some(first) = only.take() {
+            buf.extend_from_slice(&first);
+            buf.extend_from_slice(&chunk);
+        } else if buf.is_empty() {
+            only = Some(chunk);
+        } else {
+            buf.extend_from_slice(&chunk);
+        }
     }
-    Ok(buf)
+    Ok(only.unwrap_or_else(|| buf.freeze()))
 }
 
 /// Parses and validates a `POST /register` body (no IO: the own-listener check is the caller's).
 pub(crate) fn parse_registration(body: &[u8]) -> Result<Registration, GatewayError> {
+    // The common case, a valid body, is read once and without tracking where the parser is; only a
+    // body that fails is read again, to name the field at fault.
+    match serde_json::from_slice::<RegisterRequest<'_>>(body) {
+        Ok(req) => Registration::try_from(req),
+        Err(e) => Err(explain_invalid(body, e)),
+    }
+}
+
+/// Why `body`, which serde could not read as a [`RegisterRequest`], is refused: the field at fault
+/// (named from the path the parser reached), or malformed JSON; `error` is what the first reading said.
+fn explain_invalid(body: &[u8], error: serde_json::Error) -> GatewayError {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let req: RegisterRequest = match serde_path_to_error::deserialize(&mut de) {
-        Ok(r) => r,
-        Err(e) => {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            return Err(match inner.classify() {
-                serde_json::error::Category::Data if path != "." => GatewayError::InvalidField {
-                    field: path,
-                    message: inner.to_string(),
-                },
-                serde_json::error::Category::Data => {
-                    // A missing field is reported at the root: name it from serde's message.
-                    let msg = inner.to_string();
-                    let field = msg.split('`').nth(1).unwrap_or("body").to_owned();
-                    GatewayError::InvalidField {
-                        field,
-                        message: msg,
-                    }
-                }
-                _ => GatewayError::MalformedJson(inner.to_string()),
-            });
-        }
+    let e = match serde_path_to_error::deserialize::<_, RegisterRequest<'_>>(&mut de) {
+        Ok(_) => match de.end() {
+            // Not reached (the two readings agree), but never an accepted body.
+            Ok(()) => return GatewayError::MalformedJson(error.to_string()),
+            Err(e) => return GatewayError::MalformedJson(e.to_string()),
+        },
+        Err(e) => e,
     };
-    de.end()
-        .map_err(|e| GatewayError::MalformedJson(e.to_string()))?;
-    Registration::try_from(req)
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    match inner.classify() {
+        serde_json::error::Category::Data if path != "." => GatewayError::InvalidField {
+            field: path,
+            message: inner.to_string(),
+        },
+        serde_json::error::Category::Data => {
+            // A missing field is reported at the root: name it from serde's message.
+            let msg = inner.to_string();
+            let field = msg.split('`').nth(1).unwrap_or("body").to_owned();
+            GatewayError::InvalidField {
+                field,
+                message: msg,
+            }
+        }
+        _ => GatewayError::MalformedJson(inner.to_string()),
+    }
 }
 
 /// `POST /register`: 201 with a new id, or 200 with the same id when already registered.
@@ -117,9 +146,9 @@ pub(crate) async fn register(
     let policy = registry.policy();
     let r = &out.replica;
     let dto = RegisterResponse {
-        id: r.id().to_string(),
-        service: r.service().to_string(),
-        address: r.address().to_string(),
+        id: r.id(),
+        service: r.service().as_str(),
+        address: r.address().as_str(),
         heartbeat_interval_ms: policy.heartbeat_interval.as_millis() as u64,
         lease_ttl_ms: policy.lease_ttl.as_millis() as u64,
         on_probation: out.on_probation,
@@ -129,11 +158,20 @@ pub(crate) async fn register(
     } else {
         HttpResponse::Ok()
     };
+    let mut location = String::with_capacity(
+        "/registry/".len() + dto.service.len() + 1 + uuid::fmt::Hyphenated::LENGTH,
+    );
+    location.push_str("/registry/");
+    location.push_str(dto.service);
+    location.push('/');
+    location.push_str(
+        dto.id
+            .hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer()),
+    );
     Ok(resp
-        .insert_header((
-            header::LOCATION,
-            format!("/registry/{}/{}", r.service(), r.id()),
-        ))
+        .insert_header((header::LOCATION, location))
+        .insert_header(JSON)
         .json(dto))
 }
 
@@ -147,11 +185,13 @@ fn heartbeat(
     authorize(req, settings)?;
     registry.execute(Heartbeat { service, id }, clock::now())?;
     let policy = registry.policy();
-    Ok(HttpResponse::Ok().json(HeartbeatResponse {
-        heartbeat_interval_ms: policy.heartbeat_interval.as_millis() as u64,
-        id,
-        lease_ttl_ms: policy.lease_ttl.as_millis() as u64,
-    }))
+    Ok(HttpResponse::Ok()
+        .insert_header(JSON)
+        .json(HeartbeatResponse {
+            heartbeat_interval_ms: policy.heartbeat_interval.as_millis() as u64,
+            id,
+            lease_ttl_ms: policy.lease_ttl.as_millis() as u64,
+        }))
 }
 
 /// `DELETE /registry/{service}/{id}`: 204.
@@ -339,4 +379,75 @@ pub(crate) async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse,
 /// Any other path under `/registry/`, and every unknown path on the admin listener.
 pub(crate) async fn not_found(req: HttpRequest) -> Result<HttpResponse, GatewayError> {
     Err(GatewayError::NoRoute(req.path().to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Protocol;
+
+    fn field_of(body: &str) -> (String, String) {
+        match parse_registration(body.as_bytes()) {
+            Err(GatewayError::InvalidField { field, message }) => (field, message),
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_body_with_escapes_reads_as_one_without() {
+        let plain =
+            parse_registration(br#"{"service":"orders","address":"http://127.0.0.1:9001"}"#)
+                .unwrap();
+        let escaped = parse_registration(
+            br#"{"service":"\u006frders","address":"http:\/\/127.0.0.1:9001","protocol":"h\u0074tp"}"#,
+        )
+        .unwrap();
+        assert_eq!(escaped.service, plain.service);
+        assert_eq!(escaped.address, plain.address);
+        assert_eq!(escaped.protocol, Protocol::Http);
+    }
+
+    #[test]
+    fn a_refused_body_names_its_field_as_before() {
+        assert_eq!(
+            field_of(r#"{"address":"http://127.0.0.1:9001"}"#).0,
+            "service"
+        );
+        let (field, message) = field_of(r#"{"service":7,"address":"http://127.0.0.1:9001"}"#);
+        assert_eq!(field, "service");
+        assert!(message.contains("invalid type: integer `7`"), "{message}");
+        assert_eq!(
+            field_of(
+                r#"{"service":"orders","address":"http://127.0.0.1:9001","metadata":{"k":1}}"#
+            )
+            .0,
+            "metadata.k"
+        );
+        assert_eq!(
+            field_of(r#"{"service":"orders","address":"http://127.0.0.1:9001","protocol":"ftp"}"#)
+                .0,
+            "protocol"
+        );
+        assert_eq!(
+            field_of(r#"{"service":"orders","address":"http://127.0.0.1:0"}"#).0,
+            "address"
+        );
+    }
+
+    #[test]
+    fn malformed_json_and_trailing_bytes_are_malformed() {
+        for body in [
+            "{",
+            "",
+            r#"{"service":"orders","address":"http://127.0.0.1:9001"} x"#,
+        ] {
+            assert!(
+                matches!(
+                    parse_registration(body.as_bytes()),
+                    Err(GatewayError::MalformedJson(_))
+                ),
+                "{body:?}"
+            );
+        }
+    }
 }

@@ -8,6 +8,8 @@ use std::sync::Arc;
 /// `[::1]` and most host names. A replica's address then costs no allocation of its own.
 const INLINE: usize = 30;
 
+mod literal;
+
 /// A validated replica address: `http` or `https` scheme, a host, an explicit port, nothing else.
 /// `http://a:1` and `https://a:1` are two replicas.
 ///
@@ -56,6 +58,16 @@ pub enum InvalidAddress {
 impl ReplicaAddress {
     /// Validates and normalises `s`.
     pub fn parse(s: &str) -> Result<Self, InvalidAddress> {
+        // The commonest form, already canonical, is taken as it is (the same answer, without the URL
+        // parser and its allocations: a third of a registration's work in the gateway).
+        if let Some(l) = literal::canonical_ipv4(s) {
+            return Ok(ReplicaAddress::from_normalised(&s[..l.len]));
+        }
+        ReplicaAddress::parse_url(s)
+    }
+
+    /// Validates and normalises `s` with the general URL parser.
+    fn parse_url(s: &str) -> Result<Self, InvalidAddress> {
         let url = url::Url::parse(s.trim()).map_err(|e| InvalidAddress::NotAUrl(e.to_string()))?;
         let tls = match url.scheme() {
             "http" => false,
@@ -299,6 +311,53 @@ mod tests {
             format!("{a:?}"),
             "ReplicaAddress(\"http://127.0.0.1:9001\")"
         );
+    }
+
+    #[test]
+    fn the_quick_reading_agrees_with_the_url_parser() {
+        let mut quick = 0;
+        for scheme in ["http", "https", "HTTP", "ftp"] {
+            for host in [
+                "127.0.0.1",
+                "127.1.2.3",
+                "0.0.0.0",
+                "255.255.255.255",
+                "256.0.0.1",
+                "127.0.0.01",
+                "127.0.0",
+                "127.0.0.1.1",
+                "127..0.1",
+                "0x7f.0.0.1",
+                "localhost",
+                "[::1]",
+                "",
+            ] {
+                for port in [
+                    "9001", "80", "443", "1", "65535", "65536", "0", "00", "080", "", "x",
+                ] {
+                    for tail in ["", "/", "//", "/a", "?", "#"] {
+                        let s = format!("{scheme}://{host}:{port}{tail}");
+                        let general = ReplicaAddress::parse_url(&s);
+                        if literal::canonical_ipv4(&s).is_some() {
+                            quick += 1;
+                        }
+                        assert_eq!(ReplicaAddress::parse(&s), general, "{s:?}");
+                    }
+                }
+            }
+        }
+        // Every canonical literal took the quick way: 2 schemes, 4 hosts, 5 ports, 2 tails.
+        assert_eq!(quick, 2 * 4 * 5 * 2);
+        for padded in [
+            " http://127.0.0.1:9001",
+            "http://127.0.0.1:9001 ",
+            "http://127.0.0.1:9001\n",
+        ] {
+            assert_eq!(
+                ReplicaAddress::parse(padded),
+                ReplicaAddress::parse_url(padded)
+            );
+        }
     }
 
     #[test]
