@@ -2,7 +2,7 @@
 //! budget and its self-preservation state.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use uuid::Uuid;
@@ -29,7 +29,7 @@ pub(crate) struct PreservationSlot {
 pub struct Service {
     name: ServiceName,
     /// The replicas, indexed; changed under this lock in O(1) amortised.
-    members: Mutex<ReplicaSet>,
+    members: RwLock<ReplicaSet>,
     /// An immutable copy of `members` for the proxy, which clones the `Arc` and routes without holding
     /// any lock; dropped on every change and rebuilt by the next reader (under `members`' lock), so a
     /// burst of registrations costs one copy, not one per registration.
@@ -77,7 +77,7 @@ impl Service {
     pub(crate) fn new(name: ServiceName, budget: Option<RetryBudgetConfig>) -> Self {
         Service {
             name,
-            members: Mutex::new(ReplicaSet::default()),
+            members: RwLock::new(ReplicaSet::default()),
             snapshot: RwLock::new(None),
             rr: RoundRobin::default(),
             budget: Mutex::new(budget.map(Budget::new)),
@@ -165,8 +165,15 @@ impl Service {
         self.members().by_id(id).cloned()
     }
 
-    fn members(&self) -> MutexGuard<'_, ReplicaSet> {
-        self.members.lock().unwrap_or_else(|e| e.into_inner())
+    /// The replicas to read: shared, so heartbeats (a lookup by id) and snapshot rebuilds never wait
+    /// for each other, only for a change.
+    fn members(&self) -> RwLockReadGuard<'_, ReplicaSet> {
+        self.members.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The replicas to change: exclusive.
+    fn members_mut(&self) -> RwLockWriteGuard<'_, ReplicaSet> {
+        self.members.write().unwrap_or_else(|e| e.into_inner())
     }
 
     fn budget(&self) -> MutexGuard<'_, Option<Budget>> {
@@ -231,7 +238,7 @@ impl Service {
 
     /// Changes the replicas with `f`, under the service's lock, and returns what `f` returned.
     pub(crate) fn update<R>(&self, f: impl FnOnce(&mut ReplicaSet) -> R) -> R {
-        let mut members = self.members();
+        let mut members = self.members_mut();
         let out = f(&mut members);
         if members.take_changed() {
             *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = None;
