@@ -149,7 +149,8 @@ pub struct RecordOutcome<'a> {
 pub struct Abandon<'a>(pub &'a Pick);
 
 /// Removes every registered replica whose lease ran out (unless self-preservation holds them, or `0` is
-/// [`LeaseExpiry::Suspended`]), and forgets old tombstones. Replies how many replicas were removed.
+/// [`LeaseExpiry::Suspended`]), and forgets old tombstones and the ids of replicas removed here more than
+/// a lease ago. Replies how many replicas were removed.
 #[derive(Debug, Clone, Copy)]
 pub struct SweepLeases(pub LeaseExpiry);
 

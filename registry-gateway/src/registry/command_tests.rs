@@ -267,6 +267,40 @@ fn a_peers_registration_of_a_local_address_replaces_the_local_replica() {
 }
 
 #[test]
+fn a_replica_removed_here_is_not_taken_back_from_the_store_for_a_lease() {
+    // lease: 15 s. The store may still show a removal this gateway has not written yet (queued, or in
+    // flight while a resync reads): what it shows must not bring the replica back here.
+    let t0 = Instant::now();
+    let r = Registry::new(policy());
+    let _outbox = r.share_changes(16).unwrap();
+    let gone = r.execute(Register(reg("orders", 9001)), t0).replica;
+    let lapsed = r.execute(Register(reg("orders", 9002)), t0).replica;
+    let id = gone.id().to_string();
+    let deregister = Deregister {
+        service: "orders",
+        id: &id,
+    };
+    r.execute(deregister, at(t0, 1_000)).unwrap();
+    let shown = |rec: ReplicaRecord| PeerRegistered {
+        record: rec,
+        lease_left: Duration::from_secs(14),
+    };
+    assert_eq!(run(&r, shown(gone.record()), at(t0, 1_000)), ((), vec![]));
+    assert!(r.service("orders").unwrap().by_id(&gone.id()).is_none());
+    // a lapsed lease is not this gateway's removal to write: a peer holding it is taken back
+    r.execute(SweepLeases(LeaseExpiry::Enforced), at(t0, 15_000));
+    let added = vec![Seen::Added(9002, Joined::ByPeer)];
+    assert_eq!(run(&r, shown(lapsed.record()), at(t0, 15_000)), ((), added));
+    // still within a lease of the deregistration
+    r.execute(SweepLeases(LeaseExpiry::Enforced), at(t0, 15_999));
+    assert_eq!(run(&r, shown(gone.record()), at(t0, 15_999)), ((), vec![]));
+    // a lease after it, the id is forgotten
+    r.execute(SweepLeases(LeaseExpiry::Enforced), at(t0, 16_000));
+    let added = vec![Seen::Added(9001, Joined::ByPeer)];
+    assert_eq!(run(&r, shown(gone.record()), at(t0, 16_000)), ((), added));
+}
+
+#[test]
 fn failures_counted_across_gateways_open_the_breaker_here_and_that_is_shared() {
     // breaker: 3 consecutive failures
     let t0 = Instant::now();

@@ -167,6 +167,10 @@ pub struct Registry {
     /// gRPC service name → registry services that have had a replica serving it.
     grpc_index: DashMap<String, Vec<ServiceName>>,
     tombstones: Mutex<HashMap<(ServiceName, ReplicaAddress), Tombstone>>,
+    /// Ids of registered replicas this gateway removed itself (deregistered, evicted for failures) while
+    /// sharing, with when: a peer's registration of one is not taken back for a lease (what the store
+    /// shows of it may predate the removal's write), see `removal.rs`.
+    removed_here: Mutex<HashMap<Uuid, Instant>>,
     /// Replaced by a config reload ([`Registry::set_policy`]); each operation loads it once.
     policy: arc_swap::ArcSwap<RegistryPolicy>,
     events: tokio::sync::broadcast::Sender<RegistryEvent>,
@@ -193,6 +197,7 @@ impl Registry {
             services,
             grpc_index: DashMap::new(),
             tombstones: Mutex::new(HashMap::new()),
+            removed_here: Mutex::new(HashMap::new()),
             policy: arc_swap::ArcSwap::from_pointee(policy),
             events: tokio::sync::broadcast::channel(4096).0,
             outbox: std::sync::OnceLock::new(),
@@ -317,6 +322,10 @@ impl Registry {
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<(ServiceName, ReplicaAddress), Tombstone>> {
         self.tombstones.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn removed_here_lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Instant>> {
+        self.removed_here.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

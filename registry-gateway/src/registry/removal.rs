@@ -1,6 +1,8 @@
 //! Removing replicas: at their own request, from the config, and by the registry's own rules (failures,
 //! lapsed leases) or a peer's; every removal leaves the same traces (metrics forgotten, the evicted list,
-//! a tombstone for probation, one event).
+//! a tombstone for probation, one event). While the registry is shared, a replica this gateway removes
+//! itself leaves its id for a lease: the store may still show it (the removal is queued, or in flight
+//! while a resync reads), and what it shows must not bring it back here, to be written back again.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -57,7 +59,23 @@ impl Registry {
         source: Source,
         events: &mut Events,
     ) -> bool {
-        let removed = svc.update(|list| list.remove(replica));
+        // A removal the store writes (a replica registered here that left here) leaves its id behind, under
+        // the list's lock: a peer's registration of it racing this removal either finds it still listed or
+        // sees the id (`PeerRegistered`).
+        let shared = self.outbox.get().is_some()
+            && source == Source::Local
+            && replica.origin() == Origin::Registered
+            && matches!(
+                reason,
+                EvictionReason::Deregistered | EvictionReason::Failures(_)
+            );
+        let removed = svc.update(|list| {
+            let removed = list.remove(replica);
+            if removed && shared {
+                self.removed_here_lock().insert(replica.id(), now);
+            }
+            removed
+        });
         if !removed {
             return false;
         }

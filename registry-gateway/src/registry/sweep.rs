@@ -1,5 +1,5 @@
 //! The lease sweep: expires the leases that ran out, unless self-preservation holds them, and forgets
-//! old tombstones.
+//! old tombstones (and the ids of replicas removed here more than a lease ago).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,6 +26,10 @@ impl Command for SweepLeases {
         if self.0 == LeaseExpiry::Enforced {
             removed = registry.expire_due(now, events);
         }
+        let lease = registry.policy.load().lease_ttl;
+        registry
+            .removed_here_lock()
+            .retain(|_, at| now.saturating_duration_since(*at) < lease);
         let memory = registry.policy.load().probation_memory;
         registry
             .tombstones_lock()

@@ -18,7 +18,8 @@ use super::{
 use crate::policy::{Breaker, BreakerState, EvictionReason, Lease};
 
 /// Renews the replica when present with the same id; replaces a local replica of the same address that has
-/// another id (the shared id wins, and the replica's SDK adopts it at its next heartbeat).
+/// another id (the shared id wins, and the replica's SDK adopts it at its next heartbeat). An id this
+/// gateway removed itself within a lease is not taken back (see `removal.rs`).
 impl Command for PeerRegistered {
     type Reply = ();
 
@@ -43,6 +44,10 @@ impl Command for PeerRegistered {
                     st.set_labels(&rec.metadata, &rec.grpc_services);
                     return (None, None);
                 }
+            }
+            // Removed here, its removal maybe not written yet: what the store shows of it is older.
+            if registry.removed_here_lock().contains_key(&rec.id) {
+                return (None, None);
             }
             let old = list.by_address(&rec.address).cloned();
             if let Some(old) = &old {
