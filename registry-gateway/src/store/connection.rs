@@ -109,7 +109,11 @@ impl Connection {
     }
 
     fn succeeded(&self) {
-        if self.connected.send_replace(true) {
+        // Watchers hear of a change only: every command succeeds, and the resync wakes on each change.
+        if !self
+            .connected
+            .send_if_modified(|c| !std::mem::replace(c, true))
+        {
             return;
         }
         self.metrics.store_connected.set(1);
@@ -123,7 +127,10 @@ impl Connection {
     pub(super) fn failed(&self, what: &str, e: impl Display) {
         let mut h = self.health();
         h.last_error = Some(format!("{what}: {e}"));
-        if self.connected.send_replace(false) {
+        if self
+            .connected
+            .send_if_modified(|c| std::mem::replace(c, false))
+        {
             self.metrics.store_connected.set(0);
             h.degraded_since = Some(clock::now());
             tracing::warn!(error = %e, "[STORE] Redis unreachable ({what}): degraded, routing on the last known registry");
@@ -189,5 +196,40 @@ impl Connection {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection() -> Connection {
+        // Never dialled: only the reachability bookkeeping is exercised.
+        let client = redis::Client::open("redis://127.0.0.1:1").unwrap();
+        Connection::new(client, Duration::from_millis(100), Arc::new(Metrics::new()))
+    }
+
+    #[test]
+    fn watchers_wake_on_a_change_of_reachability_only() {
+        let conn = connection();
+        let mut rx = conn.watch();
+        let epoch = conn.epoch();
+        conn.succeeded();
+        assert!(rx.has_changed().unwrap());
+        assert!(*rx.borrow_and_update());
+        assert_eq!(conn.epoch(), epoch + 1);
+        // Every later command that succeeds changes nothing: no wake-up, no new epoch.
+        conn.succeeded();
+        conn.succeeded();
+        assert!(!rx.has_changed().unwrap());
+        assert_eq!(conn.epoch(), epoch + 1);
+        conn.failed("ping", "refused");
+        assert!(rx.has_changed().unwrap());
+        assert!(!*rx.borrow_and_update());
+        conn.failed("ping", "refused");
+        assert!(!rx.has_changed().unwrap());
+        conn.succeeded();
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(conn.epoch(), epoch + 2);
     }
 }
