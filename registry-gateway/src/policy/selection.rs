@@ -21,7 +21,16 @@ impl RoundRobin {
             return None;
         }
         let target = self.next.fetch_add(1, Ordering::Relaxed) % count;
-        (0..n).filter(|&i| eligible(i)).nth(target)
+        // Eligibility may shrink between the two passes (another request took a half-open probe slot):
+        // then the last replica still eligible, never `None` while one is.
+        let mut last = None;
+        for (seen, i) in (0..n).filter(|&i| eligible(i)).enumerate() {
+            if seen == target {
+                return Some(i);
+            }
+            last = Some(i);
+        }
+        last
     }
 }
 
@@ -33,6 +42,20 @@ mod tests {
         (0..len)
             .map(|_| rr.pick(eligible.len(), |i| eligible[i]).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn a_replica_that_stops_being_eligible_between_the_passes_does_not_hide_the_others() {
+        let rr = RoundRobin::default();
+        for _ in 0..3 {
+            // Replica 2 is eligible in the first pass only: its probe slot was taken meanwhile.
+            let calls = std::cell::Cell::new(0);
+            let picked = rr.pick(3, |i| {
+                calls.set(calls.get() + 1);
+                i != 2 || calls.get() <= 3
+            });
+            assert!(matches!(picked, Some(0 | 1)), "{picked:?}");
+        }
     }
 
     #[test]
