@@ -13,6 +13,7 @@
 
 use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice, Write as _};
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::task::Poll;
@@ -67,9 +68,9 @@ pub(crate) async fn serve(
     loop {
         if !buf.is_empty() {
             started.get_or_insert_with(clock::now);
-            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut req = httparse::Request::new(&mut slots);
-            match req.parse(buf) {
+            let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+            let mut req = httparse::Request::new(&mut []);
+            match req.parse_with_uninit_headers(buf, &mut slots) {
                 Ok(httparse::Status::Complete(len)) => {
                     if !front.takes(&req) {
                         return Left::HandOver;

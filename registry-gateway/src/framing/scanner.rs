@@ -165,9 +165,10 @@ fn head_end(partial: &mut Vec<u8>, bytes: &[u8]) -> Option<(usize, Body)> {
         joined = [partial.as_slice(), bytes].concat();
         &joined
     };
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let (end, body) = match req.parse(view) {
+    // Left uninitialised: zeroing 96 slots per request head was a measurable share of a proxied request.
+    let mut slots = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let (end, body) = match req.parse_with_uninit_headers(view, &mut slots) {
         Ok(httparse::Status::Complete(end)) => (end, body_of(&req)),
         Ok(httparse::Status::Partial) => return None,
         // The server refuses it and closes: nothing more to frame.

@@ -2,6 +2,7 @@
 //! and the replica's response head parsed with `httparse` into the client's header map and a framing.
 
 use std::io::Write as _;
+use std::mem::MaybeUninit;
 use std::net::IpAddr;
 use std::ops::Range;
 
@@ -242,9 +243,11 @@ pub(crate) fn parse_response(
     head_request: bool,
 ) -> Result<Option<ResponseHead>, HeadError> {
     loop {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-        let mut resp = httparse::Response::new(&mut slots);
-        let len = match resp.parse(buf) {
+        let mut slots = [const { MaybeUninit::uninit() }; MAX_RESPONSE_HEADERS];
+        let mut resp = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default()
+            .parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
+        let len = match parsed {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE_HEAD => {
                 return Err(HeadError::TooLarge)
