@@ -22,6 +22,7 @@ WRK_CPU=${WRK_CPU:-0}
 SUT_CPU=${SUT_CPU:-1}
 BACKEND_CPU=${BACKEND_CPU:-$WRK_CPU}
 SYSCALLS=${SYSCALLS:-1}
+PIPELINE=${PIPELINE:-1}
 
 need() { command -v "$1" >/dev/null 2>&1; }
 missing=()
@@ -55,6 +56,7 @@ for p in $B1 $B2; do
   taskset -c "$BACKEND_CPU" "$BIN/demo-http" --name "b$p" --port "$p" --workers 1 > "$WORK/b$p.log" 2>&1 &
   pids+=($!)
 done
+BACKEND_PIDS=("${pids[@]}")
 wait_http "http://127.0.0.1:$B1/ping"; wait_http "http://127.0.0.1:$B2/ping"
 
 cat > "$WORK/nginx.conf" <<NGINX
@@ -86,6 +88,7 @@ cat > "$WORK/gateway.yaml" <<YAML
 listen: 127.0.0.1:$GW
 grpc_listen: 127.0.0.1:0
 workers: $WORKERS
+upstream: { pipeline: $PIPELINE }
 services:
   svc: [http://127.0.0.1:$B1, http://127.0.0.1:$B2]
 YAML
@@ -93,6 +96,10 @@ GATEWAY_LOG=warn taskset -c "$SUT_CPU" "$GATEWAY_BIN" --config "$WORK/gateway.ya
 pids+=($!)
 wait_http "http://127.0.0.1:$GW/svc/ping"
 
+ctx_switches() { # context switches of every thread of the given pids: "voluntary involuntary"
+  cat $(for p in "$@"; do echo /proc/"$p"/task/*/status; done) 2>/dev/null \
+    | awk '/^voluntary_ctxt_switches/ {v += $2} /^nonvoluntary_ctxt_switches/ {n += $2} END {print v + 0, n + 0}'
+}
 cpu_ticks() { # utime and stime of the given pids, in clock ticks: "user sys"
   local u=0 s=0 p
   for p in "$@"; do
@@ -111,20 +118,25 @@ ms() { # a wrk latency ("812.00us", "1.73ms", "1.2s") in ms
   awk -v v="$1" 'BEGIN { if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v }'
 }
 
-run() { # name url pids... -> "rps p50_ms p99_ms user_us_per_request sys_us_per_request"
+out_segs() { awk '$1 == "Tcp:" && $2 ~ /^[0-9]/ {print $12}' /proc/net/snmp; } # TCP segments sent, machine-wide
+
+run() { # name url pids... -> "rps p50_ms p99_ms user_us sys_us segments backend_us", all per request
   local out rps p50 p99 name=$1 url=$2; shift 2
-  local u0 s0 u1 s1
-  read -r u0 s0 < <(cpu_ticks "$@")
+  local u0 s0 u1 s1 g0 g1 bu0 bs0 bu1 bs1 v0 n0 v1 n1
+  read -r v0 n0 < <(ctx_switches "$@" "${BACKEND_PIDS[@]}")
+  read -r u0 s0 < <(cpu_ticks "$@"); read -r bu0 bs0 < <(cpu_ticks "${BACKEND_PIDS[@]}"); g0=$(out_segs)
   out=$(taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url")
-  read -r u1 s1 < <(cpu_ticks "$@")
+  g1=$(out_segs); read -r bu1 bs1 < <(cpu_ticks "${BACKEND_PIDS[@]}"); read -r u1 s1 < <(cpu_ticks "$@")
+  read -r v1 n1 < <(ctx_switches "$@" "${BACKEND_PIDS[@]}")
   local total; total=$(awk '/requests in/ {print $1}' <<<"$out")
   rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
   p50=$(ms "$(awk '$1=="50%" {print $2}' <<<"$out")")
   p99=$(ms "$(awk '$1=="99%" {print $2}' <<<"$out")")
   local errs; errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out")
   [ -n "$errs" ] && echo "  $name: $errs" >&2
-  local us; us=$(awk -v du=$((u1 - u0)) -v ds=$((s1 - s0)) -v hz="$HZ" -v n="$total" \
-    'BEGIN { printf "%.2f %.2f", du * 1e6 / hz / n, ds * 1e6 / hz / n }')
+  local us; us=$(awk -v du=$((u1 - u0)) -v ds=$((s1 - s0)) -v hz="$HZ" -v n="$total" -v dg=$((g1 - g0)) \
+    -v db=$((bu1 - bu0 + bs1 - bs0)) -v dc=$((v1 - v0 + n1 - n0)) \
+    'BEGIN { printf "%.2f %.2f %.2f %.2f %.3f", du * 1e6 / hz / n, ds * 1e6 / hz / n, dg / n, db * 1e6 / hz / n, dc / n }')
   echo "$rps $p50 $p99 $us"
 }
 
@@ -155,9 +167,9 @@ for r in $(seq "$ROUNDS"); do
   # shellcheck disable=SC2086
   a=$(run nginx "http://127.0.0.1:$NG/svc/ping" $NGINX_PIDS); ng+=("$a")
   b=$(run gateway "http://127.0.0.1:$GW/svc/ping" "$GW_PID"); gw+=("$b")
-  read -r a1 a2 a3 a4 a5 <<<"$a"; read -r b1 b2 b3 b4 b5 <<<"$b"
-  printf "  round %d: nginx %8.0f req/s p50 %5.2f p99 %5.2f ms cpu %5.2f+%5.2f us | gateway %8.0f req/s p50 %5.2f p99 %5.2f ms cpu %5.2f+%5.2f us\n" \
-    "$r" "$a1" "$a2" "$a3" "$a4" "$a5" "$b1" "$b2" "$b3" "$b4" "$b5"
+  read -r a1 a2 a3 a4 a5 a6 a7 a8 <<<"$a"; read -r b1 b2 b3 b4 b5 b6 b7 b8 <<<"$b"
+  printf "  round %d: nginx %6.0f req/s p99 %4.2f ms cpu %4.2f+%5.2f us segs %4.2f backends %5.2f us cs %5.3f | gateway %6.0f req/s p99 %4.2f ms cpu %4.2f+%5.2f us segs %4.2f backends %5.2f us cs %5.3f\n" \
+    "$r" "$a1" "$a3" "$a4" "$a5" "$a6" "$a7" "$a8" "$b1" "$b3" "$b4" "$b5" "$b6" "$b7" "$b8"
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
 col() { local i=$1; shift; printf '%s\n' "$@" | awk -v i="$i" '{print $i}'; }

@@ -443,6 +443,14 @@ pub enum Behaviour {
     InvalidStatusLine,
     /// Never answers (until the peer closes).
     Silent,
+    /// Answers `200` with the request's target as the body and keeps the connection alive.
+    EchoTarget,
+    /// Answers `200` with the request's target as the body, then closes the connection; with
+    /// `announce`, the answer says `Connection: close` first.
+    EchoTargetThenClose {
+        /// Send `Connection: close` with the answer.
+        announce: bool,
+    },
 }
 
 /// A request as a [`RawReplica`] received it.
@@ -480,6 +488,7 @@ struct ReplicaState {
     requests: Mutex<Vec<RawRequest>>,
     heads: AtomicUsize,
     connections: AtomicUsize,
+    pipelined: AtomicUsize,
     tasks: Mutex<Vec<AbortHandle>>,
 }
 
@@ -504,6 +513,7 @@ impl RawReplica {
             requests: Mutex::new(Vec::new()),
             heads: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
+            pipelined: AtomicUsize::new(0),
             tasks: Mutex::new(Vec::new()),
         });
         let st = Arc::clone(&state);
@@ -542,6 +552,12 @@ impl RawReplica {
         self.state.connections.load(Ordering::SeqCst)
     }
 
+    /// Requests that had already arrived, whole or in part, when the answer before them on their
+    /// connection was written (HTTP/1.1 pipelining).
+    pub fn pipelined(&self) -> usize {
+        self.state.pipelined.load(Ordering::SeqCst)
+    }
+
     /// The requests received so far whose body has been read (to its end or to the connection's end).
     pub fn requests(&self) -> Vec<RawRequest> {
         self.state.requests.lock().unwrap().clone()
@@ -576,7 +592,7 @@ async fn serve(mut wire: Wire, st: Arc<ReplicaState>) -> io::Result<()> {
         let (body, end) = wire.read_body(framing, forever).await;
         st.requests.lock().unwrap().push(RawRequest {
             method,
-            target,
+            target: target.clone(),
             headers,
             head: String::from_utf8_lossy(&head).into_owned(),
             body_len: body.len(),
@@ -586,6 +602,10 @@ async fn serve(mut wire: Wire, st: Arc<ReplicaState>) -> io::Result<()> {
             return Ok(());
         }
         let behaviour = st.behaviour.lock().unwrap().clone();
+        // Whatever is buffered now arrived before this answer was written.
+        if !wire.buf.is_empty() {
+            st.pipelined.fetch_add(1, Ordering::SeqCst);
+        }
         let s = &mut wire.stream;
         match behaviour {
             Behaviour::Ok => {
@@ -620,6 +640,27 @@ async fn serve(mut wire: Wire, st: Arc<ReplicaState>) -> io::Result<()> {
                 return Ok(());
             }
             Behaviour::Silent => return hold_until_peer_closes(&mut wire).await,
+            Behaviour::EchoTarget => {
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{target}",
+                    target.len()
+                );
+                s.write_all(answer.as_bytes()).await?;
+            }
+            Behaviour::EchoTargetThenClose { announce } => {
+                let close = if announce {
+                    "connection: close\r\n"
+                } else {
+                    ""
+                };
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n{close}content-length: {}\r\n\r\n{target}",
+                    target.len()
+                );
+                s.write_all(answer.as_bytes()).await?;
+                s.flush().await?;
+                return Ok(());
+            }
         }
     }
 }

@@ -57,6 +57,7 @@ const KINDS: &[(&str, &str)] = &[
     ("upstream.read_timeout", DURATION),
     ("upstream.send_timeout", DURATION),
     ("upstream.max_idle_per_replica", WHOLE),
+    ("upstream.pipeline", POSITIVE),
     ("upstream.tls.ca_file", FILE),
     ("upstream.tls.cert_file", FILE),
     ("upstream.tls.key_file", FILE),

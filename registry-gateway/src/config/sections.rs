@@ -237,6 +237,10 @@ pub struct UpstreamSection {
     pub send_timeout: Duration,
     /// Idle keep-alive connections kept per replica and worker. Default 64.
     pub max_idle_per_replica: usize,
+    /// Most GET requests a worker writes together on one connection to an `http://` replica
+    /// (HTTP/1.1 pipelining, in batches of the requests one turn of its event loop brings); 1 turns it
+    /// off. Default 1.
+    pub pipeline: usize,
     /// TLS to `https://` replicas.
     pub tls: UpstreamTlsSection,
 }
@@ -376,6 +380,7 @@ impl Default for UpstreamSection {
             read_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
             max_idle_per_replica: 64,
+            pipeline: 1,
             tls: UpstreamTlsSection::default(),
         }
     }

@@ -140,6 +140,12 @@ impl Config {
                 "must be longer than 0s",
             ));
         }
+        if !(1..=MAX_PIPELINE).contains(&self.upstream.pipeline) {
+            return Err(invalid(
+                "upstream.pipeline",
+                "must be between 1 (off) and 64",
+            ));
+        }
         if self.proxy.max_hops == 0 {
             return Err(invalid("proxy.max_hops", "must be at least 1"));
         }
@@ -213,3 +219,6 @@ impl Config {
         Ok(())
     }
 }
+
+/// Largest `upstream.pipeline`: a batch that long already makes one write of a whole turn's requests.
+const MAX_PIPELINE: usize = 64;

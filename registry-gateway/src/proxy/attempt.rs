@@ -159,19 +159,16 @@ pub(super) async fn forward_h1(
 ) -> Attempt {
     let upload = body.upload();
     let head_request = head.method == "HEAD";
-    let timer = HeadTimer {
-        head_timeout: settings.request_timeout,
-        send_timeout: settings.send_timeout,
+    let wire = h1::Wire {
+        timer: HeadTimer {
+            head_timeout: settings.request_timeout,
+            send_timeout: settings.send_timeout,
+        },
+        connect_timeout: settings.connect_timeout,
+        max_idle: settings.max_idle_per_replica,
+        pipeline: settings.pipeline,
     };
-    let exchanged = h1::exchange(
-        replica.address(),
-        head,
-        body,
-        timer,
-        settings.connect_timeout,
-        settings.max_idle_per_replica,
-    )
-    .await;
+    let exchanged = h1::exchange(replica.address(), head, body, wire).await;
     let (head, wire) = match exchanged {
         h1::Exchanged::Answered(head, wire) => (head, wire),
         h1::Exchanged::Failed(cause, back) => return Attempt::Failed(cause, back),

@@ -24,6 +24,8 @@ pub struct ProxySettings {
     pub buffer_body_max: usize,
     /// Idle connections kept per replica and worker.
     pub max_idle_per_replica: usize,
+    /// Most GET requests written together on one connection to a replica (`upstream.pipeline`).
+    pub pipeline: usize,
     /// Largest request head, in bytes (431 past it).
     pub max_header_bytes: usize,
     /// Longest request target, in bytes (414 past it).
@@ -62,6 +64,7 @@ impl ProxySettings {
             body_timeout: config.client.body_timeout,
             buffer_body_max: config.retry.buffer_body_max,
             max_idle_per_replica: config.upstream.max_idle_per_replica,
+            pipeline: config.upstream.pipeline,
             max_header_bytes: config.limits.max_header_bytes,
             max_uri_bytes: config.limits.max_uri_bytes,
             instance_id,

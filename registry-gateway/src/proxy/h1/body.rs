@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 
+use super::batch::Ticket;
 use super::chunked::{ChunkedDecoder, Decoded};
 use super::conn::{read_more, Conn};
 use super::framing::Framing;
@@ -28,12 +29,20 @@ pub(crate) struct WireBody {
     reusable: bool,
     max_idle: usize,
     done: bool,
+    /// Its place in a pipelined batch: at the end the connection goes to the next request there.
+    ticket: Option<Ticket>,
 }
 
 impl WireBody {
     /// Reads a body framed by `framing` from `conn` (whose buffer may already hold its first bytes).
     /// `reusable`: the replica and the exchange allow another request on the connection afterwards.
-    pub(crate) fn new(conn: Conn, framing: Framing, reusable: bool, max_idle: usize) -> Self {
+    pub(crate) fn new(
+        conn: Conn,
+        framing: Framing,
+        reusable: bool,
+        max_idle: usize,
+        ticket: Option<Ticket>,
+    ) -> Self {
         let remaining = match framing {
             Framing::None => Remaining::Length(0),
             Framing::Length(n) => Remaining::Length(n),
@@ -46,6 +55,7 @@ impl WireBody {
             reusable,
             max_idle,
             done: false,
+            ticket,
         };
         if matches!(body.remaining, Remaining::Length(0)) {
             body.end();
@@ -75,17 +85,26 @@ impl WireBody {
         self.done
     }
 
-    /// The body ended as framed: the connection goes back to the pool if nothing is left over.
+    /// The body ended as framed: the connection goes to the next request of its batch, or back to the
+    /// pool if nothing is left over.
     fn end(&mut self) {
         self.done = true;
         if let Some(conn) = self.conn.take() {
-            if self.reusable
-                && conn.buf.is_empty()
-                && !matches!(self.remaining, Remaining::UntilClose)
-            {
-                super::pool::checkin(conn, self.max_idle);
+            let reusable = self.reusable && !matches!(self.remaining, Remaining::UntilClose);
+            match self.ticket.take() {
+                Some(ticket) => ticket.hand_on(conn, reusable, self.max_idle),
+                None if reusable && conn.buf.is_empty() => {
+                    super::pool::checkin(conn, self.max_idle)
+                }
+                None => {}
             }
         }
+    }
+
+    /// The connection is lost mid-body: so is the rest of its batch.
+    fn lose(&mut self) {
+        self.conn = None;
+        self.ticket = None;
     }
 
     /// The next piece of the body; `Err` when it ends before its framing says it should, or its framing
@@ -114,7 +133,7 @@ impl WireBody {
                     }
                     Remaining::Chunked(dec) => match dec.decode(&conn.buf) {
                         Err(_) => {
-                            self.conn = None;
+                            self.lose();
                             return Poll::Ready(Some(Err(FailureCause::Truncated)));
                         }
                         Ok((used, Decoded::Data(range))) => {
@@ -141,7 +160,7 @@ impl WireBody {
             match read {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(0)) => {
-                    self.conn = None;
+                    self.lose();
                     if matches!(self.remaining, Remaining::UntilClose) {
                         self.done = true;
                         return Poll::Ready(None);
@@ -149,7 +168,7 @@ impl WireBody {
                     return Poll::Ready(Some(Err(FailureCause::Truncated)));
                 }
                 Poll::Ready(Err(_)) => {
-                    self.conn = None;
+                    self.lose();
                     return Poll::Ready(Some(Err(FailureCause::Truncated)));
                 }
                 Poll::Ready(Ok(_)) => {}

@@ -98,9 +98,29 @@ async fn read_head<R: AsyncRead + Unpin>(
     }
 }
 
+/// Reads the final response head on `conn` within `within`.
+pub(super) async fn read_head_by(
+    conn: &mut Conn,
+    within: Duration,
+    head_request: bool,
+) -> Result<ResponseHead, FailureCause> {
+    let mut deadline = Deadline::at(clock::now() + within);
+    let read = read_head(&mut conn.stream, &mut conn.buf, head_request);
+    tokio::pin!(read);
+    poll_fn(|cx| {
+        if let std::task::Poll::Ready(r) = read.as_mut().poll(cx) {
+            return std::task::Poll::Ready(r);
+        }
+        deadline
+            .poll_expired(cx)
+            .map(|()| Err(FailureCause::Timeout))
+    })
+    .await
+}
+
 /// Writes `head` and `body` with as few system calls as the socket allows (one, usually); returns how
 /// many bytes went out before an error.
-async fn write_all2<W: AsyncWrite + Unpin>(
+pub(super) async fn write_all2<W: AsyncWrite + Unpin>(
     w: &mut W,
     head: &[u8],
     body: &[u8],
@@ -174,20 +194,10 @@ impl Conn {
                     ExchangeError::Failed(FailureCause::Transport)
                 });
             }
-            let mut deadline = Deadline::at(clock::now() + timer.head_timeout);
-            let read = read_head(&mut self.stream, &mut self.buf, head_request);
-            tokio::pin!(read);
-            return poll_fn(|cx| {
-                if let std::task::Poll::Ready(r) = read.as_mut().poll(cx) {
-                    return std::task::Poll::Ready(
-                        r.map(|h| (h, true)).map_err(ExchangeError::Failed),
-                    );
-                }
-                deadline
-                    .poll_expired(cx)
-                    .map(|()| Err(ExchangeError::Failed(FailureCause::Timeout)))
-            })
-            .await;
+            return read_head_by(self, timer.head_timeout, head_request)
+                .await
+                .map(|h| (h, true))
+                .map_err(ExchangeError::Failed);
         };
         self.streamed(head, body, chunked, timer, head_request, &upload_state)
             .await

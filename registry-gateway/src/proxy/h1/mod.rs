@@ -3,6 +3,7 @@
 //! write, response heads parsed with `httparse`, bodies framed by hand (see [`framing`]). No connection
 //! task, no channels, no per-request timers ([`deadline`]).
 
+mod batch;
 mod body;
 mod chunked;
 mod conn;
@@ -41,34 +42,81 @@ pub(crate) enum Exchanged {
     Client(ClientFault),
 }
 
+/// How a request goes to a replica: timeouts, pooling and pipelining.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Wire {
+    /// The head (and upload) timers.
+    pub(crate) timer: HeadTimer,
+    /// TCP connect timeout.
+    pub(crate) connect_timeout: Duration,
+    /// Idle connections kept per replica.
+    pub(crate) max_idle: usize,
+    /// Most GET requests written together on one connection ([`batch`]); 1: none.
+    pub(crate) pipeline: usize,
+}
+
 /// Sends one request to `address` and reads its response head. `head` is written with the body's
 /// framing; a pooled connection that turns out closed before anything was written is replaced by a
-/// fresh one, once.
+/// fresh one, once. A bodyless GET goes in a pipelined batch when `wire.pipeline` allows.
 pub(crate) async fn exchange(
     address: &ReplicaAddress,
     mut head: RequestHead<'_>,
     mut body: RequestBody,
-    timer: HeadTimer,
-    connect_timeout: Duration,
-    max_idle: usize,
+    wire: Wire,
 ) -> Exchanged {
     let exact = body.size_hint().exact();
     head.length = BodyLength::of(head.method, exact);
     let chunked = head.length == BodyLength::Chunked;
     let head_request = head.method == "HEAD";
+    // GET only: a HEAD behind another request is where servers get pipelining wrong (actix-http 3 answers
+    // the request before it without its body and the HEAD with one), and what follows is another
+    // client's bytes.
+    let batchable = wire.pipeline > 1
+        && head.method == "GET"
+        && head.length == BodyLength::Empty
+        && exact == Some(0);
     let mut bytes = HEAD_BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
     head::write_request(&head, &mut bytes);
-    let result = exchange_on(
-        address,
-        &bytes,
-        &mut body,
-        chunked,
-        timer,
-        head_request,
-        connect_timeout,
-        max_idle,
-    )
-    .await;
+    let mut result = None;
+    if batchable {
+        result = match batch::exchange(
+            address,
+            &bytes,
+            wire.timer,
+            wire.connect_timeout,
+            wire.pipeline,
+        )
+        .await
+        {
+            batch::Batched::Answered(resp, conn, mut ticket) => {
+                if matches!(resp.status, 204 | 304) {
+                    ticket.stop_after();
+                }
+                let framing = resp.framing;
+                let reusable = resp.reusable;
+                let body = WireBody::new(conn, framing, reusable, wire.max_idle, Some(ticket));
+                Some(Ok((resp, body)))
+            }
+            batch::Batched::Failed(e) => Some(Err(e)),
+            batch::Batched::Alone => None,
+        };
+    }
+    let result = match result {
+        Some(r) => r,
+        None => {
+            exchange_on(
+                address,
+                &bytes,
+                &mut body,
+                chunked,
+                wire.timer,
+                head_request,
+                wire.connect_timeout,
+                wire.max_idle,
+            )
+            .await
+        }
+    };
     HEAD_BUF.with(|b| *b.borrow_mut() = bytes);
     match result {
         Ok(answer) => Exchanged::Answered(answer.0, answer.1),
@@ -117,5 +165,5 @@ async fn exchange_on(
     let (resp, sent) = result?;
     let reusable = resp.reusable && sent;
     let framing = resp.framing;
-    Ok((resp, WireBody::new(conn, framing, reusable, max_idle)))
+    Ok((resp, WireBody::new(conn, framing, reusable, max_idle, None)))
 }

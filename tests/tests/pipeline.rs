@@ -1,0 +1,181 @@
+//! Pipelined batches to replicas (`upstream.pipeline`): concurrent GETs go out together on one
+//! connection, each client gets its own answer (bodies of every size, HEAD, 204, 304), and a replica that
+//! closes after an answer costs no request and no failure.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use e2e::http::register;
+use e2e::raw::{Behaviour, RawClient, RawReplica, RawResponse};
+use e2e::{demo, gateway, Client};
+use tokio::task::JoinSet;
+
+const WAIT: Duration = Duration::from_secs(30);
+/// Client connections, each sending its requests one after another.
+const CONNS: usize = 24;
+/// Requests per connection.
+const PER_CONN: usize = 12;
+
+/// Sends `targets` on one keep-alive connection, one at a time, and returns each answer.
+async fn one_connection(
+    addr: String,
+    targets: Vec<(String, String)>,
+) -> Vec<(String, RawResponse)> {
+    let mut conn = RawClient::connect(&addr).await;
+    let mut out = Vec::new();
+    for (method, target) in targets {
+        conn.send(format!("{method} {target} HTTP/1.1\r\nHost: gw\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let r = if method == "HEAD" {
+            conn.read_bodyless_response(WAIT).await
+        } else {
+            conn.read_response(WAIT).await
+        };
+        let r = r.unwrap_or_else(|e| panic!("no answer to {method} {target}: {e:?}"));
+        out.push((format!("{method} {target}"), r));
+    }
+    out
+}
+
+/// Every connection's requests, sent at once from `CONNS` connections.
+async fn storm(
+    addr: &str,
+    plan: impl Fn(usize, usize) -> (String, String),
+) -> Vec<(String, RawResponse)> {
+    let mut set = JoinSet::new();
+    for c in 0..CONNS {
+        let targets = (0..PER_CONN).map(|i| plan(c, i)).collect();
+        set.spawn(one_connection(addr.to_owned(), targets));
+    }
+    let mut all = Vec::new();
+    while let Some(r) = set.join_next().await {
+        all.extend(r.expect("a client task panicked"));
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_gets_share_a_connection_and_each_gets_its_own_answer() {
+    let replica = Arc::new(RawReplica::start(Behaviour::EchoTarget).await);
+    let c = Client::new();
+    for (yaml, pipelined) in [("upstream: { pipeline: 16 }\n", true), ("", false)] {
+        let gw = gateway(yaml);
+        register(&c, &gw.url, "echo", &replica.url).await;
+        let before = (replica.pipelined(), replica.seen());
+        let answers = storm(&gw.addr, |c, i| {
+            ("GET".into(), format!("/echo/c{c}/r{i}?q={c}-{i}"))
+        })
+        .await;
+        assert_eq!(answers.len(), CONNS * PER_CONN);
+        for (sent, r) in &answers {
+            assert_eq!(r.status, 200, "{sent}: {}", r.summary());
+            let target = sent.trim_start_matches("GET /echo");
+            assert_eq!(
+                String::from_utf8_lossy(&r.body),
+                target,
+                "{sent} got another's answer"
+            );
+        }
+        let seen = replica.seen() - before.1;
+        assert_eq!(
+            seen,
+            CONNS * PER_CONN,
+            "every request reached the replica once"
+        );
+        let batched = replica.pipelined() - before.0;
+        if pipelined {
+            assert!(
+                batched > 0,
+                "no request was written behind another ({seen} requests)"
+            );
+        } else {
+            assert_eq!(batched, 0, "pipelining is off by default");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_of_every_shape_keep_their_framing_in_a_batch() {
+    let gw = gateway("upstream: { pipeline: 32 }\n");
+    let a = demo("a", &[]);
+    let c = Client::new();
+    register(&c, &gw.url, "files", &a.url).await;
+    // Sizes from empty to several reads' worth, HEADs, 204 and 304 (no body), mixed on every connection.
+    let sizes = [0u64, 1, 100, 16 * 1024, 70_000, 300_000];
+    let answers = storm(&gw.addr, |c, i| match (c + i) % 5 {
+        0 => (
+            "HEAD".into(),
+            format!("/files/download?bytes={}", sizes[i % sizes.len()]),
+        ),
+        1 => ("GET".into(), "/files/status/204".into()),
+        2 => ("GET".into(), "/files/status/304".into()),
+        _ => (
+            "GET".into(),
+            format!("/files/download?bytes={}", sizes[(c * 7 + i) % sizes.len()]),
+        ),
+    })
+    .await;
+    assert_eq!(answers.len(), CONNS * PER_CONN);
+    for (sent, r) in &answers {
+        let bytes: u64 = sent
+            .split("bytes=")
+            .nth(1)
+            .map(|n| n.parse().unwrap())
+            .unwrap_or(0);
+        if sent.contains("/status/") {
+            let code: u16 = sent.rsplit('/').next().unwrap().parse().unwrap();
+            assert_eq!(r.status, code, "{sent}: {}", r.summary());
+            assert!(r.body.is_empty(), "{sent}: a {code} with a body");
+        } else if sent.starts_with("HEAD") {
+            assert_eq!(r.status, 200, "{sent}: {}", r.summary());
+            // The demo answers a HEAD with its echo's length (its download route is GET only).
+            let announced: u64 = r.header("content-length").unwrap_or("0").parse().unwrap();
+            assert!(announced > 0, "{sent}: {}", r.summary());
+            assert!(r.body.is_empty(), "{sent}: a HEAD answer with a body");
+        } else {
+            assert_eq!(r.status, 200, "{sent}: {}", r.summary());
+            assert_eq!(r.body.len() as u64, bytes, "{sent}");
+            let intact = r
+                .body
+                .iter()
+                .enumerate()
+                .all(|(i, b)| *b == (i % 251) as u8);
+            assert!(
+                intact,
+                "{sent}: the body is not the replica's: {:?}",
+                String::from_utf8_lossy(&r.body[..r.body.len().min(200)])
+            );
+        }
+    }
+    let reps = c.get(&format!("{}/registry/files", gw.url)).await.json();
+    assert_eq!(reps["replicas"][0]["failures"], 0, "{reps}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_closes_after_each_answer_costs_no_request_and_no_failure() {
+    for announce in [true, false] {
+        let replica = RawReplica::start(Behaviour::EchoTargetThenClose { announce }).await;
+        let gw = gateway("upstream: { pipeline: 16 }\n");
+        let c = Client::new();
+        register(&c, &gw.url, "echo", &replica.url).await;
+        let answers = storm(&gw.addr, |c, i| ("GET".into(), format!("/echo/c{c}/r{i}"))).await;
+        for (sent, r) in &answers {
+            assert_eq!(
+                r.status,
+                200,
+                "announce {announce}, {sent}: {}",
+                r.summary()
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&r.body),
+                sent.trim_start_matches("GET /echo"),
+                "announce {announce}: {sent} got another's answer"
+            );
+        }
+        let reps = c.get(&format!("{}/registry/echo", gw.url)).await.json();
+        let r = &reps["replicas"][0];
+        assert_eq!(r["failures"], 0, "announce {announce}: {reps}");
+        assert_eq!(r["state"], "closed", "announce {announce}: {reps}");
+    }
+}
