@@ -8,7 +8,9 @@
 # short separate run of each under `strace -c -f` counts system calls per request (SYSCALLS=0 skips it).
 #
 # Usage: bench/proxy.sh   (env: WORKERS=1 CONNS=32 DURATION=10s ROUNDS=3 WRK_CPU=0 SUT_CPU=1 BACKEND_CPU=$WRK_CPU
-#                          SYSCALLS=1 GATEWAY_BIN=target/release/registry-gateway)
+#                          SYSCALLS=1 PIPELINE=16 GATEWAY_BIN=target/release/registry-gateway)
+# Besides nginx and the gateway as it ships, a third proxy is measured when PIPELINE > 1: the gateway with
+# `upstream.pipeline: $PIPELINE` (PIPELINE=1 leaves it out).
 # By default the proxy has core 1 to itself (backends beside wrk on core 0): the proxy is the bottleneck
 # and its wake-ups of the backends do not preempt it. BACKEND_CPU=1 puts proxy and backends on one core.
 set -euo pipefail
@@ -22,7 +24,7 @@ WRK_CPU=${WRK_CPU:-0}
 SUT_CPU=${SUT_CPU:-1}
 BACKEND_CPU=${BACKEND_CPU:-$WRK_CPU}
 SYSCALLS=${SYSCALLS:-1}
-PIPELINE=${PIPELINE:-1}
+PIPELINE=${PIPELINE:-16}
 
 need() { command -v "$1" >/dev/null 2>&1; }
 missing=()
@@ -84,17 +86,31 @@ NGINX
 taskset -c "$SUT_CPU" "$NGINX" -c "$WORK/nginx.conf" -p "$WORK" -g 'daemon on;'
 wait_http "http://127.0.0.1:$NG/svc/ping"
 
-cat > "$WORK/gateway.yaml" <<YAML
-listen: 127.0.0.1:$GW
+# The gateway as it ships (no pipelining) and, with PIPELINE > 1, a second one with `upstream.pipeline`.
+start_gateway() { # port pipeline -> pid in GATEWAY_STARTED
+  cat > "$WORK/gateway-$1.yaml" <<YAML
+listen: 127.0.0.1:$1
 grpc_listen: 127.0.0.1:0
 workers: $WORKERS
-upstream: { pipeline: $PIPELINE }
+upstream: { pipeline: $2 }
 services:
   svc: [http://127.0.0.1:$B1, http://127.0.0.1:$B2]
 YAML
-GATEWAY_LOG=warn taskset -c "$SUT_CPU" "$GATEWAY_BIN" --config "$WORK/gateway.yaml" > "$WORK/gateway.log" 2>&1 &
-pids+=($!)
-wait_http "http://127.0.0.1:$GW/svc/ping"
+  GATEWAY_LOG=warn taskset -c "$SUT_CPU" "$GATEWAY_BIN" --config "$WORK/gateway-$1.yaml" > "$WORK/gateway-$1.log" 2>&1 &
+  pids+=($!)
+  GATEWAY_STARTED=$!
+  wait_http "http://127.0.0.1:$1/svc/ping"
+}
+start_gateway "$GW" 1
+GW_PID=$GATEWAY_STARTED
+NGINX_MASTER=$(cat "$WORK/nginx.pid"); NGINX_PIDS="$NGINX_MASTER $(pgrep -P "$NGINX_MASTER" | tr "\n" " ")"
+# name, URL and pids of each proxy under test
+names=(nginx gateway); urls=("http://127.0.0.1:$NG/svc/ping" "http://127.0.0.1:$GW/svc/ping"); spids=("$NGINX_PIDS" "$GW_PID")
+if [ "$PIPELINE" -gt 1 ]; then
+  GWP=$(free_port)
+  start_gateway "$GWP" "$PIPELINE"
+  names+=("gw+pipe$PIPELINE"); urls+=("http://127.0.0.1:$GWP/svc/ping"); spids+=("$GATEWAY_STARTED")
+fi
 
 ctx_switches() { # context switches of every thread of the given pids: "voluntary involuntary"
   cat $(for p in "$@"; do echo /proc/"$p"/task/*/status; done) 2>/dev/null \
@@ -157,38 +173,42 @@ syscalls() { # name url pids... -> "syscalls_per_request top-5 breakdown"; a 3 s
 }
 
 echo "proxy benchmark: wrk -t1 -c$CONNS -d$DURATION on cpu $WRK_CPU; proxy on cpu $SUT_CPU; 2 backends on cpu $BACKEND_CPU; $WORKERS worker(s)"
-# Warm both up (connection pools, page cache).
-taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$NG/svc/ping" >/dev/null
-taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$GW/svc/ping" >/dev/null
-NGINX_MASTER=$(cat "$WORK/nginx.pid"); NGINX_PIDS="$NGINX_MASTER $(pgrep -P "$NGINX_MASTER" | tr "\n" " ")"
-GW_PID=${pids[-1]}
-ng=(); gw=()
+echo "per request: the proxy's CPU (user+sys), TCP segments sent (all processes), the backends' CPU, context switches (proxy and backends)"
+# Warm every proxy up (connection pools, page cache).
+for i in "${!names[@]}"; do taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" -d2s "${urls[$i]}" >/dev/null; done
+declare -A results
 for r in $(seq "$ROUNDS"); do
-  # shellcheck disable=SC2086
-  a=$(run nginx "http://127.0.0.1:$NG/svc/ping" $NGINX_PIDS); ng+=("$a")
-  b=$(run gateway "http://127.0.0.1:$GW/svc/ping" "$GW_PID"); gw+=("$b")
-  read -r a1 a2 a3 a4 a5 a6 a7 a8 <<<"$a"; read -r b1 b2 b3 b4 b5 b6 b7 b8 <<<"$b"
-  printf "  round %d: nginx %6.0f req/s p99 %4.2f ms cpu %4.2f+%5.2f us segs %4.2f backends %5.2f us cs %5.3f | gateway %6.0f req/s p99 %4.2f ms cpu %4.2f+%5.2f us segs %4.2f backends %5.2f us cs %5.3f\n" \
-    "$r" "$a1" "$a3" "$a4" "$a5" "$a6" "$a7" "$a8" "$b1" "$b3" "$b4" "$b5" "$b6" "$b7" "$b8"
+  for i in "${!names[@]}"; do
+    # shellcheck disable=SC2086
+    out=$(run "${names[$i]}" "${urls[$i]}" ${spids[$i]})
+    results[$i]+="$out"$'\n'
+    read -r a1 _ a3 a4 a5 a6 a7 a8 <<<"$out"
+    printf "  round %d %-12s %7.0f req/s  p99 %5.2f ms  cpu %5.2f+%5.2f us  segs %4.2f  backends %5.2f us  cs %5.3f\n" \
+      "$r" "${names[$i]}" "$a1" "$a3" "$a4" "$a5" "$a6" "$a7" "$a8"
+  done
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
-col() { local i=$1; shift; printf '%s\n' "$@" | awk -v i="$i" '{print $i}'; }
 # shellcheck disable=SC2046
-med() { local i=$1; shift; median $(col "$i" "$@"); }
-NR_=$(med 1 "${ng[@]}"); N50=$(med 2 "${ng[@]}"); NP=$(med 3 "${ng[@]}"); NU=$(med 4 "${ng[@]}"); NS=$(med 5 "${ng[@]}")
-GR=$(med 1 "${gw[@]}"); G50=$(med 2 "${gw[@]}"); GP=$(med 3 "${gw[@]}"); GU=$(med 4 "${gw[@]}"); GS=$(med 5 "${gw[@]}")
-# shellcheck disable=SC2086
-NM=$(rss_mib $NGINX_PIDS); GM=$(rss_mib "$GW_PID")
+med() { median $(printf '%s' "${results[$2]}" | awk -v i="$1" 'NF {print $i}'); }
 echo
-printf "%-10s %10s %8s %8s %9s %9s %9s %8s\n" "(median)" "req/s" "p50 ms" "p99 ms" "user us" "sys us" "cpu us" "RSS MiB"
-printf "%-10s %10.0f %8.2f %8.2f %9.2f %9.2f %9.2f %8s\n" \
-  nginx "$NR_" "$N50" "$NP" "$NU" "$NS" "$(awk -v a="$NU" -v b="$NS" 'BEGIN{print a+b}')" "$NM" \
-  gateway "$GR" "$G50" "$GP" "$GU" "$GS" "$(awk -v a="$GU" -v b="$GS" 'BEGIN{print a+b}')" "$GM"
-awk -v g="$GR" -v n="$NR_" -v gu="$GU" -v gs="$GS" -v nu="$NU" -v ns="$NS" -v gp="$GP" -v np="$NP" \
-  'BEGIN { printf "gateway/nginx: throughput %.2f   proxy CPU per request %.2f   p99 %.2f\n", g/n, (gu+gs)/(nu+ns), gp/np }'
+printf "%-12s %9s %7s %7s %8s %8s %8s %6s %9s %8s\n" "(median)" "req/s" "p50 ms" "p99 ms" "user us" "sys us" "cpu us" "segs" "backends" "RSS MiB"
+declare -A M
+for i in "${!names[@]}"; do
+  for c in 1 2 3 4 5 6 7; do M[$i,$c]=$(med "$c" "$i"); done
+  # shellcheck disable=SC2086
+  printf "%-12s %9.0f %7.2f %7.2f %8.2f %8.2f %8.2f %6.2f %9.2f %8s\n" "${names[$i]}" "${M[$i,1]}" "${M[$i,2]}" "${M[$i,3]}" \
+    "${M[$i,4]}" "${M[$i,5]}" "$(awk -v a="${M[$i,4]}" -v b="${M[$i,5]}" 'BEGIN{print a+b}')" "${M[$i,6]}" "${M[$i,7]}" "$(rss_mib ${spids[$i]})"
+done
+for i in "${!names[@]}"; do
+  [ "$i" = 0 ] && continue
+  awk -v who="${names[$i]}" -v g="${M[$i,1]}" -v n="${M[0,1]}" -v gu="${M[$i,4]}" -v gs="${M[$i,5]}" -v nu="${M[0,4]}" -v ns="${M[0,5]}" \
+    -v gp="${M[$i,3]}" -v np="${M[0,3]}" \
+    'BEGIN { printf "%s/nginx: throughput %.2f   proxy CPU per request %.2f   p99 %.2f\n", who, g/n, (gu+gs)/(nu+ns), gp/np }'
+done
 if [ "$SYSCALLS" = 1 ]; then
   echo "system calls per request (3 s under strace -c -f; top 5):"
-  # shellcheck disable=SC2086
-  echo "  nginx   $(syscalls nginx "http://127.0.0.1:$NG/svc/ping" $NGINX_PIDS)"
-  echo "  gateway $(syscalls gateway "http://127.0.0.1:$GW/svc/ping" "$GW_PID")"
+  for i in "${!names[@]}"; do
+    # shellcheck disable=SC2086
+    printf "  %-12s %s\n" "${names[$i]}" "$(syscalls "${names[$i]}" "${urls[$i]}" ${spids[$i]})"
+  done
 fi

@@ -443,8 +443,12 @@ pub enum Behaviour {
     InvalidStatusLine,
     /// Never answers (until the peer closes).
     Silent,
-    /// Answers `200` with the request's target as the body and keeps the connection alive.
-    EchoTarget,
+    /// Answers `200` with the request's target as the body and keeps the connection alive; a target
+    /// that contains `/slow` is answered after `slow`.
+    EchoTarget {
+        /// How long a `/slow` target waits for its answer.
+        slow: Duration,
+    },
     /// Answers `200` with the request's target as the body, then closes the connection; with
     /// `announce`, the answer says `Connection: close` first.
     EchoTargetThenClose {
@@ -640,7 +644,10 @@ async fn serve(mut wire: Wire, st: Arc<ReplicaState>) -> io::Result<()> {
                 return Ok(());
             }
             Behaviour::Silent => return hold_until_peer_closes(&mut wire).await,
-            Behaviour::EchoTarget => {
+            Behaviour::EchoTarget { slow } => {
+                if target.contains("/slow") {
+                    tokio::time::sleep(slow).await;
+                }
                 let answer = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{target}",
                     target.len()

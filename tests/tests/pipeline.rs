@@ -2,7 +2,6 @@
 //! connection, each client gets its own answer (bodies of every size, HEAD, 204, 304), and a replica that
 //! closes after an answer costs no request and no failure.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use e2e::http::register;
@@ -55,44 +54,110 @@ async fn storm(
     all
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_gets_share_a_connection_and_each_gets_its_own_answer() {
-    let replica = Arc::new(RawReplica::start(Behaviour::EchoTarget).await);
-    let c = Client::new();
-    for (yaml, pipelined) in [("upstream: { pipeline: 16 }\n", true), ("", false)] {
-        let gw = gateway(yaml);
-        register(&c, &gw.url, "echo", &replica.url).await;
-        let before = (replica.pipelined(), replica.seen());
-        let answers = storm(&gw.addr, |c, i| {
-            ("GET".into(), format!("/echo/c{c}/r{i}?q={c}-{i}"))
-        })
-        .await;
-        assert_eq!(answers.len(), CONNS * PER_CONN);
-        for (sent, r) in &answers {
-            assert_eq!(r.status, 200, "{sent}: {}", r.summary());
-            let target = sent.trim_start_matches("GET /echo");
-            assert_eq!(
-                String::from_utf8_lossy(&r.body),
-                target,
-                "{sent} got another's answer"
-            );
-        }
-        let seen = replica.seen() - before.1;
+/// Checks that every answer is the one to its own request (the replica echoes the target).
+fn assert_own_answers(answers: &[(String, RawResponse)], what: &str) {
+    assert_eq!(answers.len(), CONNS * PER_CONN, "{what}");
+    for (sent, r) in answers {
+        assert_eq!(r.status, 200, "{what}, {sent}: {}", r.summary());
+        let target = sent.trim_start_matches("GET /echo");
         assert_eq!(
-            seen,
-            CONNS * PER_CONN,
-            "every request reached the replica once"
+            String::from_utf8_lossy(&r.body),
+            target,
+            "{what}: {sent} got another's answer"
         );
-        let batched = replica.pipelined() - before.0;
-        if pipelined {
-            assert!(
-                batched > 0,
-                "no request was written behind another ({seen} requests)"
-            );
-        } else {
-            assert_eq!(batched, 0, "pipelining is off by default");
+    }
+}
+
+/// Rounds of concurrent requests until the replica has seen one written behind another (batching
+/// depends on how requests fall into the gateway's event-loop turns), at most `rounds`; every answer of
+/// every round is checked. Returns how many requests were written behind another.
+async fn storm_until_batched(
+    gw: &str,
+    replica: &RawReplica,
+    rounds: usize,
+    plan: impl Fn(usize, usize) -> (String, String) + Copy,
+) -> usize {
+    let before = (replica.pipelined(), replica.seen());
+    for round in 0..rounds {
+        let answers = storm(gw, plan).await;
+        assert_own_answers(&answers, &format!("round {round}"));
+        if replica.pipelined() > before.0 {
+            break;
         }
     }
+    replica.pipelined() - before.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_gets_share_a_connection_and_each_gets_its_own_answer() {
+    let replica = RawReplica::start(Behaviour::EchoTarget {
+        slow: Duration::ZERO,
+    })
+    .await;
+    let c = Client::new();
+    let plan = |c: usize, i: usize| ("GET".to_owned(), format!("/echo/c{c}/r{i}?q={c}-{i}"));
+
+    let gw = gateway("upstream: { pipeline: 16 }\n");
+    register(&c, &gw.url, "echo", &replica.url).await;
+    let seen = replica.seen();
+    let batched = storm_until_batched(&gw.addr, &replica, 10, plan).await;
+    assert!(batched > 0, "no request was ever written behind another");
+    assert_eq!(
+        (replica.seen() - seen) % (CONNS * PER_CONN),
+        0,
+        "every request reached the replica exactly once"
+    );
+    drop(gw);
+
+    // Off (the default): never.
+    let gw = gateway("");
+    register(&c, &gw.url, "echo", &replica.url).await;
+    let before = replica.pipelined();
+    assert_own_answers(&storm(&gw.addr, plan).await, "pipelining off");
+    assert_eq!(replica.pipelined(), before, "pipelining is off by default");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_answer_holds_up_only_its_batch_and_past_the_head_timeout_the_others_go_alone() {
+    let replica = RawReplica::start(Behaviour::EchoTarget {
+        slow: Duration::from_secs(4),
+    })
+    .await;
+    let c = Client::new();
+    let gw = gateway(
+        "upstream: { pipeline: 16, request_timeout: 1s }\nbreaker: { failure_threshold: 1000 }\neviction: { failure_threshold: 1000 }\nretry: { max_attempts: 1 }\n",
+    );
+    register(&c, &gw.url, "echo", &replica.url).await;
+    // A quarter of the connections start with a slow request, sent at the same moment as the others'
+    // fast ones: batches mix them, and fast answers wait behind slow ones.
+    let mut set = JoinSet::new();
+    for c in 0..CONNS {
+        let targets = (0..4)
+            .map(|i| {
+                let path = if i == 0 && c % 4 == 0 { "slow" } else { "fast" };
+                ("GET".to_owned(), format!("/echo/{path}/c{c}/r{i}"))
+            })
+            .collect();
+        set.spawn(one_connection(gw.addr.clone(), targets));
+    }
+    let mut slow_timeouts = 0;
+    while let Some(r) = set.join_next().await {
+        for (sent, r) in r.expect("a client task panicked") {
+            if sent.contains("/slow/") {
+                // The replica takes 4 s, the head timeout is 1 s: the gateway's 504.
+                assert_eq!(r.status, 504, "{sent}: {}", r.summary());
+                slow_timeouts += 1;
+            } else {
+                assert_eq!(r.status, 200, "{sent}: {}", r.summary());
+                assert_eq!(
+                    String::from_utf8_lossy(&r.body),
+                    sent.trim_start_matches("GET /echo"),
+                    "{sent} got another's answer"
+                );
+            }
+        }
+    }
+    assert_eq!(slow_timeouts, CONNS / 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -71,10 +71,10 @@ pub(crate) async fn exchange(
     // GET only: a HEAD behind another request is where servers get pipelining wrong (actix-http 3 answers
     // the request before it without its body and the HEAD with one), and what follows is another
     // client's bytes.
-    let batchable = wire.pipeline > 1
-        && head.method == "GET"
+    let bodyless_read = matches!(head.method, "GET" | "HEAD")
         && head.length == BodyLength::Empty
         && exact == Some(0);
+    let batchable = wire.pipeline > 1 && head.method == "GET" && bodyless_read;
     let mut bytes = HEAD_BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
     head::write_request(&head, &mut bytes);
     let mut result = None;
@@ -111,6 +111,7 @@ pub(crate) async fn exchange(
                 chunked,
                 wire.timer,
                 head_request,
+                bodyless_read,
                 wire.connect_timeout,
                 wire.max_idle,
             )
@@ -141,6 +142,7 @@ async fn exchange_on(
     chunked: bool,
     timer: HeadTimer,
     head_request: bool,
+    resend_ok: bool,
     connect_timeout: Duration,
     max_idle: usize,
 ) -> Result<(ResponseHead, WireBody), ExchangeError> {
@@ -153,8 +155,15 @@ async fn exchange_on(
     let mut result = conn
         .exchange(head, body, chunked, timer, head_request)
         .await;
-    // A pooled keep-alive connection the replica just closed is not the replica's fault.
-    if conn.reused && matches!(result, Err(ExchangeError::NotSent)) {
+    // A pooled keep-alive connection the replica just closed is not the replica's fault: the request
+    // never left, or (a bodyless GET or HEAD, safe to send again) the connection closed before a single
+    // byte of an answer came back, as a replica that closes idle connections does.
+    let stale = match &result {
+        Err(ExchangeError::NotSent) => true,
+        Err(ExchangeError::Failed(FailureCause::Transport)) => resend_ok && conn.buf.is_empty(),
+        _ => false,
+    };
+    if conn.reused && stale {
         conn = conn::connect(address, connect_timeout)
             .await
             .map_err(ExchangeError::Connect)?;
