@@ -54,6 +54,15 @@ async fn storm(
     all
 }
 
+/// The value of the metric series `name` on the gateway at `gw` (0 when absent).
+async fn metric(c: &Client, gw: &str, name: &str) -> f64 {
+    let r = c.get(&format!("{gw}/metrics")).await;
+    String::from_utf8_lossy(&r.body)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// Checks that every answer is the one to its own request (the replica echoes the target).
 fn assert_own_answers(answers: &[(String, RawResponse)], what: &str) {
     assert_eq!(answers.len(), CONNS * PER_CONN, "{what}");
@@ -102,6 +111,12 @@ async fn concurrent_gets_share_a_connection_and_each_gets_its_own_answer() {
     let seen = replica.seen();
     let batched = storm_until_batched(&gw.addr, &replica, 10, plan).await;
     assert!(batched > 0, "no request was ever written behind another");
+    let counted = metric(&c, &gw.url, "gateway_upstream_pipelined_requests_total").await;
+    assert!(
+        counted >= batched as f64,
+        "the replica saw {batched} requests written behind another, /metrics says {counted}"
+    );
+    assert!(metric(&c, &gw.url, "gateway_upstream_pipeline_batches_total").await >= 1.0);
     assert_eq!(
         (replica.seen() - seen) % (CONNS * PER_CONN),
         0,
@@ -241,6 +256,13 @@ async fn a_replica_that_closes_after_each_answer_costs_no_request_and_no_failure
         let reps = c.get(&format!("{}/registry/echo", gw.url)).await.json();
         let r = &reps["replicas"][0];
         assert_eq!(r["failures"], 0, "announce {announce}: {reps}");
+        // Batches of more than one could only be answered in part: the rest went again alone.
+        let batches = metric(&c, &gw.url, "gateway_upstream_pipeline_batches_total").await;
+        let resent = metric(&c, &gw.url, "gateway_upstream_pipeline_resent_total").await;
+        assert!(
+            batches == 0.0 || resent >= batches,
+            "announce {announce}: {batches} batches, {resent} resent"
+        );
         assert_eq!(r["state"], "closed", "announce {announce}: {reps}");
     }
 }

@@ -247,6 +247,23 @@ impl Metrics {
             "Heartbeats accepted (HTTP and gRPC)",
             heartbeats.clone(),
         );
+        let pipeline = &crate::proxy::PIPELINE_COUNTERS;
+        registry.register(
+            "gateway_upstream_pipeline_batches",
+            "Batches of more than one GET written together on one connection to a replica (upstream.pipeline)",
+            pipeline.batches.clone(),
+        );
+        registry.register(
+            "gateway_upstream_pipelined_requests",
+            "Requests written behind another in a batch (upstream.pipeline)",
+            pipeline.pipelined.clone(),
+        );
+        registry.register(
+            "gateway_upstream_pipeline_resent",
+            "Requests of a batch sent again alone because the batch could not carry them (the replica \
+             closed, an answer before them failed or took longer than the head timeout)",
+            pipeline.resent.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             store_registered: AtomicBool::new(false),

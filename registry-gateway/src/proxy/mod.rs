@@ -23,6 +23,7 @@ pub use forwarded::{Cidr, TrustedProxies};
 pub use front::FrontProxy;
 pub(crate) use front::FrontRequest;
 pub(crate) use h1::Deadline;
+pub(crate) use h1::PIPELINE_COUNTERS;
 pub use settings::ProxySettings;
 pub use via::{HopError, InstanceId};
 

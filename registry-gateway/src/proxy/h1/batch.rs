@@ -14,8 +14,11 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::rc::Rc;
+use std::sync::LazyLock;
 use std::task::{Poll, Waker};
 use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
 
 use super::conn::{self, read_more, Conn, ExchangeError};
 use super::deadline::Deadline;
@@ -23,6 +26,20 @@ use super::head::ResponseHead;
 use crate::clock;
 use crate::policy::{FailureCause, HeadTimer};
 use crate::registry::ReplicaAddress;
+
+/// What pipelining did, process-wide (exported by `GET /metrics`).
+#[derive(Debug, Default)]
+pub(crate) struct PipelineCounters {
+    /// Batches written with more than one request.
+    pub(crate) batches: Counter,
+    /// Requests written behind another in a batch.
+    pub(crate) pipelined: Counter,
+    /// Requests sent again alone because their batch could not carry them.
+    pub(crate) resent: Counter,
+}
+
+/// The process's pipelining counters.
+pub(crate) static COUNTERS: LazyLock<PipelineCounters> = LazyLock::new(PipelineCounters::default);
 
 thread_local! {
     /// Per replica, the batch still taking requests (its leader has not written it yet).
@@ -200,6 +217,7 @@ pub(crate) async fn exchange(
         }
     }
     let Some(mut conn) = wait_turn(&ticket, timer.head_timeout).await else {
+        COUNTERS.resent.inc();
         return Batched::Alone;
     };
     // Behind another answer, or first on a pooled connection, a replica that closes instead of answering
@@ -209,7 +227,10 @@ pub(crate) async fn exchange(
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 return Batched::Failed(ExchangeError::Failed(FailureCause::Timeout))
             }
-            Ok(0) | Err(_) => return Batched::Alone,
+            Ok(0) | Err(_) => {
+                COUNTERS.resent.inc();
+                return Batched::Alone;
+            }
             Ok(_) => {}
         }
     }
@@ -236,6 +257,10 @@ async fn lead(
                     o.remove(&key);
                 }
             });
+        }
+        if st.members > 1 {
+            COUNTERS.batches.inc();
+            COUNTERS.pipelined.inc_by(st.members as u64 - 1);
         }
         std::mem::take(&mut st.heads)
     };

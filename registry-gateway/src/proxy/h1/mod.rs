@@ -12,6 +12,7 @@ mod framing;
 mod head;
 mod pool;
 
+pub(crate) use batch::COUNTERS as PIPELINE_COUNTERS;
 pub(crate) use body::WireBody;
 pub(crate) use deadline::Deadline;
 pub(crate) use framing::Framing;
