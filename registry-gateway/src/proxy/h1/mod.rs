@@ -69,9 +69,9 @@ pub(crate) async fn exchange(
     head.length = BodyLength::of(head.method, exact);
     let chunked = head.length == BodyLength::Chunked;
     let head_request = head.method == "HEAD";
-    // GET only: a HEAD behind another request is where servers get pipelining wrong (actix-http 3 answers
-    // the request before it without its body and the HEAD with one), and what follows is another
-    // client's bytes.
+    // GET only: a HEAD behind other requests is where servers get pipelining wrong (actix-http 3 sends
+    // the HEAD's answer with a body, and can drop a streamed body before it after its Content-Length),
+    // and what would be read next is another client's bytes.
     let bodyless_read = matches!(head.method, "GET" | "HEAD")
         && head.length == BodyLength::Empty
         && exact == Some(0);
