@@ -323,3 +323,49 @@ async fn clients_that_reset_mid_batch_cost_the_others_nothing_but_a_resend() {
     let pipelined = metric(&c, &gw.url, "gateway_upstream_pipelined_requests_total").await;
     assert!(pipelined > 0.0, "no batch formed in 3 rounds");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_slower_than_the_budget_is_not_batched_once_its_answers_are_timed() {
+    let replica = RawReplica::start(Behaviour::EchoTarget {
+        slow: Duration::from_millis(40),
+    })
+    .await;
+    let c = Client::new();
+    let gw = gateway("upstream: { pipeline: 16, pipeline_budget: 2ms }\n");
+    register(&c, &gw.url, "echo", &replica.url).await;
+    let round = |r: usize| {
+        let addr = gw.addr.clone();
+        async move {
+            let mut set = JoinSet::new();
+            for k in 0..CONNS {
+                set.spawn(one_connection(
+                    addr.clone(),
+                    vec![("GET".to_owned(), format!("/echo/slow/r{r}/c{k}"))],
+                ));
+            }
+            while let Some(answers) = set.join_next().await {
+                for (sent, r) in answers.expect("a client task panicked") {
+                    assert_eq!(r.status, 200, "{sent}: {}", r.summary());
+                    assert_eq!(
+                        String::from_utf8_lossy(&r.body),
+                        sent.trim_start_matches("GET /echo")
+                    );
+                }
+            }
+        }
+    };
+    // Each worker learns the replica's answer time from its first answers (a first batch may form).
+    for r in 0..3 {
+        round(r).await;
+    }
+    let learned = replica.pipelined();
+    for r in 3..8 {
+        round(r).await;
+    }
+    // 40 ms answers against a 2 ms budget: nothing is written behind another any more.
+    assert_eq!(
+        replica.pipelined(),
+        learned,
+        "requests were still pipelined to a replica that answers in 40 ms"
+    );
+}

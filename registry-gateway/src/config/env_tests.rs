@@ -192,6 +192,14 @@ fn bad_values_name_the_field() {
         ("upstream: { pipeline: 0 }\n", "upstream.pipeline"),
         ("upstream: { pipeline: 65 }\n", "upstream.pipeline"),
         ("upstream: { pipeline: -1 }\n", "upstream.pipeline"),
+        (
+            "upstream: { pipeline_budget: 0s }\n",
+            "upstream.pipeline_budget",
+        ),
+        (
+            "upstream: { pipeline_budget: 2s }\n",
+            "upstream.pipeline_budget",
+        ),
         ("retry: { budget: { ratio: 1.5 } }\n", "retry.budget.ratio"),
         ("retry: { budget: { ratio: -0.1 } }\n", "retry.budget.ratio"),
         ("retry: { budget: { ratio: .nan } }\n", "retry.budget.ratio"),

@@ -58,6 +58,7 @@ const KINDS: &[(&str, &str)] = &[
     ("upstream.send_timeout", DURATION),
     ("upstream.max_idle_per_replica", WHOLE),
     ("upstream.pipeline", POSITIVE),
+    ("upstream.pipeline_budget", DURATION),
     ("upstream.tls.ca_file", FILE),
     ("upstream.tls.cert_file", FILE),
     ("upstream.tls.key_file", FILE),

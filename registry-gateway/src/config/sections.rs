@@ -241,6 +241,11 @@ pub struct UpstreamSection {
     /// (HTTP/1.1 pipelining, in batches of the requests one turn of its event loop brings); 1 turns it
     /// off. Default 1.
     pub pipeline: usize,
+    /// A replica answers a batch one request after another: a batch holds at most this ÷ the replica's
+    /// recent answer time requests, so that none expects to wait longer behind the others; a replica
+    /// slower than this is not batched. Default 2ms.
+    #[serde(with = "duration")]
+    pub pipeline_budget: Duration,
     /// TLS to `https://` replicas.
     pub tls: UpstreamTlsSection,
 }
@@ -381,6 +386,7 @@ impl Default for UpstreamSection {
             send_timeout: Duration::from_secs(60),
             max_idle_per_replica: 64,
             pipeline: 1,
+            pipeline_budget: Duration::from_millis(2),
             tls: UpstreamTlsSection::default(),
         }
     }

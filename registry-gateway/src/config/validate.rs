@@ -146,6 +146,14 @@ impl Config {
                 "must be between 1 (off) and 64",
             ));
         }
+        if self.upstream.pipeline_budget.is_zero()
+            || self.upstream.pipeline_budget > std::time::Duration::from_secs(1)
+        {
+            return Err(invalid(
+                "upstream.pipeline_budget",
+                "must be more than 0 and at most 1s",
+            ));
+        }
         if self.proxy.max_hops == 0 {
             return Err(invalid("proxy.max_hops", "must be at least 1"));
         }

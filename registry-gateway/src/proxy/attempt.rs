@@ -167,6 +167,7 @@ pub(super) async fn forward_h1(
         connect_timeout: settings.connect_timeout,
         max_idle: settings.max_idle_per_replica,
         pipeline: settings.pipeline,
+        pipeline_budget: settings.pipeline_budget,
     };
     let exchanged = h1::exchange(replica.address(), head, body, wire).await;
     let (head, wire) = match exchanged {

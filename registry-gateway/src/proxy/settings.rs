@@ -26,6 +26,8 @@ pub struct ProxySettings {
     pub max_idle_per_replica: usize,
     /// Most GET requests written together on one connection to a replica (`upstream.pipeline`).
     pub pipeline: usize,
+    /// A batch holds at most this ÷ the replica's recent answer time requests (`upstream.pipeline_budget`).
+    pub pipeline_budget: Duration,
     /// Largest request head, in bytes (431 past it).
     pub max_header_bytes: usize,
     /// Longest request target, in bytes (414 past it).
@@ -65,6 +67,7 @@ impl ProxySettings {
             buffer_body_max: config.retry.buffer_body_max,
             max_idle_per_replica: config.upstream.max_idle_per_replica,
             pipeline: config.upstream.pipeline,
+            pipeline_budget: config.upstream.pipeline_budget,
             max_header_bytes: config.limits.max_header_bytes,
             max_uri_bytes: config.limits.max_uri_bytes,
             instance_id,

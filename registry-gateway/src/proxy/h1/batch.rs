@@ -16,7 +16,7 @@ use std::future::{poll_fn, Future};
 use std::rc::Rc;
 use std::sync::LazyLock;
 use std::task::{Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 
@@ -24,7 +24,7 @@ use super::conn::{self, read_more, Conn, ExchangeError};
 use super::deadline::Deadline;
 use super::head::ResponseHead;
 use crate::clock;
-use crate::policy::{FailureCause, HeadTimer};
+use crate::policy::{AnswerTime, FailureCause, HeadTimer};
 use crate::registry::ReplicaAddress;
 
 /// What pipelining did, process-wide (exported by `GET /metrics`).
@@ -41,9 +41,47 @@ pub(crate) struct PipelineCounters {
 /// The process's pipelining counters.
 pub(crate) static COUNTERS: LazyLock<PipelineCounters> = LazyLock::new(PipelineCounters::default);
 
+/// One replica, as one worker pipelines to it.
+#[derive(Default)]
+struct Lane {
+    /// The batch still taking requests (its leader has not written it yet).
+    open: Option<Rc<Batch>>,
+    /// How long its answers take.
+    answers: AnswerTime,
+}
+
 thread_local! {
-    /// Per replica, the batch still taking requests (its leader has not written it yet).
-    static OPEN: RefCell<HashMap<Rc<str>, Rc<Batch>>> = RefCell::new(HashMap::new());
+    /// The worker's lanes, by replica address.
+    static LANES: RefCell<HashMap<Rc<str>, Lane>> = RefCell::new(HashMap::new());
+}
+
+/// Forgets `batch` as the one taking requests for its replica.
+fn close(st: &mut State, batch: &Rc<Batch>) {
+    if std::mem::replace(&mut st.open, false) {
+        let _ = LANES.try_with(|l| {
+            if let Some(lane) = l.borrow_mut().get_mut(&st.key) {
+                if lane.open.as_ref().is_some_and(|b| Rc::ptr_eq(b, batch)) {
+                    lane.open = None;
+                }
+            }
+        });
+    }
+}
+
+/// Times one answer to a bodyless GET sent to `address` alone (`took`: from sending to its head), so
+/// that a replica that turned slow and stopped being batched is batched again once it is fast.
+pub(crate) fn record_alone(address: &ReplicaAddress, took: Duration) {
+    LANES.with(|l| {
+        let mut l = l.borrow_mut();
+        match l.get_mut(address.as_str()) {
+            Some(lane) => lane.answers.record(took),
+            None => {
+                let mut lane = Lane::default();
+                lane.answers.record(took);
+                l.insert(super::pool::key(address.as_str()), lane);
+            }
+        }
+    });
 }
 
 /// Requests written together on one connection.
@@ -52,8 +90,12 @@ struct Batch {
 }
 
 struct State {
-    /// The replica's address (its entry in [`OPEN`]).
+    /// The replica's address (its lane in [`LANES`]).
     key: Rc<str>,
+    /// Most requests it may hold.
+    limit: usize,
+    /// When it was written.
+    written_at: Option<Instant>,
     /// Request heads not yet written.
     heads: Vec<u8>,
     /// Requests in the batch.
@@ -98,6 +140,23 @@ impl std::fmt::Debug for Batch {
 }
 
 impl Ticket {
+    /// Its answer's head arrived. The last one's times the batch: from its write to now, per request.
+    fn answered(&self) {
+        let st = self.batch.st.borrow();
+        if self.index + 1 != st.members {
+            return;
+        }
+        let Some(written_at) = st.written_at else {
+            return;
+        };
+        let per_answer = (clock::now() - written_at) / st.members as u32;
+        let _ = LANES.try_with(|l| {
+            if let Some(lane) = l.borrow_mut().get_mut(&st.key) {
+                lane.answers.record(per_answer);
+            }
+        });
+    }
+
     /// Ends the batch after this answer: an answer that has no body by rule (a 204 or a 304) may still be
     /// followed by one from a server that sends it anyway, and the next answer would be read from its
     /// bytes. The requests behind go alone.
@@ -134,41 +193,48 @@ impl Drop for Ticket {
         }
         let mut st = self.batch.st.borrow_mut();
         st.cut = st.cut.min(self.index);
-        if std::mem::replace(&mut st.open, false) {
-            let key = Rc::clone(&st.key);
-            let _ = OPEN.try_with(|o| o.borrow_mut().remove(&key));
-        }
+        close(&mut st, &self.batch);
         let from = st.cut;
         st.wake_from(from);
     }
 }
 
-/// Joins the replica's open batch with `head`, or opens one (index 0: this request leads it).
-fn join(address: &ReplicaAddress, head: &[u8], max: usize) -> Ticket {
-    OPEN.with(|o| {
-        let mut o = o.borrow_mut();
-        if let Some(batch) = o.get(address.as_str()).map(Rc::clone) {
+/// Joins the replica's open batch with `head`, or opens one (index 0: this request leads it); `None`:
+/// the replica's answers are too slow for `budget` to allow a batch, the request goes alone.
+fn join(address: &ReplicaAddress, head: &[u8], max: usize, budget: Duration) -> Option<Ticket> {
+    LANES.with(|l| {
+        let mut l = l.borrow_mut();
+        if !l.contains_key(address.as_str()) {
+            l.insert(super::pool::key(address.as_str()), Lane::default());
+        }
+        let lane = l.get_mut(address.as_str())?;
+        if let Some(batch) = lane.open.as_ref().map(Rc::clone) {
             let mut st = batch.st.borrow_mut();
             st.heads.extend_from_slice(head);
             let index = st.members;
             st.members += 1;
             st.wakers.push(None);
-            if st.members >= max {
+            if st.members >= st.limit {
                 st.open = false;
-                o.remove(address.as_str());
+                lane.open = None;
             }
             drop(st);
-            return Ticket {
+            return Some(Ticket {
                 batch,
                 index,
                 done: false,
                 stop: false,
-            };
+            });
         }
-        let key = super::pool::key(address.as_str());
+        let limit = lane.answers.batch_limit(max, budget);
+        if limit < 2 {
+            return None;
+        }
         let batch = Rc::new(Batch {
             st: RefCell::new(State {
-                key: Rc::clone(&key),
+                key: super::pool::key(address.as_str()),
+                limit,
+                written_at: None,
                 heads: head.to_vec(),
                 members: 1,
                 open: true,
@@ -178,13 +244,13 @@ fn join(address: &ReplicaAddress, head: &[u8], max: usize) -> Ticket {
                 wakers: vec![None],
             }),
         });
-        o.insert(key, Rc::clone(&batch));
-        Ticket {
+        lane.open = Some(Rc::clone(&batch));
+        Some(Ticket {
             batch,
             index: 0,
             done: false,
             stop: false,
-        }
+        })
     })
 }
 
@@ -207,8 +273,11 @@ pub(crate) async fn exchange(
     timer: HeadTimer,
     connect_timeout: Duration,
     max: usize,
+    budget: Duration,
 ) -> Batched {
-    let ticket = join(address, head, max);
+    let Some(ticket) = join(address, head, max, budget) else {
+        return Batched::Alone;
+    };
     if ticket.index == 0 {
         // Let the requests this turn of the event loop brings join before the batch is written.
         tokio::task::yield_now().await;
@@ -235,7 +304,10 @@ pub(crate) async fn exchange(
         }
     }
     match conn::read_head_by(&mut conn, timer.head_timeout, false).await {
-        Ok(resp) => Batched::Answered(resp, conn, ticket),
+        Ok(resp) => {
+            ticket.answered();
+            Batched::Answered(resp, conn, ticket)
+        }
         Err(cause) => Batched::Failed(ExchangeError::Failed(cause)),
     }
 }
@@ -249,15 +321,7 @@ async fn lead(
 ) -> Result<(), ExchangeError> {
     let heads = {
         let mut st = ticket.batch.st.borrow_mut();
-        if std::mem::replace(&mut st.open, false) {
-            let key = Rc::clone(&st.key);
-            OPEN.with(|o| {
-                let mut o = o.borrow_mut();
-                if o.get(&key).is_some_and(|b| Rc::ptr_eq(b, &ticket.batch)) {
-                    o.remove(&key);
-                }
-            });
-        }
+        close(&mut st, &ticket.batch);
         if st.members > 1 {
             COUNTERS.batches.inc();
             COUNTERS.pipelined.inc_by(st.members as u64 - 1);
@@ -279,7 +343,9 @@ async fn lead(
     }
     match written {
         Ok(()) => {
-            ticket.batch.st.borrow_mut().conn = Some(conn);
+            let mut st = ticket.batch.st.borrow_mut();
+            st.conn = Some(conn);
+            st.written_at = Some(clock::now());
             Ok(())
         }
         Err(0) => Err(ExchangeError::NotSent),

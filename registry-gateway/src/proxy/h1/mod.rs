@@ -54,6 +54,8 @@ pub(crate) struct Wire {
     pub(crate) max_idle: usize,
     /// Most GET requests written together on one connection ([`batch`]); 1: none.
     pub(crate) pipeline: usize,
+    /// The longest a request of a batch should expect to wait behind the answers before it.
+    pub(crate) pipeline_budget: Duration,
 }
 
 /// Sends one request to `address` and reads its response head. `head` is written with the body's
@@ -86,6 +88,7 @@ pub(crate) async fn exchange(
             wire.timer,
             wire.connect_timeout,
             wire.pipeline,
+            wire.pipeline_budget,
         )
         .await
         {
@@ -105,7 +108,8 @@ pub(crate) async fn exchange(
     let result = match result {
         Some(r) => r,
         None => {
-            exchange_on(
+            let started = batchable.then(crate::clock::now);
+            let r = exchange_on(
                 address,
                 &bytes,
                 &mut body,
@@ -116,7 +120,12 @@ pub(crate) async fn exchange(
                 wire.connect_timeout,
                 wire.max_idle,
             )
-            .await
+            .await;
+            // A GET that went alone times its replica's answers too (see `batch::record_alone`).
+            if let (Some(started), Ok(_)) = (started, &r) {
+                batch::record_alone(address, crate::clock::now() - started);
+            }
+            r
         }
     };
     HEAD_BUF.with(|b| *b.borrow_mut() = bytes);
