@@ -30,7 +30,7 @@ use crate::registry::ReplicaAddress;
 /// What pipelining did, process-wide (exported by `GET /metrics`).
 #[derive(Debug, Default)]
 pub(crate) struct PipelineCounters {
-    /// Batches written with more than one request.
+    /// Batches of more than one request written to a replica.
     pub(crate) batches: Counter,
     /// Requests written behind another in a batch.
     pub(crate) pipelined: Counter,
@@ -165,7 +165,7 @@ impl Ticket {
     }
 
     /// The answer was read to its end: the connection goes to the next member, or, after the last, back
-    /// to the pool when `reusable` and nothing is left over.
+    /// to the pool when `reusable`, nothing is left over and the answer was not one to stop after.
     pub(crate) fn hand_on(mut self, conn: Conn, reusable: bool, max_idle: usize) {
         self.done = true;
         let mut st = self.batch.st.borrow_mut();
@@ -178,7 +178,7 @@ impl Ticket {
             }
             return;
         }
-        if reusable && next == st.members && next <= st.cut && conn.buf.is_empty() {
+        if reusable && !self.stop && next == st.members && next <= st.cut && conn.buf.is_empty() {
             super::pool::checkin(conn, max_idle);
         }
         st.cut = st.cut.min(next);
@@ -322,10 +322,6 @@ async fn lead(
     let heads = {
         let mut st = ticket.batch.st.borrow_mut();
         close(&mut st, &ticket.batch);
-        if st.members > 1 {
-            COUNTERS.batches.inc();
-            COUNTERS.pipelined.inc_by(st.members as u64 - 1);
-        }
         std::mem::take(&mut st.heads)
     };
     let mut conn = match super::pool::checkout(address.as_str()) {
@@ -344,6 +340,10 @@ async fn lead(
     match written {
         Ok(()) => {
             let mut st = ticket.batch.st.borrow_mut();
+            if st.members > 1 {
+                COUNTERS.batches.inc();
+                COUNTERS.pipelined.inc_by(st.members as u64 - 1);
+            }
             st.conn = Some(conn);
             st.written_at = Some(clock::now());
             Ok(())
