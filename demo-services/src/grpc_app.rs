@@ -55,9 +55,13 @@ impl pb::echo_server::Echo for EchoService {
         // Echoed under its own key, so a test can tell what reached the replica from what the gateway
         // put on the answer.
         let seen = req.metadata().get("x-request-id").cloned();
+        let via: Vec<_> = req.metadata().get_all("via").iter().cloned().collect();
         let mut resp = self.answer(req.into_inner().message);
         if let Some(id) = seen {
             resp.metadata_mut().insert("x-seen-request-id", id);
+        }
+        for v in via {
+            resp.metadata_mut().append("x-seen-via", v);
         }
         Ok(resp)
     }

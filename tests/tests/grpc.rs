@@ -423,11 +423,20 @@ async fn a_call_that_already_passed_through_this_gateway_is_refused_as_a_loop() 
         .insert("via", "1.1 a, 1.1 b, 1.1 c".parse().unwrap());
     let err = echo.say(req).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
-    // Two earlier hops are fine, and the replica stays untouched by the refused calls.
+    // Two earlier hops are fine, and the replica stays untouched by the refused calls. The gateway adds
+    // its own entry, naming the protocol it received (HTTP/2, RFC 9110 §7.6.3).
     let mut req = tonic::Request::new(say("near"));
     req.metadata_mut()
         .insert("via", "1.1 a, 1.1 b".parse().unwrap());
-    assert_eq!(echo.say(req).await.unwrap().into_inner().message, "near");
+    let answer = echo.say(req).await.unwrap();
+    let seen: Vec<&str> = answer
+        .metadata()
+        .get_all("x-seen-via")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert_eq!(seen.join(", "), "1.1 a, 1.1 b, 2 gw-loop", "{seen:?}");
+    assert_eq!(answer.into_inner().message, "near");
     let c = Client::new();
     let reps = grpc_replicas(&c, &gw.url, "echo").await;
     assert_eq!(reps[0]["requests"], 1, "{reps:?}");

@@ -87,7 +87,7 @@ async fn call(
     let mut req = req.map(|b| ClientBody::new(b, broke.clone()));
     req.headers_mut()
         .insert(REQUEST_ID_HEADER, ex.request_id().header_value());
-    if let Ok(via) = HeaderValue::from_str(&settings.instance_id.via_entry()) {
+    if let Ok(via) = HeaderValue::from_str(&settings.instance_id.via_entry_h2()) {
         req.headers_mut().append(http::header::VIA, via);
     }
     let path = req.uri().path().to_owned();
