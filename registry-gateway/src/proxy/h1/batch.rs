@@ -12,7 +12,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::rc::Rc;
 use std::sync::LazyLock;
 use std::task::{Poll, Waker};
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 
-use super::conn::{self, read_more, Conn, ExchangeError};
+use super::conn::{self, Conn, ExchangeError};
 use super::deadline::Deadline;
 use super::head::ResponseHead;
 use crate::clock;
@@ -289,24 +289,18 @@ pub(crate) async fn exchange(
         COUNTERS.resent.inc();
         return Batched::Alone;
     };
-    // Behind another answer, or first on a pooled connection, a replica that closes instead of answering
-    // has not seen this request fail: it did what a keep-alive limit does.
-    if (ticket.index > 0 || conn.reused) && conn.buf.is_empty() {
-        match read_within(&mut conn, timer.head_timeout).await {
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                return Batched::Failed(ExchangeError::Failed(FailureCause::Timeout))
-            }
-            Ok(0) | Err(_) => {
-                COUNTERS.resent.inc();
-                return Batched::Alone;
-            }
-            Ok(_) => {}
-        }
-    }
     match conn::read_head_by(&mut conn, timer.head_timeout, false).await {
         Ok(resp) => {
             ticket.answered();
             Batched::Answered(resp, conn, ticket)
+        }
+        // Behind another answer, or first on a pooled connection, a replica that closes before a byte of
+        // this answer has not seen the request fail: it did what a keep-alive limit does.
+        Err(FailureCause::Transport)
+            if (ticket.index > 0 || conn.reused) && conn.buf.is_empty() =>
+        {
+            COUNTERS.resent.inc();
+            Batched::Alone
         }
         Err(cause) => Batched::Failed(ExchangeError::Failed(cause)),
     }
@@ -370,22 +364,6 @@ async fn wait_turn(ticket: &Ticket, patience: Duration) -> Option<Conn> {
         drop(st);
         // Too long behind the others: it goes alone (and the batch is cut here when the ticket drops).
         deadline.poll_expired(cx).map(|()| None)
-    })
-    .await
-}
-
-/// One read into the connection's buffer within `within`.
-async fn read_within(conn: &mut Conn, within: Duration) -> std::io::Result<usize> {
-    let mut deadline = Deadline::at(clock::now() + within);
-    let read = read_more(&mut conn.stream, &mut conn.buf);
-    tokio::pin!(read);
-    poll_fn(|cx| {
-        if let Poll::Ready(r) = read.as_mut().poll(cx) {
-            return Poll::Ready(r);
-        }
-        deadline
-            .poll_expired(cx)
-            .map(|()| Err(std::io::ErrorKind::TimedOut.into()))
     })
     .await
 }
