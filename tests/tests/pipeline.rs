@@ -20,10 +20,19 @@ async fn one_connection(
     addr: String,
     targets: Vec<(String, String)>,
 ) -> Vec<(String, RawResponse)> {
+    with_header(addr, targets, String::new()).await
+}
+
+/// [`one_connection`] with one more header line (`extra`, with its CRLF) on every request.
+async fn with_header(
+    addr: String,
+    targets: Vec<(String, String)>,
+    extra: String,
+) -> Vec<(String, RawResponse)> {
     let mut conn = RawClient::connect(&addr).await;
     let mut out = Vec::new();
     for (method, target) in targets {
-        conn.send(format!("{method} {target} HTTP/1.1\r\nHost: gw\r\n\r\n").as_bytes())
+        conn.send(format!("{method} {target} HTTP/1.1\r\nHost: gw\r\n{extra}\r\n").as_bytes())
             .await
             .unwrap();
         let r = if method == "HEAD" {
@@ -368,4 +377,47 @@ async fn a_replica_slower_than_the_budget_is_not_batched_once_its_answers_are_ti
         learned,
         "requests were still pipelined to a replica that answers in 40 ms"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_with_credentials_are_never_batched() {
+    let replica = RawReplica::start(Behaviour::EchoTarget {
+        slow: Duration::ZERO,
+    })
+    .await;
+    let c = Client::new();
+    let gw = gateway("upstream: { pipeline: 16 }\n");
+    register(&c, &gw.url, "echo", &replica.url).await;
+    // Per-user answers: a replica that framed a pipelined answer wrong would hand it to another user.
+    for (round, header) in ["Authorization: Bearer user-{k}", "Cookie: session=user-{k}"]
+        .iter()
+        .enumerate()
+    {
+        for _ in 0..3 {
+            let mut set = JoinSet::new();
+            for k in 0..CONNS {
+                let targets = (0..PER_CONN)
+                    .map(|i| ("GET".to_owned(), format!("/echo/r{round}/c{k}/{i}")))
+                    .collect();
+                let extra = format!("{}\r\n", header.replace("{k}", &k.to_string()));
+                set.spawn(with_header(gw.addr.clone(), targets, extra));
+            }
+            while let Some(answers) = set.join_next().await {
+                for (sent, r) in answers.expect("a client task panicked") {
+                    assert_eq!(r.status, 200, "{sent}: {}", r.summary());
+                }
+            }
+        }
+    }
+    assert_eq!(
+        replica.pipelined(),
+        0,
+        "a request with credentials was written behind another"
+    );
+    // The same traffic without credentials is batched (so the check above could fail).
+    let batched = storm_until_batched(&gw.addr, &replica, 10, |c, i| {
+        ("GET".to_owned(), format!("/echo/anon/c{c}/r{i}"))
+    })
+    .await;
+    assert!(batched > 0, "no batch formed without credentials either");
 }

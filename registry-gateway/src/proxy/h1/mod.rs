@@ -77,7 +77,13 @@ pub(crate) async fn exchange(
     let bodyless_read = matches!(head.method, "GET" | "HEAD")
         && head.length == BodyLength::Empty
         && exact == Some(0);
-    let batchable = wire.pipeline > 1 && head.method == "GET" && bodyless_read;
+    // Nor a request with credentials: its answer is one user's, and a replica that frames a pipelined
+    // answer wrong would hand it to whoever is next in the batch.
+    let batchable = wire.pipeline > 1
+        && head.method == "GET"
+        && bodyless_read
+        && head.client.get("authorization").is_none()
+        && head.client.get("cookie").is_none();
     let mut bytes = HEAD_BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
     head::write_request(&head, &mut bytes);
     let mut result = None;
