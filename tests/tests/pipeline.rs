@@ -72,17 +72,21 @@ async fn metric(c: &Client, gw: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Checks that every answer is the one to its own request (the replica echoes the target).
+/// Checks that `r` is a 200 carrying the answer to `sent` itself (the replica echoes the target).
+fn assert_own_answer(sent: &str, r: &RawResponse, what: &str) {
+    assert_eq!(r.status, 200, "{what}, {sent}: {}", r.summary());
+    assert_eq!(
+        String::from_utf8_lossy(&r.body),
+        sent.trim_start_matches("GET /echo"),
+        "{what}: {sent} got another's answer"
+    );
+}
+
+/// Checks that every answer of a storm is the one to its own request.
 fn assert_own_answers(answers: &[(String, RawResponse)], what: &str) {
     assert_eq!(answers.len(), CONNS * PER_CONN, "{what}");
     for (sent, r) in answers {
-        assert_eq!(r.status, 200, "{what}, {sent}: {}", r.summary());
-        let target = sent.trim_start_matches("GET /echo");
-        assert_eq!(
-            String::from_utf8_lossy(&r.body),
-            target,
-            "{what}: {sent} got another's answer"
-        );
+        assert_own_answer(sent, r, what);
     }
 }
 
@@ -172,12 +176,7 @@ async fn a_slow_answer_holds_up_only_its_batch_and_past_the_head_timeout_the_oth
                 assert_eq!(r.status, 504, "{sent}: {}", r.summary());
                 slow_timeouts += 1;
             } else {
-                assert_eq!(r.status, 200, "{sent}: {}", r.summary());
-                assert_eq!(
-                    String::from_utf8_lossy(&r.body),
-                    sent.trim_start_matches("GET /echo"),
-                    "{sent} got another's answer"
-                );
+                assert_own_answer(&sent, &r, "behind a slow answer");
             }
         }
     }
@@ -250,17 +249,7 @@ async fn a_replica_that_closes_after_each_answer_costs_no_request_and_no_failure
         register(&c, &gw.url, "echo", &replica.url).await;
         let answers = storm(&gw.addr, |c, i| ("GET".into(), format!("/echo/c{c}/r{i}"))).await;
         for (sent, r) in &answers {
-            assert_eq!(
-                r.status,
-                200,
-                "announce {announce}, {sent}: {}",
-                r.summary()
-            );
-            assert_eq!(
-                String::from_utf8_lossy(&r.body),
-                sent.trim_start_matches("GET /echo"),
-                "announce {announce}: {sent} got another's answer"
-            );
+            assert_own_answer(sent, r, &format!("announce {announce}"));
         }
         let reps = c.get(&format!("{}/registry/echo", gw.url)).await.json();
         let r = &reps["replicas"][0];
@@ -317,12 +306,7 @@ async fn clients_that_reset_mid_batch_cost_the_others_nothing_but_a_resend() {
         }
         while let Some(r) = readers.join_next().await {
             for (sent, r) in r.expect("a client task panicked") {
-                assert_eq!(r.status, 200, "round {round}, {sent}: {}", r.summary());
-                assert_eq!(
-                    String::from_utf8_lossy(&r.body),
-                    sent.trim_start_matches("GET /echo"),
-                    "round {round}: {sent} got another's answer"
-                );
+                assert_own_answer(&sent, &r, &format!("round {round}"));
             }
         }
     }
@@ -354,11 +338,7 @@ async fn a_replica_slower_than_the_budget_is_not_batched_once_its_answers_are_ti
             }
             while let Some(answers) = set.join_next().await {
                 for (sent, r) in answers.expect("a client task panicked") {
-                    assert_eq!(r.status, 200, "{sent}: {}", r.summary());
-                    assert_eq!(
-                        String::from_utf8_lossy(&r.body),
-                        sent.trim_start_matches("GET /echo")
-                    );
+                    assert_own_answer(&sent, &r, "slow replica");
                 }
             }
         }
