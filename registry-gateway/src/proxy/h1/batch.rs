@@ -72,16 +72,21 @@ fn close(st: &mut State, batch: &Rc<Batch>) {
 /// that a replica that turned slow and stopped being batched is batched again once it is fast.
 pub(crate) fn record_alone(address: &ReplicaAddress, took: Duration) {
     LANES.with(|l| {
-        let mut l = l.borrow_mut();
-        match l.get_mut(address.as_str()) {
-            Some(lane) => lane.answers.record(took),
-            None => {
-                let mut lane = Lane::default();
-                lane.answers.record(took);
-                l.insert(super::pool::key(address.as_str()), lane);
-            }
+        if let Some(lane) = lane(&mut l.borrow_mut(), address) {
+            lane.answers.record(took);
         }
     });
+}
+
+/// The worker's lane to `address`, made on first use (always `Some`).
+fn lane<'m>(
+    lanes: &'m mut HashMap<Rc<str>, Lane>,
+    address: &ReplicaAddress,
+) -> Option<&'m mut Lane> {
+    if !lanes.contains_key(address.as_str()) {
+        lanes.insert(super::pool::key(address.as_str()), Lane::default());
+    }
+    lanes.get_mut(address.as_str())
 }
 
 /// Requests written together on one connection.
@@ -204,10 +209,7 @@ impl Drop for Ticket {
 fn join(address: &ReplicaAddress, head: &[u8], max: usize, budget: Duration) -> Option<Ticket> {
     LANES.with(|l| {
         let mut l = l.borrow_mut();
-        if !l.contains_key(address.as_str()) {
-            l.insert(super::pool::key(address.as_str()), Lane::default());
-        }
-        let lane = l.get_mut(address.as_str())?;
+        let lane = lane(&mut l, address)?;
         if let Some(batch) = lane.open.as_ref().map(Rc::clone) {
             let mut st = batch.st.borrow_mut();
             st.heads.extend_from_slice(head);
